@@ -1,0 +1,356 @@
+"""Throughput runner: blocking vs select baselines vs `mqspec apply`.
+
+For every round, every workload (a: no confirms / auto-ack, b: confirms 100 /
+prefetch 200 / multi-ack 100) and every contender, in interleaved order, it
+creates a fresh queue in a throwaway vhost, runs the contender, reads the
+consumer's received rate, and deletes the queue. Prints a Markdown table of
+medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from mgmt import DEFAULT_AMQP, DEFAULT_MGMT, Management, amqp_url, describe, machine, q
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CONTENDERS = ("blocking", "select", "mqspec", "perftest")
+WORKLOADS = ("a", "b")
+BAR = 0.9  # mqspec must reach this fraction of the select baseline
+PERFTEST_EXCHANGE = "perftest-direct"
+
+
+class Ctx(NamedTuple):
+    url: str  # amqp URL including the vhost
+    queue: str
+    workload: str
+    seconds: float
+    size: int
+    tmp: Path
+
+
+class Run(NamedTuple):
+    contender: str
+    workload: str
+    round: int
+    rate: float | None  # consumer received msg/s; None = n/a
+    producer_rate: float | None
+    note: str
+    loadavg: float
+
+
+class Unavailable(Exception):
+    """The contender cannot run here (missing command, failure)."""
+
+
+# --- contenders -----------------------------------------------------------
+
+def _wait_ready(proc: subprocess.Popen[str], timeout: float) -> None:
+    """Wait for the consumer's 'ready' line on stderr (best effort)."""
+    assert proc.stderr is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if sel.select(0.1) and "ready" in proc.stderr.readline():
+            break
+    sel.close()
+
+
+def _last_json(out: str) -> dict[str, Any]:
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    raise Unavailable("no JSON result line")
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise Unavailable("timed out") from None
+    if proc.returncode != 0:
+        tail = (err.strip().splitlines() or ["?"])[-1]
+        raise Unavailable(f"exit {proc.returncode}: {tail[:120]}")
+    return _last_json(out)
+
+
+def run_baseline(script: str, ctx: Ctx) -> tuple[float, float]:
+    """Start the consumer, then the producer; return (consumer, producer) rates."""
+    base = [sys.executable, str(HERE / script), "--url", ctx.url,
+            "--queue", ctx.queue, "--seconds", str(ctx.seconds),
+            "--size", str(ctx.size), "--workload", ctx.workload]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    consumer = subprocess.Popen([*base, "--role", "consumer"], **pipes)  # type: ignore[call-overload]
+    _wait_ready(consumer, timeout=15)
+    producer = subprocess.Popen([*base, "--role", "producer"], **pipes)  # type: ignore[call-overload]
+    limit = ctx.seconds + 60
+    prod = _finish(producer, limit)
+    cons = _finish(consumer, limit)
+    return float(cons["rate"]), float(prod["rate"])
+
+
+def mqspec_command() -> str | None:
+    """$MQSPEC_CMD, else the project's .venv/bin/mqspec, else PATH."""
+    if override := os.environ.get("MQSPEC_CMD"):
+        return override
+    local = ROOT / ".venv" / "bin" / "mqspec"
+    return str(local) if local.exists() else shutil.which("mqspec")
+
+
+def scenario_yaml(ctx: Ctx) -> str:
+    producer = f"{{name: p, queue: {ctx.queue}, size: {ctx.size}"
+    consumer = f"{{name: c, queue: {ctx.queue}"
+    if ctx.workload == "b":
+        producer += ", confirm: 100}"
+        consumer += ", prefetch: 200, ack: manual, multi_ack: 100}"
+    else:
+        producer += "}"
+        consumer += ", ack: auto}"
+    return "\n".join([
+        "version: 1",
+        f"name: bench-{ctx.workload}",
+        "topology:",
+        "  queues:",
+        f"    - {{name: {ctx.queue}, durable: false}}",
+        "workload:",
+        f"  duration: {ctx.seconds:g}s",
+        "  producers:",
+        f"    - {producer}",
+        "  consumers:",
+        f"    - {consumer}",
+        "",
+    ])
+
+
+def run_mqspec(ctx: Ctx) -> tuple[float, float]:
+    cmd = mqspec_command()
+    if cmd is None:
+        raise Unavailable("mqspec command not found")
+    scenario = ctx.tmp / f"{ctx.queue}.yaml"
+    report = ctx.tmp / f"{ctx.queue}.report.json"
+    scenario.write_text(scenario_yaml(ctx))
+    proc = subprocess.run(
+        [cmd, "apply", str(scenario), "--report", str(report), "--url", ctx.url],
+        capture_output=True, text=True, timeout=ctx.seconds + 120, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        raise Unavailable(f"exit {proc.returncode}: {tail[:120]}")
+    try:
+        data = json.loads(report.read_text())
+        return (float(data["consumers"]["c"]["rate"]),
+                float(data["producers"]["p"]["rate"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise Unavailable(f"unreadable report: {exc!r}") from None
+
+
+def perftest_command() -> list[str] | None:
+    """RabbitMQ PerfTest, if installed (``perf-test`` script or a jar)."""
+    if script := shutil.which("perf-test") or shutil.which("rabbitmq-perf-test"):
+        return [script]
+    jar = os.environ.get("PERFTEST_JAR")
+    candidates = [Path(jar)] if jar else []
+    for folder in (ROOT, Path.home(), Path("/opt"), Path("/usr/share/java")):
+        candidates += sorted(folder.glob("perf-test*.jar"))
+    found = [c for c in candidates if c.is_file()]
+    java = shutil.which("java")
+    return [java, "-jar", str(found[0])] if found and java else None
+
+
+def run_perftest(ctx: Ctx) -> tuple[float, float]:
+    """Untested here (PerfTest is not installed on the reference machine)."""
+    cmd = perftest_command()
+    if cmd is None:
+        raise Unavailable("PerfTest not found (set PERFTEST_JAR)")
+    args = ["--uri", ctx.url, "--producers", "1", "--consumers", "1",
+            "--queue", ctx.queue, "--predeclared", "--exchange", PERFTEST_EXCHANGE,
+            "--routing-key", ctx.queue, "--size", str(ctx.size),
+            "--time", str(int(ctx.seconds))]
+    args += ["--autoack"] if ctx.workload == "a" else [
+        "--confirm", "100", "--qos", "200", "--multi-ack-every", "100"]
+    proc = subprocess.run([*cmd, *args], capture_output=True, text=True,
+                          timeout=ctx.seconds + 120, check=False)
+    return _perftest_rate(proc.stdout, "receiving"), _perftest_rate(
+        proc.stdout, "sending")
+
+
+def _perftest_rate(out: str, kind: str) -> float:
+    for line in out.splitlines():
+        if f"{kind} rate avg" in line:
+            part = line.split(f"{kind} rate avg:")[1].split()[0]
+            return float(part.replace(",", ""))
+    raise Unavailable(f"no '{kind} rate avg' in PerfTest output")
+
+
+RUNNERS: dict[str, Callable[[Ctx], tuple[float, float]]] = {
+    "blocking": lambda ctx: run_baseline("baseline_blocking.py", ctx),
+    "select": lambda ctx: run_baseline("baseline_select.py", ctx),
+    "mqspec": run_mqspec,
+    "perftest": run_perftest,
+}
+
+
+# --- orchestration --------------------------------------------------------
+
+def _prepare(mgmt: Management, vhost: str, ctx: Ctx, contender: str) -> None:
+    mgmt.create_queue(vhost, ctx.queue)
+    if contender == "perftest" and perftest_command():
+        mgmt.put(f"/api/exchanges/{q(vhost)}/{PERFTEST_EXCHANGE}",
+                 {"type": "direct", "durable": False})
+        mgmt.post(f"/api/bindings/{q(vhost)}/e/{PERFTEST_EXCHANGE}"
+                  f"/q/{q(ctx.queue)}", {"routing_key": ctx.queue})
+
+
+def run_one(mgmt: Management, vhost: str, ctx: Ctx, contender: str,
+            rnd: int) -> Run:
+    load = os.getloadavg()[0]
+    _prepare(mgmt, vhost, ctx, contender)
+    try:
+        rate, prod = RUNNERS[contender](ctx)
+        return Run(contender, ctx.workload, rnd, rate, prod, "", load)
+    except (Unavailable, subprocess.TimeoutExpired) as exc:
+        return Run(contender, ctx.workload, rnd, None, None, str(exc), load)
+    finally:
+        mgmt.delete_queue(vhost, ctx.queue)
+        time.sleep(1.0)  # let the broker settle between runs
+
+
+def _order(contenders: list[str], rnd: int) -> list[str]:
+    """Rotate the start each round so no contender always goes first."""
+    k = rnd % len(contenders)
+    return contenders[k:] + contenders[:k]
+
+
+def run_all(args: argparse.Namespace, mgmt: Management, vhost: str,
+            tmp: Path) -> list[Run]:
+    url = amqp_url(args.url, vhost)
+    runs: list[Run] = []
+    for rnd in range(args.rounds):
+        for workload in WORKLOADS:
+            for contender in _order(args.only, rnd):
+                queue = f"bench-{contender}-{workload}-{rnd}"
+                ctx = Ctx(url, queue, workload, args.seconds, args.size, tmp)
+                run = run_one(mgmt, vhost, ctx, contender, rnd)
+                runs.append(run)
+                shown = f"{run.rate:,.0f} msg/s" if run.rate else f"n/a ({run.note})"
+                print(f"round {rnd + 1} workload {workload} {contender:9} {shown}",
+                      file=sys.stderr, flush=True)
+    return runs
+
+
+# --- report ---------------------------------------------------------------
+
+def medians(runs: list[Run]) -> dict[tuple[str, str], float | None]:
+    out: dict[tuple[str, str], float | None] = {}
+    for run in runs:
+        out.setdefault((run.contender, run.workload), None)
+    for key in out:
+        rates = [r.rate for r in runs
+                 if (r.contender, r.workload) == key and r.rate is not None]
+        out[key] = statistics.median(rates) if rates else None
+    return out
+
+
+def _cell(runs: list[Run], contender: str, workload: str,
+          med: float | None) -> str:
+    if med is None:
+        notes = {r.note for r in runs
+                 if (r.contender, r.workload) == (contender, workload) and r.note}
+        return "n/a" + (f" ({min(notes)})" if notes else "")
+    rates = [r.rate for r in runs if r.contender == contender
+             and r.workload == workload and r.rate is not None]
+    spread = f" ({min(rates):,.0f}–{max(rates):,.0f})" if len(rates) > 1 else ""
+    return f"{med:,.0f}{spread}"
+
+
+def _ratio(num: float | None, den: float | None) -> str:
+    return f"{num / den:.2f}" if num and den else "n/a"
+
+
+def table(runs: list[Run], contenders: list[str]) -> str:
+    med = medians(runs)
+    head = ("| contender | workload a msg/s | workload b msg/s "
+            "| ÷ select (a / b) | ÷ blocking (a / b) |")
+    lines = [head, "|---|---:|---:|---:|---:|"]
+    for c in contenders:
+        a, b = med.get((c, "a")), med.get((c, "b"))
+        ratios = [" / ".join(_ratio(x, med.get((base, w)))
+                             for x, w in ((a, "a"), (b, "b")))
+                  for base in ("select", "blocking")]
+        lines.append(f"| {c} | {_cell(runs, c, 'a', a)} | "
+                     f"{_cell(runs, c, 'b', b)} | {ratios[0]} | {ratios[1]} |")
+    return "\n".join(lines)
+
+
+def verdict(runs: list[Run]) -> str:
+    med = medians(runs)
+    parts = []
+    for w in WORKLOADS:
+        m, s = med.get(("mqspec", w)), med.get(("select", w))
+        if m and s:
+            mark = "meets" if m / s >= BAR else "misses"
+            parts.append(f"workload {w}: mqspec/select = {m / s:.2f} "
+                         f"({mark} the {BAR:.1f} bar)")
+    return "; ".join(parts)
+
+
+# --- main -----------------------------------------------------------------
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--size", type=int, default=100)
+    p.add_argument("--only", default=",".join(CONTENDERS),
+                   help="comma separated subset of " + ",".join(CONTENDERS))
+    p.add_argument("--url", default=DEFAULT_AMQP, help="AMQP URL without vhost")
+    p.add_argument("--mgmt", default=DEFAULT_MGMT)
+    p.add_argument("--user", default="guest")
+    p.add_argument("--password", default="guest")
+    p.add_argument("--json", type=Path, help="save raw results here")
+    args = p.parse_args()
+    args.only = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = set(args.only) - set(CONTENDERS)
+    if unknown:
+        p.error(f"unknown contender(s): {', '.join(sorted(unknown))}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    mgmt = Management(args.mgmt, args.user, args.password)
+    info = machine(mgmt)
+    vhost = mgmt.create_vhost("bench-workload")
+    try:
+        with tempfile.TemporaryDirectory(prefix="mqspec-bench-") as tmp:
+            runs = run_all(args, mgmt, vhost, Path(tmp))
+    finally:
+        mgmt.delete_vhost(vhost)
+    print(f"## Throughput, consumer msg/s, median of {args.rounds} round(s), "
+          f"{args.seconds:g}s each, {args.size}-byte bodies\n")
+    print(table(runs, args.only))
+    if line := verdict(runs):
+        print(f"\n{line}")
+    print(f"\n{describe(info)}")
+    if args.json:
+        raw = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+               "runs": [r._asdict() for r in runs]}
+        args.json.write_text(json.dumps(raw, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""mqspec: RabbitMQ topology, workload and expectations in one file."""
+
+__version__ = "0.1.0"

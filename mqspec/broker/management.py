@@ -1,0 +1,129 @@
+"""The RabbitMQ management HTTP API, through httpx. Errors become one line naming the entity."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
+
+from mqspec.errors import BrokerUnavailable, OperationFailed, redact
+from mqspec.model import BrokerSettings, TlsSettings
+
+
+def management_base(settings: BrokerSettings) -> tuple[str, tuple[str, str]]:
+    """Base URL and credentials: the explicit management URL, else the AMQP host on port 15672."""
+    amqp = urlsplit(settings.url)
+    user = unquote(amqp.username or "guest")
+    password = unquote(amqp.password or "guest")
+    if settings.management_url:
+        explicit = urlsplit(settings.management_url)
+        if explicit.username:
+            user, password = unquote(explicit.username), unquote(explicit.password or "")
+        netloc = explicit.hostname or "localhost"
+        if explicit.port:
+            netloc = f"{netloc}:{explicit.port}"
+        return f"{explicit.scheme}://{netloc}{explicit.path.rstrip('/')}", (user, password)
+    scheme = "https" if amqp.scheme == "amqps" else "http"
+    port = 15671 if scheme == "https" else 15672
+    return f"{scheme}://{amqp.hostname or 'localhost'}:{port}", (user, password)
+
+
+def _verify(tls: TlsSettings) -> ssl.SSLContext | bool:
+    if tls.insecure:
+        return False
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
+
+
+def q(name: str) -> str:
+    """Quote one path segment (vhost '/' becomes %2F)."""
+    return quote(name, safe="")
+
+
+class Management:
+    """A thin client: JSON in, JSON out, one clear error per failure."""
+
+    def __init__(self, settings: BrokerSettings, timeout: float | None = None) -> None:
+        self.base, auth = management_base(settings)
+        self.user = auth[0]
+        self._client = httpx.Client(base_url=self.base + "/api", auth=auth, verify=_verify(settings.tls),
+                                    timeout=timeout or max(settings.connect_timeout, 30.0))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Management:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, what: str, body: Any = None, missing_ok: bool = False) -> Any:
+        """Send one request; `what` names the entity for error messages ("queue 'orders' in vhost '/'")."""
+        try:
+            response = self._client.request(method, path, json=body)
+        except httpx.TimeoutException:
+            raise BrokerUnavailable(f"management API at {self.base} timed out while working on {what}") from None
+        except httpx.HTTPError as exc:
+            raise BrokerUnavailable(f"cannot reach the management API at {self.base} ({_reason(exc)}); "
+                                    "is the rabbitmq_management plugin enabled?") from None
+        if response.status_code == 404 and missing_ok:
+            return None
+        if response.status_code >= 400:
+            raise _http_error(response, what, self.user)
+        if not response.content:
+            return None
+        return response.json()
+
+    def get(self, path: str, what: str, missing_ok: bool = False) -> Any:
+        return self.request("GET", path, what, missing_ok=missing_ok)
+
+    def put(self, path: str, what: str, body: Any) -> None:
+        self.request("PUT", path, what, body)
+
+    def post(self, path: str, what: str, body: Any) -> Any:
+        return self.request("POST", path, what, body)
+
+    def delete(self, path: str, what: str, missing_ok: bool = True) -> None:
+        self.request("DELETE", path, what, missing_ok=missing_ok)
+
+    def overview(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.get("/overview", "the broker overview")
+        return result
+
+    def create_vhost(self, name: str, description: str = "") -> None:
+        self.put(f"/vhosts/{q(name)}", f"vhost '{name}'", {"description": description})
+
+    def delete_vhost(self, name: str) -> None:
+        self.delete(f"/vhosts/{q(name)}", f"vhost '{name}'")
+
+    def vhost_exists(self, name: str) -> bool:
+        return self.get(f"/vhosts/{q(name)}", f"vhost '{name}'", missing_ok=True) is not None
+
+    def set_permissions(self, user: str, vhost: str, configure: str = ".*", write: str = ".*", read: str = ".*") -> None:
+        self.put(f"/permissions/{q(vhost)}/{q(user)}", f"permissions of user '{user}' in vhost '{vhost}'",
+                 {"configure": configure, "write": write, "read": read})
+
+
+def _reason(exc: Exception) -> str:
+    text = redact(str(exc)) or type(exc).__name__
+    return text.split("\n")[0]
+
+
+def _http_error(response: httpx.Response, what: str, user: str) -> Exception:
+    try:
+        reason = str(response.json().get("reason", response.text))
+    except ValueError:
+        reason = response.text.strip()[:200]
+    reason = redact(reason)
+    if response.status_code == 401:
+        return BrokerUnavailable(f"management API refused the credentials of user '{user}' (HTTP 401)")
+    if response.status_code == 403:
+        return BrokerUnavailable(f"access refused: user '{user}' may not change {what} ({reason})")
+    if response.status_code == 404:
+        return OperationFailed(f"not found: {what} ({reason})")
+    return OperationFailed(f"broker refused {what}: {reason} (HTTP {response.status_code})")

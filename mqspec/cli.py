@@ -1,0 +1,230 @@
+"""The mqspec command line: parses options, calls one command function, returns its exit code."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mqspec import __version__
+from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, SECRETS, MqspecError
+from mqspec.loader import Overrides
+
+app = typer.Typer(
+    name="mqspec",
+    help="RabbitMQ topology, workload and expectations in one file: validate, plan, apply, prove.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class GraphFormat(str, Enum):
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+class _State:
+    url: str | None = None
+    management_url: str | None = None
+    debug: bool = False
+
+
+STATE = _State()
+
+FileArg = Annotated[Path, typer.Argument(help="Scenario file.", show_default=False)]
+FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+
+
+def _overrides() -> Overrides:
+    return Overrides(STATE.url, STATE.management_url)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mqspec {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(
+    url: Annotated[Optional[str], typer.Option("--url", envvar="MQSPEC_URL", help="AMQP URL; its path is the vhost.",
+                                               show_envvar=True)] = None,
+    management_url: Annotated[Optional[str], typer.Option("--management-url", envvar="MQSPEC_MANAGEMENT_URL",
+                                                          help="Management API URL (default: AMQP host, port 15672).",
+                                                          show_envvar=True)] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    STATE.url, STATE.management_url, STATE.debug = url, management_url, debug
+
+
+def _run(command: Callable[[], int]) -> None:
+    """One error handler for every command: mqspec errors keep their exit code, never a traceback."""
+    try:
+        code = command()
+    except MqspecError as exc:
+        typer.echo(f"error: {SECRETS(exc.message)}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if STATE.debug:
+            traceback.print_exc()
+        typer.echo(f"error: unexpected {type(exc).__name__}: {SECRETS(str(exc))} (rerun with --debug for details)", err=True)
+        code = EXIT_FAILED
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Scenario files.", show_default=False)],
+    output: FormatOpt = Format.text,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
+) -> None:
+    """Check files against the schema and RabbitMQ's rules, with no broker."""
+    from mqspec.commands import validate as command
+
+    _run(lambda: command.run([str(f) for f in files], output.value, strict, _overrides()))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of scenario files."""
+    from mqspec.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Scenario name; writes NAME.yaml.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="File to write (default NAME.yaml).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter scenario."""
+    from mqspec.commands import init as command
+
+    _run(lambda: command.run(name, output, force))
+
+
+@app.command()
+def plan(
+    file: FileArg,
+    output: FormatOpt = Format.text,
+    prune: Annotated[bool, typer.Option("--prune", help="Also plan deleting entities the file does not declare.")] = False,
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes pending, 1 error.")] = False,
+) -> None:
+    """Show what apply would change on the live broker, and why."""
+    from mqspec.commands import plan as command
+    from mqspec.commands.options import PlanOptions
+
+    _run(lambda: command.run(str(file), _overrides(), PlanOptions(prune, output.value, detailed_exitcode)))
+
+
+@app.command()
+def apply(
+    file: FileArg,
+    topology_only: Annotated[bool, typer.Option("--topology-only", help="Stop after the topology; run no workload.")] = False,
+    allow_replace: Annotated[bool, typer.Option("--allow-replace", help="Allow deleting and re-creating changed entities.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Allow replacing or pruning queues that hold messages.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Delete entities the file does not declare.")] = False,
+    output: FormatOpt = Format.text,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Write the run report as JSON.")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write expectations as JUnit XML.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes for the workload.")] = None,
+) -> None:
+    """Apply the topology, run the workload, check the expectations and report."""
+    from mqspec.commands import apply as command
+    from mqspec.commands.options import ApplyOptions
+
+    options = ApplyOptions(topology_only, allow_replace, force, prune, output.value,
+                           str(report) if report else None, str(junit) if junit else None, workers)
+    _run(lambda: command.run(str(file), _overrides(), options))
+
+
+@app.command()
+def destroy(
+    file: FileArg,
+    force: Annotated[bool, typer.Option("--force", help="Also delete queues that hold messages.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")] = False,
+    output: FormatOpt = Format.text,
+) -> None:
+    """Delete exactly what the file declares, in dependency order."""
+    from mqspec.commands import destroy as command
+    from mqspec.commands.options import DestroyOptions
+
+    _run(lambda: command.run(str(file), _overrides(), DestroyOptions(force, dry_run, output.value)))
+
+
+@app.command()
+def export(
+    file: FileArg,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Write the topology in RabbitMQ's definitions format (no broker needed)."""
+    from mqspec.commands import export as command
+
+    _run(lambda: command.run(str(file), _overrides(), str(output) if output else None))
+
+
+@app.command(name="import")
+def import_(
+    from_broker: Annotated[bool, typer.Option("--from-broker", help="Read the live vhost (from --url).")] = False,
+    from_definitions: Annotated[Optional[Path], typer.Option("--from-definitions", help="Read a definitions JSON file.")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+    name: Annotated[str, typer.Option("--name", help="Scenario name to write.")] = "imported",
+) -> None:
+    """Turn existing topology into a scenario file."""
+    from mqspec.commands import import_ as command
+
+    _run(lambda: command.run(from_broker, str(from_definitions) if from_definitions else None,
+                             str(output) if output else None, name, _overrides()))
+
+
+@app.command()
+def route(
+    file: FileArg,
+    exchange: Annotated[str, typer.Option("--exchange", "-e", help="Exchange to publish to ('' is the default exchange).")],
+    key: Annotated[str, typer.Option("--key", "-k", help="Routing key.")] = "",
+    header: Annotated[Optional[list[str]], typer.Option("--header", "-H", help="Message header k=v (repeatable).")] = None,
+    mandatory: Annotated[bool, typer.Option("--mandatory", help="Say the message would be returned if unroutable.")] = False,
+    output: FormatOpt = Format.text,
+) -> None:
+    """Where would this message go? Answered from the file alone, with no broker."""
+    from mqspec.commands import route as command
+
+    _run(lambda: command.run(str(file), exchange, key, header or [], mandatory, output.value))
+
+
+@app.command()
+def graph(
+    file: FileArg,
+    graph_format: Annotated[GraphFormat, typer.Option("--format", help="Graph language.")] = GraphFormat.mermaid,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here; .svg/.png render through Graphviz.")] = None,
+) -> None:
+    """Draw the topology and workload as a Mermaid or Graphviz graph."""
+    from mqspec.commands import graph as command
+
+    _run(lambda: command.run(str(file), graph_format.value, str(output) if output else None))
+
+
+def entry() -> None:
+    """Console script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    entry()

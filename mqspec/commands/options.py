@@ -1,0 +1,28 @@
+"""Options of the commands that touch a broker, as plain values the CLI fills in."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class ApplyOptions(NamedTuple):
+    topology_only: bool = False
+    allow_replace: bool = False
+    force: bool = False
+    prune: bool = False
+    output: str = "text"          # text | json
+    report: str | None = None     # JSON report path
+    junit: str | None = None      # JUnit XML path
+    workers: int | None = None    # overrides workload.workers
+
+
+class PlanOptions(NamedTuple):
+    prune: bool = False
+    output: str = "text"
+    detailed_exitcode: bool = False
+
+
+class DestroyOptions(NamedTuple):
+    force: bool = False
+    dry_run: bool = False
+    output: str = "text"

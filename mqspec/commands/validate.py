@@ -1,0 +1,39 @@
+"""mqspec validate: every problem in every file, then one exit code."""
+
+from __future__ import annotations
+
+import typer
+
+from mqspec import lint
+from mqspec.errors import EXIT_INVALID, EXIT_OK
+from mqspec.loader import Overrides, load
+from mqspec.problems import Problem, errors, warnings
+from mqspec.report import problems as render
+
+
+def check_file(path: str, overrides: Overrides) -> list[Problem]:
+    loaded = load(path, overrides)
+    found = list(loaded.problems)
+    if loaded.scenario is not None:
+        found += lint.check(loaded.scenario)
+    return sorted(found, key=lambda p: (p.line, p.col))
+
+
+def run(paths: list[str], output: str, strict: bool, overrides: Overrides) -> int:
+    results = {path: check_file(path, overrides) for path in paths}
+    every = [p for found in results.values() for p in found]
+    failing = errors(every) + (warnings(every) if strict else [])
+    if output == "json":
+        typer.echo(render.as_json(results))
+    else:
+        _print_text(results)
+    return EXIT_INVALID if failing else EXIT_OK
+
+
+def _print_text(results: dict[str, list[Problem]]) -> None:
+    for path, found in results.items():
+        if found:
+            typer.echo(render.text(found), err=bool(errors(found)))
+        if not errors(found):
+            note = f" ({len(found)} warning{'s' if len(found) != 1 else ''})" if found else ""
+            typer.echo(f"{path}: valid{note}")

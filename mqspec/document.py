@@ -1,0 +1,317 @@
+"""Reads one YAML document into plain data, remembering where every value came from.
+
+The reader is built on YAML events rather than PyYAML's composer so that it can enforce
+limits (file size, nesting depth, alias expansion), reject duplicate keys, and interpolate
+${ENV} variables while it still knows each scalar's line and column.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mqspec.problems import Problem
+
+MAX_FILE_BYTES = 8 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 1_000_000
+
+PathKey = tuple[str | int, ...]
+Mark = tuple[int, int]
+
+_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{([^}]*)\}?")
+
+
+@dataclass
+class Document:
+    """Parsed data plus the source position of each path inside it."""
+
+    path: str
+    data: Any
+    marks: dict[PathKey, Mark] = field(default_factory=dict)
+    interpolated: set[PathKey] = field(default_factory=set)
+    # problems that did not stop parsing (duplicate keys, unset variables)
+    problems: list[Problem] = field(default_factory=list)
+
+    def mark(self, path: PathKey) -> Mark:
+        """The position of path, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            found = self.marks.get(path[:end])
+            if found is not None:
+                return found
+        return (1, 1)
+
+    def problem(self, path: PathKey, message: str, hint: str = "", severity: str = "error") -> Problem:
+        line, col = self.mark(path)
+        return Problem(self.path, line, col, json_path(path), message, hint, severity)
+
+
+class DocumentError(Exception):
+    """Raised with every problem found while reading; nothing usable was produced."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(p.message for p in problems))
+        self.problems = problems
+
+
+def json_path(path: PathKey) -> str:
+    text = "$"
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
+            text += f".{part}"
+        else:
+            text += f"[{part!r}]"
+    return text
+
+
+def read_file(path: str, env: Mapping[str, str] | None = None) -> Document:
+    """Read and parse path; raise DocumentError listing every problem found."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise DocumentError([Problem(path, 1, 1, "$", f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
+                                         "split the scenario into smaller files")])
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise DocumentError([Problem(path, 0, 0, "$", f"cannot read file: {exc.strerror or exc}", "check the path")]) from None
+    return parse_bytes(raw, path, os.environ if env is None else env)
+
+
+def parse_bytes(raw: bytes, path: str, env: Mapping[str, str]) -> Document:
+    text = _decode(raw, path)
+    if not text.strip():
+        raise DocumentError([Problem(path, 1, 1, "$", "file is empty", "start from `mqspec init NAME`")])
+    return _Builder(path, env).build(text)
+
+
+def _decode(raw: bytes, path: str) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DocumentError([Problem(path, line, col, "$", f"invalid UTF-8 byte 0x{raw[exc.start]:02x} at offset {exc.start}",
+                                     "save the file as UTF-8 text")]) from None
+    if "\x00" in text:
+        offset = text.index("\x00")
+        line = text.count("\n", 0, offset) + 1
+        raise DocumentError([Problem(path, line, 1, "$", "file contains a NUL byte; it is not a text file",
+                                     "pass a YAML scenario file")])
+    return text.removeprefix("\ufeff")
+
+
+class _Limit(Exception):
+    def __init__(self, mark: Mark, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.where, self.message, self.hint = mark, message, hint
+
+
+@dataclass
+class _Frame:
+    value: dict[str, Any] | list[Any]
+    path: PathKey
+    anchor: str | None
+    start_nodes: int
+    pending_key: str | None = None
+    key_marks: dict[str, Mark] = field(default_factory=dict)
+
+
+class _Builder:
+    def __init__(self, path: str, env: Mapping[str, str]) -> None:
+        self.doc = Document(path, None)
+        self.env = env
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.nodes = 0
+        self.problems: list[Problem] = []
+        self.documents = 0
+        self.resolver = yaml.resolver.Resolver()
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def build(self, text: str) -> Document:
+        try:
+            for event in yaml.parse(text, Loader=_LOADER):
+                self._on(event)
+        except _Limit as exc:
+            self.problems.append(Problem(self.doc.path, exc.where[0], exc.where[1], "$", exc.message, exc.hint))
+            raise DocumentError(self.problems) from None
+        except yaml.YAMLError as exc:
+            self.problems.append(_yaml_problem(self.doc.path, exc, text))
+            raise DocumentError(self.problems) from None
+        if self.doc.data is None and self.problems:
+            raise DocumentError(self.problems)
+        if not isinstance(self.doc.data, dict):
+            kind = "empty" if self.doc.data is None else type(self.doc.data).__name__
+            raise DocumentError([Problem(self.doc.path, 1, 1, "$", f"top level must be a mapping, got {kind}",
+                                         "a scenario starts with `version: 1` and `name: ...`")])
+        self.doc.problems = self.problems
+        return self.doc
+
+    def _on(self, event: Any) -> None:
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                raise _Limit(_mark(event), "file holds more than one YAML document", "keep one scenario per file")
+        elif isinstance(event, yaml.ScalarEvent):
+            self._add(self._scalar(event), event, None)
+        elif isinstance(event, yaml.AliasEvent):
+            self._alias(event)
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            self._open(event)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            self._close()
+
+    def _count(self, amount: int, event: Any) -> None:
+        self.nodes += amount
+        if self.nodes > MAX_NODES:
+            raise _Limit(_mark(event), f"document expands to more than {MAX_NODES:,} values (alias bomb?)",
+                         "use fewer aliases or a smaller file")
+
+    def _child_path(self) -> PathKey:
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            return (*top.path, len(top.value))
+        assert top.pending_key is not None
+        return (*top.path, top.pending_key)
+
+    def _open(self, event: Any) -> None:
+        if len(self.stack) >= MAX_DEPTH:
+            raise _Limit(_mark(event), f"nesting deeper than {MAX_DEPTH} levels", "flatten the document")
+        if self._expecting_key():
+            raise _Limit(_mark(event), "a mapping key must be a plain value, not a list or mapping",
+                         "write the key as a string")
+        self._count(1, event)
+        path = self._child_path()
+        self.doc.marks[path] = _mark(event)
+        value: dict[str, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
+        self.stack.append(_Frame(value, path, event.anchor, self.nodes))
+
+    def _close(self) -> None:
+        frame = self.stack.pop()
+        if frame.anchor:
+            self.anchors[frame.anchor] = (frame.value, self.nodes - frame.start_nodes + 1)
+        self._attach(frame.value)
+
+    def _expecting_key(self) -> bool:
+        return bool(self.stack) and isinstance(self.stack[-1].value, dict) and self.stack[-1].pending_key is None
+
+    def _add(self, value: Any, event: Any, weight: int | None) -> None:
+        if self._expecting_key():
+            self._key(event)
+            return
+        self._count(1 if weight is None else weight, event)
+        path = self._child_path()
+        self.doc.marks.setdefault(path, _mark(event))
+        if isinstance(event, yaml.ScalarEvent) and event.anchor:
+            self.anchors[event.anchor] = (value, 1)
+        self._attach(value)
+
+    def _key(self, event: Any) -> None:
+        top = self.stack[-1]
+        assert isinstance(top.value, dict)
+        if isinstance(event, yaml.AliasEvent):
+            raise _Limit(_mark(event), "an alias cannot be used as a mapping key", "write the key out")
+        key = str(event.value)
+        if key in top.value or key in top.key_marks:
+            first = top.key_marks[key]
+            self.problems.append(self.doc_problem(_mark(event), (*top.path, key),
+                                                  f"duplicate key '{key}' (first defined at line {first[0]})",
+                                                  "remove one of them; YAML would silently keep only the last"))
+        top.key_marks[key] = _mark(event)
+        top.pending_key = key
+        self.doc.marks[(*top.path, key)] = _mark(event)
+
+    def doc_problem(self, mark: Mark, path: PathKey, message: str, hint: str) -> Problem:
+        return Problem(self.doc.path, mark[0], mark[1], json_path(path), message, hint)
+
+    def _attach(self, value: Any) -> None:
+        if not self.stack:
+            self.doc.data = value
+            return
+        top = self.stack[-1]
+        if isinstance(top.value, list):
+            top.value.append(value)
+        else:
+            assert top.pending_key is not None
+            top.value[top.pending_key] = value
+            top.pending_key = None
+
+    def _alias(self, event: Any) -> None:
+        if event.anchor not in self.anchors:
+            raise _Limit(_mark(event), f"alias *{event.anchor} refers to no anchor", f"define &{event.anchor} before using it")
+        value, weight = self.anchors[event.anchor]
+        self._add(value, event, weight)
+
+    def _scalar(self, event: Any) -> Any:
+        if self._expecting_key():
+            return event.value
+        value: str = event.value
+        plain = event.implicit[0]
+        if "$" in value and event.tag in (None, "!", "tag:yaml.org,2002:str"):
+            value = self._interpolate(value, event)
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.resolver.resolve(yaml.ScalarNode, value, (plain, not plain))
+        node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
+        try:
+            return self.constructor.construct_object(node)
+        except yaml.YAMLError as exc:
+            raise _Limit(_mark(event), f"cannot read value {value!r}: {getattr(exc, 'problem', exc)}", "quote the value") from None
+
+    def _interpolate(self, value: str, event: Any) -> str:
+        path = self._child_path()
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            if match.group(1) is None:
+                if not match.group(0).startswith("${"):
+                    return match.group(0)
+                self.problems.append(self.doc_problem(_mark(event), path, f"malformed variable reference '{match.group(0)}'",
+                                                      "write ${NAME} or ${NAME:-default}"))
+                return ""
+            name, default = match.group(1), match.group(2)
+            if name in self.env and (self.env[name] != "" or default is None):
+                return self.env[name]
+            if default is not None:
+                return default
+            self.problems.append(self.doc_problem(_mark(event), path, f"environment variable {name} is not set",
+                                                  f"export {name}=... or write ${{{name}:-default}}"))
+            return ""
+
+        result = _ENV_REF.sub(substitute, value)
+        if result != value:
+            self.doc.interpolated.add(path)
+        return result
+
+
+def _mark(event: Any) -> Mark:
+    return (event.start_mark.line + 1, event.start_mark.column + 1)
+
+
+def _yaml_problem(path: str, exc: yaml.YAMLError, text: str) -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return Problem(path, line, col, "$", f"unreadable character #x{exc.character:04x} (control characters are not allowed)",
+                       "remove the character or save the file as UTF-8 text")
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+    lines = text.splitlines()
+    has_tab = 0 < line <= len(lines) and "\t" in lines[line - 1][: col + 1]
+    hint = "indent with spaces; YAML does not allow tabs" if has_tab else "check indentation and quoting"
+    return Problem(path, line, col, "$", message, hint)

@@ -1,0 +1,257 @@
+"""From a scenario file to a Scenario, or to the list of every problem found on the way."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import unquote, urlsplit
+
+from mqspec import model, schema, semantics, units
+from mqspec.document import Document, DocumentError, json_path, read_file
+from mqspec.problems import Problem, errors
+
+DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
+
+
+class Overrides(NamedTuple):
+    """Broker settings from the command line or the environment; they beat the file."""
+
+    url: str | None = None
+    management_url: str | None = None
+
+
+class Loaded(NamedTuple):
+    scenario: model.Scenario | None
+    problems: list[Problem]
+
+
+def load(path: str, overrides: Overrides = Overrides(), env: Mapping[str, str] | None = None) -> Loaded:
+    """Read, check against the schema and RabbitMQ's rules, and build the scenario."""
+    try:
+        doc = read_file(path, os.environ if env is None else env)
+    except DocumentError as exc:
+        return Loaded(None, exc.problems)
+    seen = {p.path for p in doc.problems}
+    problems = doc.problems + [p for p in schema.check(doc) if p.path not in seen]
+    if errors(problems):
+        return Loaded(None, problems)
+    scenario = build(doc, overrides)
+    problems += semantics.check(scenario, doc)
+    return Loaded(None if errors(problems) else scenario, problems)
+
+
+def vhost_of(url: str) -> str:
+    """The vhost named by an AMQP URL path: '' or '/' mean the default vhost '/'."""
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
+    data: dict[str, Any] = doc.data
+    broker = _broker(data.get("broker", {}), overrides)
+    vhost = vhost_of(broker.url)
+    marks = {json_path(path): mark for path, mark in doc.marks.items()}
+    literal = tuple(json_path(("topology", "users", i, "password")) for i, user in enumerate(data.get("topology", {}).get("users", []))
+                    if "password" in user and ("topology", "users", i, "password") not in doc.interpolated)
+    return model.Scenario(
+        name=data["name"],
+        path=doc.path,
+        description=data.get("description", ""),
+        broker=broker,
+        topology=_topology(data.get("topology", {}), vhost),
+        workload=_workload(data.get("workload", {}), Path(doc.path).parent),
+        expectations=tuple(_expectation(e, f"$.expect[{i}]") for i, e in enumerate(data.get("expect", []))),
+        marks=marks,
+        literal_passwords=literal,
+    )
+
+
+def _broker(data: dict[str, Any], overrides: Overrides) -> model.BrokerSettings:
+    urls_in_file = data.get("url", DEFAULT_URL)
+    urls = (overrides.url,) if overrides.url else tuple(urls_in_file if isinstance(urls_in_file, list) else [urls_in_file])
+    tls = data.get("tls", {})
+    restart = data.get("restart_command")
+    defaults = model.BrokerSettings()
+    return model.BrokerSettings(
+        urls=urls,
+        management_url=overrides.management_url or data.get("management_url"),
+        heartbeat=units.seconds(data["heartbeat"]) if "heartbeat" in data else None,
+        connect_timeout=units.seconds(data.get("connect_timeout", 5)),
+        connection_name=data.get("connection_name"),
+        tls=model.TlsSettings(**tls),
+        restart_command=tuple(tuple(c) for c in restart) if restart else defaults.restart_command,
+    )
+
+
+def _topology(data: dict[str, Any], vhost: str) -> model.Topology:
+    return model.Topology(
+        vhost=vhost,
+        vhosts=tuple(_vhost(v, f"$.topology.vhosts[{i}]") for i, v in enumerate(data.get("vhosts", []))),
+        users=tuple(model.User(u["name"], u.get("password"), tuple(u.get("tags", [])), f"$.topology.users[{i}]")
+                    for i, u in enumerate(data.get("users", []))),
+        permissions=tuple(model.Permission(p["user"], p.get("vhost", vhost), p.get("configure", ""), p.get("write", ""),
+                                           p.get("read", ""), f"$.topology.permissions[{i}]")
+                          for i, p in enumerate(data.get("permissions", []))),
+        topic_permissions=tuple(model.TopicPermission(p["user"], p.get("vhost", vhost), p["exchange"], p.get("write", ".*"),
+                                                      p.get("read", ".*"), f"$.topology.topic_permissions[{i}]")
+                                for i, p in enumerate(data.get("topic_permissions", []))),
+        policies=_policies(data, "policies", False) + _policies(data, "operator_policies", True),
+        exchanges=tuple(_exchange(e, f"$.topology.exchanges[{i}]") for i, e in enumerate(data.get("exchanges", []))),
+        queues=tuple(_queue(q, f"$.topology.queues[{i}]") for i, q in enumerate(data.get("queues", []))),
+        bindings=tuple(b for i, entry in enumerate(data.get("bindings", []))
+                       for b in _bindings(entry, f"$.topology.bindings[{i}]")),
+    )
+
+
+def _vhost(data: dict[str, Any], where: str) -> model.VHost:
+    return model.VHost(data["name"], data.get("description", ""), tuple(data.get("tags", [])),
+                       data.get("default_queue_type"), dict(data.get("limits", {})), where)
+
+
+def _policies(data: dict[str, Any], key: str, operator: bool) -> tuple[model.Policy, ...]:
+    return tuple(model.Policy(p["name"], p["pattern"], dict(p["definition"]), p.get("apply_to", "all"), p.get("priority", 0),
+                              operator, f"$.topology.{key}[{i}]") for i, p in enumerate(data.get(key, [])))
+
+
+def _exchange(data: dict[str, Any], where: str) -> model.Exchange:
+    args = dict(data.get("arguments", {}))
+    if "alternate_exchange" in data:
+        args["alternate-exchange"] = data["alternate_exchange"]
+    return model.Exchange(data["name"], data.get("type", "direct"), data.get("durable", True), data.get("auto_delete", False),
+                          data.get("internal", False), args, data.get("external", False), where)
+
+
+def queue_arguments(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Friendly queue fields folded into x-arguments; raw `arguments` win on conflict."""
+    args: dict[str, Any] = {}
+    for field_name in ("message_ttl", "expires"):
+        if field_name in data:
+            args[model.QUEUE_ARGUMENT_NAMES[field_name]] = units.milliseconds(data[field_name])
+    if "max_length_bytes" in data:
+        args["x-max-length-bytes"] = units.size_bytes(data["max_length_bytes"])
+    for field_name in ("max_length", "overflow", "max_priority", "single_active_consumer", "delivery_limit"):
+        if field_name in data:
+            args[model.QUEUE_ARGUMENT_NAMES[field_name]] = data[field_name]
+    dead_letter = data.get("dead_letter")
+    if dead_letter is not None:
+        args["x-dead-letter-exchange"] = dead_letter["exchange"]
+        if "routing_key" in dead_letter:
+            args["x-dead-letter-routing-key"] = dead_letter["routing_key"]
+    args.update(data.get("arguments", {}))
+    return args
+
+
+def _queue(data: dict[str, Any], where: str) -> model.Queue:
+    args = queue_arguments(data)
+    queue_type = args.pop("x-queue-type", data.get("type", "classic"))
+    return model.Queue(data["name"], queue_type, data.get("durable", True), data.get("exclusive", False),
+                       data.get("auto_delete", False), args, data.get("external", False), where)
+
+
+def _bindings(data: dict[str, Any], where: str) -> list[model.Binding]:
+    args = dict(data.get("arguments", {}))
+    if "match" in data:
+        args["x-match"] = data["match"]
+    args.update(data.get("headers", {}))
+    kind: model.DestinationType = "exchange" if "to_exchange" in data else "queue"
+    destination = data["to_exchange"] if kind == "exchange" else data.get("queue", "")
+    return [model.Binding(data["exchange"], destination, kind, key, args, where) for key in data.get("keys", [""])]
+
+
+def _workload(data: dict[str, Any], base: Path) -> model.Workload:
+    return model.Workload(
+        producers=tuple(_producer(p, f"$.workload.producers[{i}]", base) for i, p in enumerate(data.get("producers", []))),
+        consumers=tuple(_consumer(c, f"$.workload.consumers[{i}]") for i, c in enumerate(data.get("consumers", []))),
+        rpc_servers=tuple(model.RpcServer(s["name"], s["queue"], s.get("prefetch", 1), s.get("handler", "echo"),
+                                          _processing(s.get("processing_time")), s.get("instances", 1), f"$.workload.rpc_servers[{i}]")
+                          for i, s in enumerate(data.get("rpc_servers", []))),
+        rpc_clients=tuple(model.RpcClient(c["name"], c["queue"], c.get("requests", 10), c.get("concurrency", 1),
+                                          units.seconds(c.get("timeout", 5)), c.get("body"), c.get("direct_reply_to", False),
+                                          f"$.workload.rpc_clients[{i}]")
+                          for i, c in enumerate(data.get("rpc_clients", []))),
+        faults=tuple(model.Fault(f["action"], _opt_seconds(f.get("at")), f.get("after_messages"), f.get("consumer"),
+                                 f"$.workload.faults[{i}]") for i, f in enumerate(data.get("faults", []))),
+        duration=_opt_seconds(data.get("duration")),
+        timeout=units.seconds(data.get("timeout", 60)),
+        drain_timeout=units.seconds(data.get("drain_timeout", 10)),
+        workers=data.get("workers", 1),
+    )
+
+
+def _opt_seconds(value: Any) -> float | None:
+    return None if value is None else units.seconds(value)
+
+
+def _producer(data: dict[str, Any], where: str, base: Path) -> model.Producer:
+    queue = data.get("queue")
+    keys = tuple(data["routing_keys"]) if "routing_keys" in data else ((queue,) if queue else ("",))
+    body: bytes | None = None
+    template: str | None = None
+    if "body" in data:
+        template = data["body"]
+    if "body_file" in data:
+        file = base / data["body_file"]
+        body = file.read_bytes() if file.is_file() else b""
+    return model.Producer(
+        name=data["name"], exchange=data.get("exchange", model.DEFAULT_EXCHANGE), queue=queue, routing_keys=keys,
+        key_order=data.get("key_order", "round_robin"), messages=data.get("messages"), duration=_opt_seconds(data.get("duration")),
+        rate=units.per_second(data["rate"]) if "rate" in data else None, size=units.size_bytes(data.get("size", 100)),
+        body=body, body_template=template, content_type=data.get("content_type"), headers=dict(data.get("headers", {})),
+        priority=data.get("priority"), expiration_ms=units.milliseconds(data["expiration"]) if "expiration" in data else None,
+        persistent=data.get("persistent", False), mandatory=data.get("mandatory", False), confirm=data.get("confirm"),
+        instances=data.get("instances", 1), start_after=units.seconds(data.get("start_after", 0)), where=where,
+    )
+
+
+def _processing(value: Any) -> model.ProcessingTime:
+    if value is None:
+        return model.ProcessingTime()
+    if isinstance(value, dict):
+        return model.ProcessingTime(units.seconds(value["min"]), units.seconds(value["max"]))
+    fixed = units.seconds(value)
+    return model.ProcessingTime(fixed, fixed)
+
+
+def _consumer(data: dict[str, Any], where: str) -> model.Consumer:
+    return model.Consumer(
+        name=data["name"], queue=data["queue"], instances=data.get("instances", 1), prefetch=data.get("prefetch"),
+        ack=data.get("ack", "manual"), multi_ack=data.get("multi_ack", 1), processing_time=_processing(data.get("processing_time")),
+        reject=data.get("reject", 0.0), nack=data.get("nack", 0.0), requeue=data.get("requeue", False),
+        crash_after=data.get("crash_after"), exclusive=data.get("exclusive", False), priority=data.get("priority"),
+        messages=data.get("messages"), idle_timeout=_opt_seconds(data.get("idle_timeout")), where=where,
+    )
+
+
+def _bounds(value: Any) -> model.Bounds:
+    if isinstance(value, int):
+        return model.Bounds(value, value)
+    return model.Bounds(value.get("min"), value.get("max"))
+
+
+_SUBJECTS: tuple[model.SubjectKind, ...] = ("consumer", "producer", "queue", "rpc")
+
+
+def _expectation(data: dict[str, Any], where: str) -> model.Expectation:
+    text = data.get("description", "")
+    if data.get("no_loss"):
+        return model.NoLoss(text, where)
+    if data.get("no_duplicates"):
+        return model.NoDuplicates(text, where)
+    if "balanced" in data:
+        return model.Balanced(tuple(data["balanced"]), data.get("tolerance", 1), text, where)
+    if "every_message" in data:
+        return model.EveryMessage(tuple(data["every_message"]), text, where)
+    if "latency" in data:
+        return model.LatencyBound({k: units.seconds(v) for k, v in data["latency"].items()}, text, where)
+    if "routes" in data:
+        routes = tuple(model.Route(r.get("exchange", ""), r.get("key", ""), dict(r.get("headers", {})), tuple(r["to"]),
+                                   f"{where}.routes[{i}]") for i, r in enumerate(data["routes"]))
+        return model.Routes(routes, text, where)
+    if "rpc" in data and "answered" in data:
+        answered = data["answered"]
+        return model.RpcAnswered(data["rpc"], None if answered == "all" else _bounds(answered), text, where)
+    kind: model.SubjectKind = next((k for k in _SUBJECTS if k in data), "consumer")
+    measure = next((k for k in data if k not in (*_SUBJECTS, "description")), "received")
+    return model.CountExpectation(kind, data.get(kind, ""), measure, _bounds(data.get(measure, 0)), text, where)

@@ -1,0 +1,425 @@
+"""The scenario as frozen values: what the file means, with defaults applied and units resolved.
+
+Equality of Exchange, Queue and Binding compares exactly what RabbitMQ treats as equivalent
+(kombu's entity model, without the I/O). `where` fields hold the JSON path of the entry in the
+file, for messages; they never take part in comparisons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+DEFAULT_EXCHANGE = ""
+QueueType = Literal["classic", "quorum", "stream"]
+DestinationType = Literal["queue", "exchange"]
+
+# Friendly queue fields and the x-argument each becomes.
+QUEUE_ARGUMENT_NAMES: Mapping[str, str] = {
+    "message_ttl": "x-message-ttl",
+    "expires": "x-expires",
+    "max_length": "x-max-length",
+    "max_length_bytes": "x-max-length-bytes",
+    "overflow": "x-overflow",
+    "max_priority": "x-max-priority",
+    "single_active_consumer": "x-single-active-consumer",
+    "delivery_limit": "x-delivery-limit",
+    "dead_letter_exchange": "x-dead-letter-exchange",
+    "dead_letter_routing_key": "x-dead-letter-routing-key",
+}
+
+
+def _frozen_args() -> Mapping[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Exchange:
+    name: str
+    type: str = "direct"
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+    arguments: Mapping[str, Any] = field(default_factory=_frozen_args)
+    external: bool = field(default=False, compare=False)
+    where: str = field(default="", compare=False)
+
+    @property
+    def alternate_exchange(self) -> str | None:
+        value = self.arguments.get("alternate-exchange")
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    type: QueueType = "classic"
+    durable: bool = True
+    exclusive: bool = False
+    auto_delete: bool = False
+    arguments: Mapping[str, Any] = field(default_factory=_frozen_args)
+    external: bool = field(default=False, compare=False)
+    where: str = field(default="", compare=False)
+
+    @property
+    def dead_letter_exchange(self) -> str | None:
+        value = self.arguments.get("x-dead-letter-exchange")
+        return value if isinstance(value, str) else None
+
+    @property
+    def dead_letter_routing_key(self) -> str | None:
+        value = self.arguments.get("x-dead-letter-routing-key")
+        return value if isinstance(value, str) else None
+
+    @property
+    def has_limit(self) -> bool:
+        """True when messages cannot pile up forever: a TTL, a length limit or an expiry."""
+        limits = ("x-message-ttl", "x-max-length", "x-max-length-bytes", "x-expires", "x-max-age")
+        return any(key in self.arguments for key in limits)
+
+    def broker_arguments(self) -> dict[str, Any]:
+        """The x-arguments as declared, including x-queue-type for non-classic queues."""
+        args = dict(self.arguments)
+        if self.type != "classic":
+            args["x-queue-type"] = self.type
+        return args
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One binding: source exchange to a queue or an exchange, with one routing key."""
+
+    source: str
+    destination: str
+    destination_type: DestinationType = "queue"
+    routing_key: str = ""
+    arguments: Mapping[str, Any] = field(default_factory=_frozen_args)
+    where: str = field(default="", compare=False)
+
+    def key(self) -> tuple[str, str, str, str, str]:
+        """Identity for diffing: the broker keys bindings by these and the arguments."""
+        return (self.source, self.destination_type, self.destination, self.routing_key, _canonical(self.arguments))
+
+
+@dataclass(frozen=True)
+class VHost:
+    name: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+    default_queue_type: str | None = None
+    limits: Mapping[str, int] = field(default_factory=dict)
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str | None = field(default=None, repr=False)
+    tags: tuple[str, ...] = ()
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Permission:
+    user: str
+    vhost: str
+    configure: str = ""
+    write: str = ""
+    read: str = ""
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class TopicPermission:
+    user: str
+    vhost: str
+    exchange: str
+    write: str = ".*"
+    read: str = ".*"
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    pattern: str
+    definition: Mapping[str, Any]
+    apply_to: str = "all"
+    priority: int = 0
+    operator: bool = False
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything declared in the target vhost (and the vhosts and users around it)."""
+
+    vhost: str = "/"
+    vhosts: tuple[VHost, ...] = ()
+    users: tuple[User, ...] = ()
+    permissions: tuple[Permission, ...] = ()
+    topic_permissions: tuple[TopicPermission, ...] = ()
+    policies: tuple[Policy, ...] = ()
+    exchanges: tuple[Exchange, ...] = ()
+    queues: tuple[Queue, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+
+    def exchange(self, name: str) -> Exchange | None:
+        return next((e for e in self.exchanges if e.name == name), None)
+
+    def queue(self, name: str) -> Queue | None:
+        return next((q for q in self.queues if q.name == name), None)
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    urls: tuple[str, ...] = ("amqp://guest:guest@localhost:5672/%2F",)
+    management_url: str | None = None
+    heartbeat: float | None = None
+    connect_timeout: float = 5.0
+    connection_name: str | None = None
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    restart_command: tuple[tuple[str, ...], ...] = (("rabbitmqctl", "stop_app"), ("rabbitmqctl", "start_app"))
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
+
+
+@dataclass(frozen=True)
+class Producer:
+    name: str
+    exchange: str = DEFAULT_EXCHANGE
+    queue: str | None = None
+    routing_keys: tuple[str, ...] = ("",)
+    key_order: Literal["round_robin", "random"] = "round_robin"
+    messages: int | None = None
+    duration: float | None = None
+    rate: float | None = None
+    size: int = 100
+    body: bytes | None = None
+    body_template: str | None = None
+    content_type: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    priority: int | None = None
+    expiration_ms: int | None = None
+    persistent: bool = False
+    mandatory: bool = False
+    confirm: int | None = None
+    instances: int = 1
+    start_after: float = 0.0
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class ProcessingTime:
+    """Seconds of simulated work per message, uniform between low and high."""
+
+    low: float = 0.0
+    high: float = 0.0
+
+
+@dataclass(frozen=True)
+class Consumer:
+    name: str
+    queue: str
+    instances: int = 1
+    prefetch: int | None = None
+    ack: Literal["auto", "manual"] = "manual"
+    multi_ack: int = 1
+    processing_time: ProcessingTime = field(default_factory=ProcessingTime)
+    reject: float = 0.0
+    nack: float = 0.0
+    requeue: bool = False
+    crash_after: int | None = None
+    exclusive: bool = False
+    priority: int | None = None
+    messages: int | None = None
+    idle_timeout: float | None = None
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class RpcServer:
+    name: str
+    queue: str
+    prefetch: int = 1
+    handler: Literal["echo", "fib"] = "echo"
+    processing_time: ProcessingTime = field(default_factory=ProcessingTime)
+    instances: int = 1
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class RpcClient:
+    name: str
+    queue: str
+    requests: int = 10
+    concurrency: int = 1
+    timeout: float = 5.0
+    body: str | None = None
+    direct_reply_to: bool = False
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Fault:
+    action: Literal["close_connections", "kill_consumer", "restart_broker"]
+    at: float | None = None
+    after_messages: int | None = None
+    consumer: str | None = None
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Workload:
+    producers: tuple[Producer, ...] = ()
+    consumers: tuple[Consumer, ...] = ()
+    rpc_servers: tuple[RpcServer, ...] = ()
+    rpc_clients: tuple[RpcClient, ...] = ()
+    faults: tuple[Fault, ...] = ()
+    duration: float | None = None
+    timeout: float = 60.0
+    drain_timeout: float = 10.0
+    workers: int = 1
+
+    @property
+    def empty(self) -> bool:
+        return not (self.producers or self.consumers or self.rpc_servers or self.rpc_clients)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """An exact count (low == high) or an inclusive range; None means unbounded."""
+
+    low: int | None = None
+    high: int | None = None
+
+    def holds(self, value: float) -> bool:
+        return (self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+
+    def describe(self) -> str:
+        if self.low == self.high and self.low is not None:
+            return str(self.low)
+        if self.high is None:
+            return f">= {self.low}"
+        if self.low is None:
+            return f"<= {self.high}"
+        return f"{self.low}..{self.high}"
+
+
+@dataclass(frozen=True)
+class Route:
+    exchange: str
+    key: str
+    headers: Mapping[str, Any]
+    to: tuple[str, ...]
+    where: str = field(default="", compare=False)
+
+
+SubjectKind = Literal["consumer", "producer", "queue", "rpc"]
+
+
+@dataclass(frozen=True)
+class CountExpectation:
+    """A measure of one subject within bounds, e.g. consumer 'orange-reader' received 300."""
+
+    subject_kind: SubjectKind
+    subject: str
+    measure: str
+    bounds: Bounds
+    description: str = ""
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class RpcAnswered:
+    """RPC client got replies for all requests (bounds None) or a count within bounds."""
+
+    client: str
+    bounds: Bounds | None = None
+    description: str = ""
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class NoLoss:
+    description: str = ""
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class NoDuplicates:
+    description: str = ""
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Balanced:
+    consumers: tuple[str, ...]
+    tolerance: int = 1
+    description: str = ""
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class EveryMessage:
+    """Each listed consumer received every message published (fanout)."""
+
+    consumers: tuple[str, ...]
+    description: str = ""
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class LatencyBound:
+    """Upper bounds in seconds, keyed by p50, p95, p99, max."""
+
+    bounds: Mapping[str, float]
+    description: str = ""
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class Routes:
+    routes: tuple[Route, ...]
+    description: str = ""
+    where: str = field(default="", compare=False)
+
+
+Expectation = CountExpectation | RpcAnswered | NoLoss | NoDuplicates | Balanced | EveryMessage | LatencyBound | Routes
+
+CONSUMER_MEASURES = ("received", "acked", "redelivered", "duplicates", "lost", "dead_lettered", "foreign")
+PRODUCER_MEASURES = ("published", "confirmed", "nacked", "returned")
+QUEUE_MEASURES = ("depth", "received", "dead_lettered")
+RPC_MEASURES = ("answered", "timeouts")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: str = "<memory>"
+    description: str = ""
+    broker: BrokerSettings = field(default_factory=BrokerSettings)
+    topology: Topology = field(default_factory=Topology)
+    workload: Workload = field(default_factory=Workload)
+    expectations: tuple[Expectation, ...] = ()
+    # path inside the document -> (line, col); for messages only
+    marks: Mapping[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
+    literal_passwords: tuple[str, ...] = field(default=(), compare=False)
+
+
+def _canonical(value: Mapping[str, Any]) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,157 @@
+"""The JSON Schema of scenario files, and schema errors turned into problems a person can act on."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+
+from mqspec.document import Document, PathKey
+from mqspec.problems import Problem
+
+SCHEMA_FILE = "mqspec.schema.json"
+_REPO_SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_FILE
+
+
+def schema_text() -> str:
+    """The schema as shipped: package data in an installed wheel, schemas/ in a checkout."""
+    packaged = resources.files("mqspec").joinpath("_data", SCHEMA_FILE)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    return _REPO_SCHEMA.read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(schema_text())
+    return loaded
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema())
+
+
+def check(doc: Document) -> list[Problem]:
+    """Every schema problem in the document, one per place, in document order."""
+    found = [_problem(doc, error) for error in _leaf_errors(_validator().iter_errors(doc.data))]
+    unique = {(p.line, p.col, p.path, p.message): p for p in found}
+    return sorted(unique.values(), key=lambda p: (p.line, p.col))
+
+
+def _leaf_errors(errors: Iterator[ValidationError]) -> Iterator[ValidationError]:
+    for error in errors:
+        if error.validator in ("anyOf", "oneOf") and error.context and not _is_value_format(error):
+            yield best_match(error.context)
+        else:
+            yield error
+
+
+def _is_value_format(error: ValidationError) -> bool:
+    """anyOf schemas like duration/size/rate read best as one message built from their description."""
+    return isinstance(error.schema, dict) and "description" in error.schema and error.validator == "anyOf"
+
+
+def _problem(doc: Document, error: ValidationError) -> Problem:
+    path: PathKey = tuple(error.absolute_path)
+    message, hint = _explain(error)
+    if error.validator == "additionalProperties":
+        extra = _unknown_keys(error)
+        if extra:
+            path = (*path, extra[0])
+    return doc.problem(path, message, hint)
+
+
+def _explain(error: ValidationError) -> tuple[str, str]:
+    explain = {
+        "additionalProperties": _explain_unknown,
+        "required": _explain_required,
+        "type": _explain_type,
+        "enum": _explain_enum,
+        "const": _explain_const,
+        "anyOf": _explain_format,
+    }.get(str(error.validator))
+    if explain is not None:
+        return explain(error)
+    return error.message, _hint_from_description(error)
+
+
+def _unknown_keys(error: ValidationError) -> list[str]:
+    allowed = set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
+    instance = error.instance if isinstance(error.instance, dict) else {}
+    return [key for key in instance if key not in allowed]
+
+
+def _explain_unknown(error: ValidationError) -> tuple[str, str]:
+    allowed = sorted(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
+    key = _unknown_keys(error)[0]
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key '{key}'; did you mean '{close[0]}'?", f"rename it to '{close[0]}'"
+    return f"unknown key '{key}'", "allowed keys here: " + ", ".join(allowed)
+
+
+def _explain_required(error: ValidationError) -> tuple[str, str]:
+    missing = str(error.message).split("'")[1] if "'" in error.message else error.message
+    return f"missing required key '{missing}'", f"add '{missing}: ...'"
+
+
+_TYPE_NAMES = {"string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
+               "array": "a list", "object": "a mapping", "null": "null"}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "null"
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _explain_type(error: ValidationError) -> tuple[str, str]:
+    wanted = error.validator_value
+    kinds = wanted if isinstance(wanted, list) else [wanted]
+    names = " or ".join(_TYPE_NAMES.get(str(k), str(k)) for k in kinds)
+    return f"expected {names}, got {_describe(error.instance)}", _hint_from_description(error)
+
+
+def _explain_enum(error: ValidationError) -> tuple[str, str]:
+    choices = [str(c) for c in error.validator_value]
+    message = f"{_describe(error.instance)} is not one of: {', '.join(choices)}"
+    close = difflib.get_close_matches(str(error.instance), choices, n=1, cutoff=0.6)
+    return (f"{message}; did you mean '{close[0]}'?", f"use '{close[0]}'") if close else (message, "pick one of the listed values")
+
+
+def _explain_const(error: ValidationError) -> tuple[str, str]:
+    if error.absolute_path and error.absolute_path[-1] == "version":
+        return f"unsupported version {_describe(error.instance)}", "this mqspec reads version: 1"
+    return f"must be {_describe(error.validator_value)}, got {_describe(error.instance)}", "remove the key or set it as shown"
+
+
+def _explain_format(error: ValidationError) -> tuple[str, str]:
+    description = str(error.schema.get("description", "")) if isinstance(error.schema, dict) else ""
+    kind, _, example = description.partition(":")
+    choices = [str(c) for alt in error.schema.get("anyOf", []) for c in alt.get("enum", [])]
+    if choices:
+        close = difflib.get_close_matches(str(error.instance), choices, n=1, cutoff=0.6)
+        if close:
+            return f"{_describe(error.instance)} is not a valid value; did you mean '{close[0]}'?", description
+        return f"{_describe(error.instance)} is not a valid value", description
+    return f"{_describe(error.instance)} is not {kind.lower().strip() or 'valid here'}", f"write{example.rstrip('.')}" if example else ""
+
+
+def _hint_from_description(error: ValidationError) -> str:
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    return str(description) if description else ""

@@ -1,0 +1,76 @@
+"""Shared fixtures: the real broker, a throwaway vhost per test, and the CLI run in-process."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from typer.testing import CliRunner
+
+from mqspec.broker.management import Management
+from mqspec.cli import app
+from mqspec.model import BrokerSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+AMQP_ROOT = "amqp://guest:guest@127.0.0.1:5672"
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def mqspec(*args: str, env: dict[str, str] | None = None) -> Result:
+    """Run the real CLI in-process and capture what a user would see."""
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def vhost_url(vhost: str) -> str:
+    return f"{AMQP_ROOT}/{quote(vhost, safe='')}"
+
+
+@pytest.fixture(scope="session")
+def management() -> Iterator[Management]:
+    """The real broker's management API; a missing broker fails loudly (never skips)."""
+    client = Management(BrokerSettings(urls=(vhost_url("/"),)))
+    try:
+        client.overview()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"RabbitMQ with the management plugin is required on 127.0.0.1 (run scripts/ensure-broker): {exc}",
+                    pytrace=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def vhost(management: Management, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh vhost for this test alone, deleted afterwards."""
+    name = f"mqspec-test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+    management.create_vhost(name, "throwaway vhost for one mqspec test")
+    management.set_permissions("guest", name)
+    yield name
+    management.delete_vhost(name)
+
+
+@pytest.fixture
+def url(vhost: str) -> str:
+    return vhost_url(vhost)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "management" in fixtures or "vhost" in fixtures or "url" in fixtures:
+            item.add_marker(pytest.mark.broker)
