@@ -219,7 +219,8 @@ def _workload(scenario: model.Scenario) -> Iterator[Problem]:
     consumers = {c.name for c in work.consumers}
     for fault in work.faults:
         if (fault.at is None) == (fault.after_messages is None):
-            yield problem(scenario, fault.where, "a fault needs exactly one of `at` or `after_messages`", "add at: 2s or after_messages: 100")
+            yield problem(scenario, fault.where, "a fault needs exactly one of `at` or `after_messages`",
+                          "add at: 2s or after_messages: 100")
         if fault.action == "kill_consumer" and fault.consumer not in consumers:
             yield problem(scenario, f"{fault.where}.consumer", f"kill_consumer names unknown consumer '{fault.consumer}'"
                           f"{suggest(str(fault.consumer), consumers)}", "name a consumer from workload.consumers")
