@@ -193,7 +193,7 @@ class _Builder:
                          "write the key as a string")
         self._count(1, event)
         path = self._child_path()
-        self.doc.marks[path] = _mark(event)
+        self.doc.marks.setdefault(path, _mark(event))
         value: dict[str, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
         self.stack.append(_Frame(value, path, event.anchor, self.nodes))
 

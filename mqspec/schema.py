@@ -77,6 +77,11 @@ def _explain(error: ValidationError) -> tuple[str, str]:
         "enum": _explain_enum,
         "const": _explain_const,
         "anyOf": _explain_format,
+        "minimum": _explain_bound,
+        "maximum": _explain_bound,
+        "exclusiveMinimum": _explain_bound,
+        "minLength": _explain_length,
+        "minItems": _explain_length,
     }.get(str(error.validator))
     if explain is not None:
         return explain(error)
@@ -124,7 +129,7 @@ def _explain_type(error: ValidationError) -> tuple[str, str]:
     wanted = error.validator_value
     kinds = wanted if isinstance(wanted, list) else [wanted]
     names = " or ".join(_TYPE_NAMES.get(str(k), str(k)) for k in kinds)
-    return f"expected {names}, got {_describe(error.instance)}", _hint_from_description(error)
+    return f"expected {names}, got {_describe(error.instance)}", _hint_from_description(error) or f"write {names}, unquoted"
 
 
 def _explain_enum(error: ValidationError) -> tuple[str, str]:
@@ -150,6 +155,15 @@ def _explain_format(error: ValidationError) -> tuple[str, str]:
             return f"{_describe(error.instance)} is not a valid value; did you mean '{close[0]}'?", description
         return f"{_describe(error.instance)} is not a valid value", description
     return f"{_describe(error.instance)} is not {kind.lower().strip() or 'valid here'}", f"write{example.rstrip('.')}" if example else ""
+
+
+def _explain_bound(error: ValidationError) -> tuple[str, str]:
+    words = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "greater than"}[str(error.validator)]
+    return f"must be {words} {error.validator_value}, got {_describe(error.instance)}", _hint_from_description(error)
+
+
+def _explain_length(error: ValidationError) -> tuple[str, str]:
+    return "must not be empty", _hint_from_description(error) or "give a value"
 
 
 def _hint_from_description(error: ValidationError) -> str:

@@ -1,0 +1,138 @@
+"""mqspec validate: the three layers, every problem at once, and the model it builds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mqspec import units
+from mqspec.loader import Overrides, load
+from mqspec.model import Binding, Queue
+from tests.conftest import mqspec
+
+TOPICS = """\
+version: 1
+name: topics
+topology:
+  exchanges:
+    - {name: topic_logs, type: topic}
+  queues:
+    - {name: orange, message_ttl: 60s, max_length_bytes: 10MiB, dead_letter: {exchange: dlx, routing_key: dead}}
+    - {name: rabbits, type: quorum, delivery_limit: 5, arguments: {x-consumer-timeout: 60000}}
+  bindings:
+    - {exchange: topic_logs, queue: orange, keys: ["*.orange.*"]}
+    - {exchange: topic_logs, queue: rabbits, keys: ["*.*.rabbit", "lazy.#"]}
+    - {exchange: dlx, to_exchange: topic_logs}
+"""
+
+
+def _write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_friendly_queue_fields_become_typed_x_arguments(tmp_path: Path) -> None:
+    text = TOPICS.replace("    - {name: topic_logs, type: topic}\n", "    - {name: topic_logs, type: topic}\n    - {name: dlx}\n")
+    loaded = load(str(_write(tmp_path, text)))
+    assert loaded.scenario is not None, loaded.problems
+    orange = loaded.scenario.topology.queue("orange")
+    assert orange == Queue("orange", arguments={"x-message-ttl": 60000, "x-max-length-bytes": 10 * 1024 * 1024,
+                                                "x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "dead"})
+    rabbits = loaded.scenario.topology.queue("rabbits")
+    assert rabbits is not None and rabbits.type == "quorum"
+    assert rabbits.broker_arguments() == {"x-delivery-limit": 5, "x-consumer-timeout": 60000, "x-queue-type": "quorum"}
+
+
+def test_each_binding_key_becomes_one_binding(tmp_path: Path) -> None:
+    text = TOPICS.replace("    - {name: topic_logs, type: topic}\n", "    - {name: topic_logs, type: topic}\n    - {name: dlx}\n")
+    loaded = load(str(_write(tmp_path, text)))
+    assert loaded.scenario is not None, loaded.problems
+    bindings = loaded.scenario.topology.bindings
+    assert [b.routing_key for b in bindings] == ["*.orange.*", "*.*.rabbit", "lazy.#", ""]
+    assert bindings[3] == Binding("dlx", "topic_logs", "exchange", "")
+
+
+def test_every_problem_in_every_file_is_reported_at_once(tmp_path: Path) -> None:
+    first = _write(tmp_path, "version: 1\nname: a\ntopology:\n  queues:\n    - {name: q, durabel: true}\n    - {name: r, tpye: quorum}\n",
+                   "a.yaml")
+    second = _write(tmp_path, "version: 1\nname: b\ntopology:\n  queues:\n    - {name: q, type: quorum, exclusive: true}\n", "b.yaml")
+    result = mqspec("validate", str(first), str(second))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{first}:5:17: $.topology.queues[0].durabel: unknown key 'durabel'; did you mean 'durable'? (hint: rename it to 'durable')",
+        f"{first}:6:17: $.topology.queues[1].tpye: unknown key 'tpye'; did you mean 'type'? (hint: rename it to 'type')",
+        f"{second}:5:31: $.topology.queues[0].exclusive: quorum queue 'q' must have exclusive: false "
+        "(hint: set exclusive: false, or use type: classic)",
+    ]
+
+
+def test_valid_file_says_valid_and_exits_zero(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: ok\ntopology:\n  queues:\n    - {name: q, max_length: 10}\n")
+    result = mqspec("validate", str(path))
+    assert (result.exit_code, result.stdout) == (0, f"{path}: valid\n")
+
+
+def test_json_format_lists_problems_with_positions(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: j\ntopology:\n  queues:\n    - {name: q, type: quorom}\n")
+    result = mqspec("validate", "--format", "json", str(path))
+    assert result.exit_code == 2
+    report = json.loads(result.stdout)
+    assert report == {"files": [{"file": str(path), "valid": False, "problems": [{
+        "file": str(path), "line": 5, "col": 17, "path": "$.topology.queues[0].type",
+        "message": "\"quorom\" is not one of: classic, quorum, stream; did you mean 'quorum'?", "hint": "use 'quorum'",
+        "severity": "error"}]}]}
+
+
+def test_literal_password_warns_and_strict_turns_it_into_failure(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: p\ntopology:\n  users:\n    - {name: app, password: hunter22}\n")
+    relaxed = mqspec("validate", str(path))
+    assert relaxed.exit_code == 0
+    assert f"{path}:5:19: warning: $.topology.users[0].password: password is written literally in the file" in relaxed.output
+    assert "hunter22" not in relaxed.output
+    assert mqspec("validate", "--strict", str(path)).exit_code == 2
+
+
+def test_password_from_environment_does_not_warn(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: p\ntopology:\n  users:\n    - {name: app, password: '${APP_PW}'}\n")
+    result = mqspec("validate", str(path), env={"APP_PW": "s3cret-value"})
+    assert (result.exit_code, result.output) == (0, f"{path}: valid\n")
+
+
+def test_environment_default_is_used_and_typed_when_unquoted(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: e\ntopology:\n  queues:\n    - name: q\n      max_length: ${LIMIT:-250}\n")
+    loaded = load(str(path), env={})
+    assert loaded.scenario is not None, loaded.problems
+    assert loaded.scenario.topology.queues[0].arguments == {"x-max-length": 250}
+
+
+def test_url_precedence_is_flag_then_file_then_default(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: u\nbroker: {url: 'amqp://a:b@filehost:5672/shop'}\n")
+    from_file = load(str(path), env={}).scenario
+    from_flag = load(str(path), Overrides(url="amqp://x:y@flaghost/other"), env={}).scenario
+    assert from_file is not None and from_flag is not None
+    assert (from_file.broker.url, from_file.topology.vhost) == ("amqp://a:b@filehost:5672/shop", "shop")
+    assert (from_flag.broker.url, from_flag.topology.vhost) == ("amqp://x:y@flaghost/other", "other")
+
+
+def test_env_url_overrides_the_file_through_the_cli(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: u\nbroker: {url: 'amqp://a:b@filehost:5672/shop'}\ntopology:\n  queues: [{name: q}]\n")
+    result = mqspec("validate", str(path), env={"MQSPEC_URL": "amqp://guest:guest@localhost/%2F"})
+    assert result.exit_code == 0
+
+
+@pytest.mark.parametrize(("text", "expected"), [("500ms", 0.5), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), (2, 2.0)])
+def test_durations_parse_to_seconds(text: str | int, expected: float) -> None:
+    assert units.seconds(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [(100, 100), ("4KiB", 4096), ("1MB", 1_000_000), ("10MiB", 10_485_760)])
+def test_sizes_parse_to_bytes(text: str | int, expected: int) -> None:
+    assert units.size_bytes(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [(250, 250.0), ("1000/s", 1000.0), ("60/m", 1.0)])
+def test_rates_parse_to_messages_per_second(text: str | int, expected: float) -> None:
+    assert units.per_second(text) == expected
