@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from mqspec import model, schema, semantics, units
 from mqspec.document import Document, DocumentError, json_path, read_file
+from mqspec.errors import SECRETS
 from mqspec.problems import Problem, errors
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
@@ -38,8 +39,19 @@ def load(path: str, overrides: Overrides = Overrides(), env: Mapping[str, str] |
     if errors(problems):
         return Loaded(None, problems)
     scenario = build(doc, overrides)
+    _register_secrets(scenario)
     problems += semantics.check(scenario, doc)
     return Loaded(None if errors(problems) else scenario, problems)
+
+
+def _register_secrets(scenario: model.Scenario) -> None:
+    """Passwords met while loading are scrubbed from every message mqspec prints."""
+    for user in scenario.topology.users:
+        SECRETS.add(user.password)
+    for url in (*scenario.broker.urls, scenario.broker.management_url or ""):
+        parts = urlsplit(url)
+        if parts.password and parts.password != parts.username:  # guest:guest is no secret, and hiding it hides the user
+            SECRETS.add(unquote(parts.password))
 
 
 def vhost_of(url: str) -> str:
