@@ -43,15 +43,7 @@ from pika.spec import Basic, BasicProperties
 BATCH = int(os.environ.get("SELECT_BATCH", "50"))  # publishes per step
 HIGH_WATER = int(os.environ.get("SELECT_HIGH_WATER", str(256 * 1024)))  # bytes
 BACKOFF = 0.001  # seconds to wait when the outbound buffer did not drain
-RECV_BYTES = int(os.environ.get("SELECT_RECV_BYTES", "4096"))  # per recv()
 REFILL = int(os.environ.get("SELECT_REFILL", str(CONFIRM_WINDOW // 2)))
-
-
-def _tune_transport() -> None:
-    """Set pika's per-recv() read size (a class attribute of its transport)."""
-    from pika.adapters.utils import io_services_utils
-
-    io_services_utils._AsyncTransportBase._MAX_RECV_BYTES = RECV_BYTES
 
 
 class Client:
@@ -227,7 +219,6 @@ class Consumer(Client):
 
 def main() -> None:
     args = parse_args(__doc__ or "", flags=("no-coalesce",))
-    _tune_transport()
     client = Producer(args) if args.role == "producer" else Consumer(args)
     client.run()
     client.report()

@@ -10,6 +10,7 @@ medians.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import selectors
@@ -31,6 +32,7 @@ CONTENDERS = ("blocking", "select", "mqspec", "perftest")
 WORKLOADS = ("a", "b")
 BAR = 0.9  # mqspec must reach this fraction of the select baseline
 PERFTEST_EXCHANGE = "perftest-direct"
+BUSY_LIMIT = 0.15  # CPU busy fraction between runs that suggests other load
 
 
 class Ctx(NamedTuple):
@@ -49,7 +51,8 @@ class Run(NamedTuple):
     rate: float | None  # consumer received msg/s; None = n/a
     producer_rate: float | None
     note: str
-    loadavg: float
+    busy_before: float  # CPU busy fraction (all cores) in the second before
+    other_connections: int  # broker connections open before the run started
 
 
 class Unavailable(Exception):
@@ -89,15 +92,19 @@ def _finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     return _last_json(out)
 
 
+def _spawn(argv: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
 def run_baseline(script: str, ctx: Ctx) -> tuple[float, float]:
     """Start the consumer, then the producer; return (consumer, producer) rates."""
     base = [sys.executable, str(HERE / script), "--url", ctx.url,
             "--queue", ctx.queue, "--seconds", str(ctx.seconds),
             "--size", str(ctx.size), "--workload", ctx.workload]
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    consumer = subprocess.Popen([*base, "--role", "consumer"], **pipes)  # type: ignore[call-overload]
+    consumer = _spawn([*base, "--role", "consumer"])
     _wait_ready(consumer, timeout=15)
-    producer = subprocess.Popen([*base, "--role", "producer"], **pipes)  # type: ignore[call-overload]
+    producer = _spawn([*base, "--role", "producer"])
     limit = ctx.seconds + 60
     prod = _finish(producer, limit)
     cons = _finish(consumer, limit)
@@ -110,6 +117,21 @@ def mqspec_command() -> str | None:
         return override
     local = ROOT / ".venv" / "bin" / "mqspec"
     return str(local) if local.exists() else shutil.which("mqspec")
+
+
+@functools.cache
+def _apply_takes_url(cmd: str) -> bool:
+    help_text = subprocess.run([cmd, "apply", "--help"], capture_output=True,
+                               text=True, timeout=60, check=False).stdout
+    return "--url" in help_text
+
+
+def mqspec_apply_argv(cmd: str, args: list[str], url: str) -> list[str]:
+    """`mqspec apply ARGS --url URL`, or `mqspec --url URL apply ARGS` when the
+    CLI only has --url as a global option."""
+    if _apply_takes_url(cmd):
+        return [cmd, "apply", *args, "--url", url]
+    return [cmd, "--url", url, "apply", *args]
 
 
 def scenario_yaml(ctx: Ctx) -> str:
@@ -144,9 +166,10 @@ def run_mqspec(ctx: Ctx) -> tuple[float, float]:
     scenario = ctx.tmp / f"{ctx.queue}.yaml"
     report = ctx.tmp / f"{ctx.queue}.report.json"
     scenario.write_text(scenario_yaml(ctx))
-    proc = subprocess.run(
-        [cmd, "apply", str(scenario), "--report", str(report), "--url", ctx.url],
-        capture_output=True, text=True, timeout=ctx.seconds + 120, check=False)
+    argv = mqspec_apply_argv(cmd, [str(scenario), "--report", str(report)],
+                             ctx.url)
+    proc = subprocess.run(argv, capture_output=True, text=True,
+                          timeout=ctx.seconds + 120, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
         raise Unavailable(f"exit {proc.returncode}: {tail[:120]}")
@@ -217,16 +240,32 @@ def _prepare(mgmt: Management, vhost: str, ctx: Ctx, contender: str) -> None:
 
 def run_one(mgmt: Management, vhost: str, ctx: Ctx, contender: str,
             rnd: int) -> Run:
-    load = os.getloadavg()[0]
+    quiet = (cpu_busy(1.0), len(mgmt.get("/api/connections")))
     _prepare(mgmt, vhost, ctx, contender)
     try:
         rate, prod = RUNNERS[contender](ctx)
-        return Run(contender, ctx.workload, rnd, rate, prod, "", load)
+        return Run(contender, ctx.workload, rnd, rate, prod, "", *quiet)
     except (Unavailable, subprocess.TimeoutExpired) as exc:
-        return Run(contender, ctx.workload, rnd, None, None, str(exc), load)
+        return Run(contender, ctx.workload, rnd, None, None, str(exc), *quiet)
     finally:
         mgmt.delete_queue(vhost, ctx.queue)
-        time.sleep(1.0)  # let the broker settle between runs
+
+
+def cpu_busy(interval: float) -> float:
+    """Fraction of all CPUs busy during ``interval`` (Linux /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except OSError:
+        time.sleep(interval)
+        return 0.0
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
 
 
 def _order(contenders: list[str], rnd: int) -> list[str]:
@@ -247,7 +286,9 @@ def run_all(args: argparse.Namespace, mgmt: Management, vhost: str,
                 run = run_one(mgmt, vhost, ctx, contender, rnd)
                 runs.append(run)
                 shown = f"{run.rate:,.0f} msg/s" if run.rate else f"n/a ({run.note})"
-                print(f"round {rnd + 1} workload {workload} {contender:9} {shown}",
+                print(f"round {rnd + 1} workload {workload} {contender:9} {shown}"
+                      f"  [cpu busy before {run.busy_before:.0%}, "
+                      f"{run.other_connections} other connections]",
                       file=sys.stderr, flush=True)
     return runs
 
@@ -294,6 +335,17 @@ def table(runs: list[Run], contenders: list[str]) -> str:
         lines.append(f"| {c} | {_cell(runs, c, 'a', a)} | "
                      f"{_cell(runs, c, 'b', b)} | {ratios[0]} | {ratios[1]} |")
     return "\n".join(lines)
+
+
+def disturbances(runs: list[Run]) -> str:
+    """Warn when runs shared the machine or the broker with something else."""
+    busy = [r for r in runs if r.rate is not None and
+            (r.other_connections or r.busy_before > BUSY_LIMIT)]
+    if not busy:
+        return ""
+    return (f"Warning: {len(busy)} of {len(runs)} runs started with other broker "
+            f"connections open or the CPUs over {BUSY_LIMIT:.0%} busy while idle; "
+            "numbers may be disturbed (see --json for per-run detail).")
 
 
 def verdict(runs: list[Run]) -> str:
@@ -343,8 +395,9 @@ def main() -> None:
     print(f"## Throughput, consumer msg/s, median of {args.rounds} round(s), "
           f"{args.seconds:g}s each, {args.size}-byte bodies\n")
     print(table(runs, args.only))
-    if line := verdict(runs):
-        print(f"\n{line}")
+    for line in (verdict(runs), disturbances(runs)):
+        if line:
+            print(f"\n{line}")
     print(f"\n{describe(info)}")
     if args.json:
         raw = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()},

@@ -25,7 +25,7 @@ from typing import Any
 
 import pika
 from mgmt import DEFAULT_AMQP, DEFAULT_MGMT, Management, amqp_url, describe, machine, q
-from run_workload import mqspec_command
+from run_workload import mqspec_apply_argv, mqspec_command
 
 EXCHANGE = "topo.x"
 TTL = 60000
@@ -94,9 +94,9 @@ def mqspec_apply(path: Path, url: str) -> None:
     cmd = mqspec_command()
     if cmd is None:
         raise Unavailable("mqspec command not found")
-    proc = subprocess.run([cmd, "apply", str(path), "--topology-only",
-                           "--url", url],
-                          capture_output=True, text=True, timeout=900, check=False)
+    argv = mqspec_apply_argv(cmd, [str(path), "--topology-only"], url)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900,
+                          check=False)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
         raise Unavailable(f"exit {proc.returncode}: {tail[:120]}")
@@ -173,20 +173,20 @@ def _dependency_order(order: list[str]) -> list[str]:
 
 # --- report ---------------------------------------------------------------
 
+def _times(rounds: list[dict[str, float | str]], step: str) -> list[float]:
+    return [v for r in rounds if isinstance(v := r.get(step), float)]
+
+
 def table(rounds: list[dict[str, float | str]]) -> str:
     lines = ["| step | median s | min–max s | ÷ definitions import |",
              "|---|---:|---:|---:|"]
-    med: dict[str, float] = {}
-    for step in STEPS:
-        times = [r[step] for r in rounds if isinstance(r.get(step), float)]
-        if times:
-            med[step] = statistics.median(times)  # type: ignore[arg-type]
+    med = {step: statistics.median(t) for step in STEPS if (t := _times(rounds, step))}
     for step, label in STEPS.items():
         if step not in med:
             notes = {str(r.get(step)) for r in rounds}
             lines.append(f"| ({step}) {label} | n/a ({min(notes)}) | | |")
             continue
-        times = [float(r[step]) for r in rounds if isinstance(r.get(step), float)]
+        times = _times(rounds, step)
         ratio = f"{med[step] / med['a']:.2f}" if "a" in med else "n/a"
         lines.append(f"| ({step}) {label} | {med[step]:.2f} | "
                      f"{min(times):.2f}–{max(times):.2f} | {ratio} |")

@@ -133,7 +133,7 @@ def _explain_type(error: ValidationError) -> tuple[str, str]:
 
 
 def _explain_enum(error: ValidationError) -> tuple[str, str]:
-    choices = [str(c) for c in error.validator_value]
+    choices = [str(c) for c in error.validator_value] if isinstance(error.validator_value, list) else []
     message = f"{_describe(error.instance)} is not one of: {', '.join(choices)}"
     close = difflib.get_close_matches(str(error.instance), choices, n=1, cutoff=0.6)
     return (f"{message}; did you mean '{close[0]}'?", f"use '{close[0]}'") if close else (message, "pick one of the listed values")
@@ -146,9 +146,10 @@ def _explain_const(error: ValidationError) -> tuple[str, str]:
 
 
 def _explain_format(error: ValidationError) -> tuple[str, str]:
-    description = str(error.schema.get("description", "")) if isinstance(error.schema, dict) else ""
+    node: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    description = str(node.get("description", ""))
     kind, _, example = description.partition(":")
-    choices = [str(c) for alt in error.schema.get("anyOf", []) for c in alt.get("enum", [])]
+    choices = [str(c) for alt in node.get("anyOf", []) for c in alt.get("enum", [])]
     if choices:
         close = difflib.get_close_matches(str(error.instance), choices, n=1, cutoff=0.6)
         if close:

@@ -89,7 +89,8 @@ def _names(scenario: model.Scenario) -> Iterator[Problem]:
         ("vhost", [(v.name, v.where) for v in topo.vhosts]),
         ("policy", [(p.name, p.where) for p in topo.policies if not p.operator]),
         ("operator policy", [(p.name, p.where) for p in topo.policies if p.operator]),
-        ("workload name", [(x.name, x.where) for x in (*work.producers, *work.consumers, *work.rpc_servers, *work.rpc_clients)]),
+        ("workload name", [(p.name, p.where) for p in work.producers] + [(c.name, c.where) for c in work.consumers]
+         + [(s.name, s.where) for s in work.rpc_servers] + [(c.name, c.where) for c in work.rpc_clients]),
     ]
     for kind, entries in groups:
         yield from _duplicates(scenario, kind, entries)
