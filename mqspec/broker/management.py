@@ -69,8 +69,8 @@ class Management:
         except httpx.TimeoutException:
             raise BrokerUnavailable(f"management API at {self.base} timed out while working on {what}") from None
         except httpx.HTTPError as exc:
-            raise BrokerUnavailable(f"cannot reach the management API at {self.base} ({_reason(exc)}); "
-                                    "is the rabbitmq_management plugin enabled?") from None
+            raise ManagementUnreachable(f"cannot reach the management API at {self.base} ({_reason(exc)}); "
+                                        "is the rabbitmq_management plugin enabled?") from None
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code >= 400:
@@ -109,6 +109,15 @@ class Management:
                  {"configure": configure, "write": write, "read": read})
 
 
+class ManagementUnreachable(BrokerUnavailable):
+    """No management API answered at all (as opposed to one that refused)."""
+
+
+# The management API answers 401 both for bad credentials and for a logged-in user without the right.
+_NOT_PERMITTED = ("Access refused.", "Not administrator user", "User not authorised to access object", "Not management user")
+_VERBS = {"GET": "read", "PUT": "declare", "POST": "create", "DELETE": "delete"}
+
+
 def _reason(exc: Exception) -> str:
     text = redact(str(exc)) or type(exc).__name__
     return text.split("\n")[0]
@@ -120,10 +129,11 @@ def _http_error(response: httpx.Response, what: str, user: str) -> Exception:
     except ValueError:
         reason = response.text.strip()[:200]
     reason = redact(reason)
-    if response.status_code == 401:
+    if response.status_code == 401 and reason not in _NOT_PERMITTED:
         return BrokerUnavailable(f"management API refused the credentials of user '{user}' (HTTP 401)")
-    if response.status_code == 403:
-        return BrokerUnavailable(f"access refused: user '{user}' may not change {what} ({reason})")
+    if response.status_code in (401, 403):
+        verb = _VERBS.get(response.request.method, "change")
+        return BrokerUnavailable(f"access refused: user '{user}' may not {verb} {what} ({reason})")
     if response.status_code == 404:
         return OperationFailed(f"not found: {what} ({reason})")
     return OperationFailed(f"broker refused {what}: {reason} (HTTP {response.status_code})")
