@@ -1,0 +1,292 @@
+"""Carry out a plan through the management API.
+
+Stages follow the plan's dependency order; the requests inside a stage are independent and run on a small
+thread pool. New exchanges, queues and bindings go through the broker's bulk endpoint
+(`POST /api/definitions/{vhost}`, in a few concurrent chunks) when there are many and the user may use it;
+a chunk the broker refuses is retried one request per entity, so every failure names its entity.
+
+A failed change does not stop the others: only changes that depend on it (a binding on its queue, a
+permission on its user) are skipped. Every request is idempotent, so running apply again converges.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+from mqspec import definitions, model
+from mqspec.broker import live as live_state
+from mqspec.broker.management import Management, q
+from mqspec.errors import MqspecError
+from mqspec.plan import Change, Kind, Outcome, Plan, Step
+
+BULK_MIN = 20          # fewer new entities than this: one request each is as fast
+CHUNK_MIN = 250        # entities per concurrent bulk request, at least
+CHUNKS = 4
+WORKERS = 8
+
+
+class _Op(NamedTuple):
+    position: int
+    change: Change
+    delete: bool        # the delete half of a replace, or a delete
+
+
+def execute(management: Management, plan: Plan, force: bool = False, bulk: bool = True, workers: int = WORKERS) -> Outcome:
+    """Run every change of the plan; the outcome says what was done, what failed and what was not attempted."""
+    return _Runner(management, plan.vhost, force, bulk, workers).run(plan)
+
+
+class _Runner:
+    def __init__(self, management: Management, vhost: str, force: bool, bulk: bool, workers: int) -> None:
+        self.management = management
+        self.vhost = vhost
+        self.force = force
+        self.bulk = bulk
+        self.workers = workers
+        self.steps: dict[int, Step] = {}
+        self.failed: dict[tuple[str, str], str] = {}
+        self._properties: dict[tuple[str, str, str, str, str], str] | None = None
+        self._lock = threading.Lock()
+
+    def run(self, plan: Plan) -> Outcome:
+        for stage, parallel, bulk_kind in _stages(plan):
+            ready = [op for op in stage if self._ready(op)]
+            if bulk_kind and self.bulk and len(ready) >= BULK_MIN:
+                self._bulk(ready)
+            else:
+                self._each(ready, parallel)
+        return Outcome(tuple(self.steps.get(i) or Step(c, "not attempted") for i, c in enumerate(plan.changes)))
+
+    # --- bookkeeping -----------------------------------------------------------------------------------------
+
+    def _ready(self, op: _Op) -> bool:
+        """False (and the step recorded) when the op must not run because something it needs failed."""
+        if op.position in self.steps:          # the delete half of this replace failed already
+            return False
+        blocker = next((self.failed[d] for d in _needs(op.change, self.vhost) if d in self.failed), None)
+        if blocker is None:
+            return True
+        self.steps[op.position] = Step(op.change, "not attempted", f"skipped because {blocker} failed")
+        return False
+
+    def _record(self, op: _Op, error: MqspecError | None) -> None:
+        with self._lock:
+            if error is not None:
+                self.steps[op.position] = Step(op.change, "failed", _describe_failure(op, error), error.exit_code)
+                self.failed[(op.change.kind, op.change.name)] = op.change.label
+            elif not (op.delete and op.change.action == "replace"):
+                self.steps[op.position] = Step(op.change, "done")
+
+    def _attempt(self, op: _Op) -> None:
+        try:
+            (self._delete if op.delete else self._declare)(op.change)
+        except MqspecError as exc:
+            self._record(op, exc)
+        else:
+            self._record(op, None)
+
+    def _each(self, ops: Sequence[_Op], parallel: bool) -> None:
+        if not parallel or len(ops) < 2:
+            for op in ops:
+                self._attempt(op)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(ops))) as pool:
+            list(pool.map(self._attempt, ops))
+
+    def _bulk(self, ops: Sequence[_Op]) -> None:
+        """Concurrent definitions imports of new entities; a refused chunk is retried entity by entity."""
+        size = max(CHUNK_MIN, -(-len(ops) // CHUNKS))
+        chunks = [list(ops[i:i + size]) for i in range(0, len(ops), size)]
+
+        def one(chunk: list[_Op]) -> None:
+            try:
+                self.management.post(f"/definitions/{q(self.vhost)}", f"the new entities of vhost '{self.vhost}'",
+                                     _definitions_of(chunk, self.vhost))
+            except MqspecError:
+                self._each(chunk, parallel=False)
+            else:
+                for op in chunk:
+                    self._record(op, None)
+
+        with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+            list(pool.map(one, chunks))
+
+    # --- one entity ------------------------------------------------------------------------------------------
+
+    def _what(self, change: Change) -> str:
+        scoped = change.kind in ("policy", "operator_policy", "exchange", "queue", "binding")
+        return f"{change.label} in vhost '{self.vhost}'" if scoped else change.label
+
+    def _declare(self, change: Change) -> None:
+        entity, what, v = change.desired, self._what(change), q(self.vhost)
+        m = self.management
+        if isinstance(entity, model.Exchange):
+            m.put(f"/exchanges/{v}/{q(entity.name)}", what, _exchange_body(entity))
+        elif isinstance(entity, model.Queue):
+            m.put(f"/queues/{v}/{q(entity.name)}", what, _queue_body(entity))
+        elif isinstance(entity, model.Binding):
+            m.post(_binding_path(v, entity), what, {"routing_key": entity.routing_key, "arguments": dict(entity.arguments)})
+        elif isinstance(entity, model.Policy):
+            m.put(f"/{_policy_path(entity.operator)}/{v}/{q(entity.name)}", what, definitions.policy_value(entity))
+        elif isinstance(entity, model.Permission):
+            m.put(f"/permissions/{q(entity.vhost)}/{q(entity.user)}", what,
+                  {"configure": entity.configure, "write": entity.write, "read": entity.read})
+        elif isinstance(entity, model.TopicPermission):
+            m.put(f"/topic-permissions/{q(entity.vhost)}/{q(entity.user)}", what,
+                  {"exchange": entity.exchange, "write": entity.write, "read": entity.read})
+        elif isinstance(entity, model.User):
+            m.put(f"/users/{q(entity.name)}", what, self._user_body(entity, change.action == "create"))
+        elif isinstance(entity, model.VHost):
+            self._declare_vhost(entity, what)
+
+    def _user_body(self, user: model.User, new: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"tags": ",".join(user.tags)}
+        if user.password is not None:
+            return {**body, "password": user.password}
+        if new:
+            return {**body, "password_hash": ""}
+        # No password in the file: keep the one the user has (a PUT without one would clear it).
+        current = self.management.get(f"/users/{q(user.name)}", f"user '{user.name}'")
+        return {**body, "password_hash": current.get("password_hash", ""),
+                "hashing_algorithm": current.get("hashing_algorithm", definitions.SHA256)}
+
+    def _declare_vhost(self, vhost: model.VHost, what: str) -> None:
+        body: dict[str, Any] = {"description": vhost.description, "tags": ",".join(vhost.tags)}
+        if vhost.default_queue_type:
+            body["default_queue_type"] = vhost.default_queue_type
+        self.management.put(f"/vhosts/{q(vhost.name)}", what, body)
+        for name, value in definitions.broker_limits(vhost.limits).items():
+            self.management.put(f"/vhost-limits/{q(vhost.name)}/{q(name)}", f"limit {name} of {what}", {"value": value})
+
+    def _delete(self, change: Change) -> None:
+        entity, what, v = change.live, self._what(change), q(self.vhost)
+        m = self.management
+        if isinstance(entity, model.Queue):
+            guard = "" if self.force else "?if-empty=true"
+            m.delete(f"/queues/{v}/{q(entity.name)}{guard}", what)
+        elif isinstance(entity, model.Exchange):
+            m.delete(f"/exchanges/{v}/{q(entity.name)}", what)
+        elif isinstance(entity, model.Binding):
+            self._unbind(entity, what)
+        elif isinstance(entity, model.Policy):
+            m.delete(f"/{_policy_path(entity.operator)}/{v}/{q(entity.name)}", what)
+        elif isinstance(entity, model.Permission):
+            m.delete(f"/permissions/{q(entity.vhost)}/{q(entity.user)}", what)
+        elif isinstance(entity, model.TopicPermission):
+            self._revoke_topic(entity, what)
+        elif isinstance(entity, model.User):
+            m.delete(f"/users/{q(entity.name)}", what)
+        elif isinstance(entity, model.VHost):
+            m.delete(f"/vhosts/{q(entity.name)}", what)
+
+    def _unbind(self, binding: model.Binding, what: str) -> None:
+        with self._lock:
+            if self._properties is None:
+                self._properties = live_state.binding_properties(self.management, self.vhost)
+        key = self._properties.get(binding.key())
+        if key is not None:     # already gone otherwise
+            self.management.delete(f"{_binding_path(q(self.vhost), binding)}/{q(key)}", what)
+
+    def _revoke_topic(self, permission: model.TopicPermission, what: str) -> None:
+        """The API deletes all topic permissions of a user in a vhost at once; put back the other exchanges'."""
+        path = f"/topic-permissions/{q(permission.vhost)}/{q(permission.user)}"
+        current = self.management.get(path, what, missing_ok=True) or []
+        self.management.delete(path, what)
+        for entry in current:
+            if entry.get("exchange") != permission.exchange:
+                self.management.put(path, what, {"exchange": entry["exchange"], "write": entry.get("write", ""),
+                                                 "read": entry.get("read", "")})
+
+
+# --- stages ------------------------------------------------------------------------------------------------
+
+_FORWARD: tuple[tuple[tuple[Kind, ...], bool, bool], ...] = (
+    (("vhost",), False, False),
+    (("user",), True, False),
+    (("permission", "topic_permission"), True, False),
+    (("policy", "operator_policy"), True, False),
+)
+_BACKWARD: tuple[tuple[tuple[Kind, ...], bool], ...] = (
+    (("queue", "exchange"), True),
+    (("policy", "operator_policy"), True),
+    (("topic_permission",), False),
+    (("permission",), True),
+    (("user",), True),
+    (("vhost",), False),
+)
+
+
+def _stages(plan: Plan) -> list[tuple[list[_Op], bool, bool]]:
+    """(ops, run in parallel, may use the bulk import) in the order they must run."""
+    indexed = list(enumerate(plan.changes))
+
+    def ops(kinds: Iterable[Kind], actions: Iterable[str], delete: bool) -> list[_Op]:
+        wanted_kinds, wanted_actions = set(kinds), set(actions)
+        return [_Op(i, c, delete) for i, c in indexed if c.kind in wanted_kinds and c.action in wanted_actions]
+
+    stages = [(ops(kinds, ("create", "update"), False), parallel, bulk) for kinds, parallel, bulk in _FORWARD]
+    stages += [
+        (ops(("binding",), ("delete",), True), True, False),
+        (ops(("exchange", "queue"), ("replace",), True), True, False),
+        (ops(("exchange", "queue"), ("create", "replace"), False), True, True),
+        (ops(("binding",), ("create",), False), True, True),
+    ]
+    stages += [(ops(kinds, ("delete",), True), parallel, False) for kinds, parallel in _BACKWARD]
+    return [stage for stage in stages if stage[0]]
+
+
+def _needs(change: Change, vhost: str) -> list[tuple[str, str]]:
+    """The (kind, name) of plan entries this change cannot do without."""
+    if change.action == "delete":
+        return []
+    entity = change.desired
+    needs: list[tuple[str, str]] = []
+    if change.kind in ("policy", "operator_policy", "exchange", "queue", "binding"):
+        needs.append(("vhost", vhost))
+    if isinstance(entity, model.Binding):
+        needs += [("exchange", entity.source), (entity.destination_type, entity.destination)]
+    elif isinstance(entity, (model.Permission, model.TopicPermission)):
+        needs += [("user", entity.user), ("vhost", entity.vhost)]
+    return needs
+
+
+def _describe_failure(op: _Op, error: MqspecError) -> str:
+    if op.change.action == "replace" and not op.delete:
+        return f"{error.message}; it was deleted and is now missing (run apply again)"
+    return error.message
+
+
+# --- request bodies ----------------------------------------------------------------------------------------
+
+def _exchange_body(exchange: model.Exchange) -> dict[str, Any]:
+    return {"type": exchange.type, "durable": exchange.durable, "auto_delete": exchange.auto_delete,
+            "internal": exchange.internal, "arguments": dict(exchange.arguments)}
+
+
+def _queue_body(queue: model.Queue) -> dict[str, Any]:
+    return {"durable": queue.durable, "auto_delete": queue.auto_delete, "arguments": queue.broker_arguments()}
+
+
+def _binding_path(v: str, binding: model.Binding) -> str:
+    kind = "e" if binding.destination_type == "exchange" else "q"
+    return f"/bindings/{v}/e/{q(binding.source)}/{kind}/{q(binding.destination)}"
+
+
+def _policy_path(operator: bool) -> str:
+    return "operator-policies" if operator else "policies"
+
+
+def _definitions_of(ops: Iterable[_Op], vhost: str) -> dict[str, list[dict[str, Any]]]:
+    body: dict[str, list[dict[str, Any]]] = {"exchanges": [], "queues": [], "bindings": []}
+    convert: dict[type, tuple[str, Callable[[Any, str], dict[str, Any]]]] = {
+        model.Exchange: ("exchanges", definitions.exchange_definition),
+        model.Queue: ("queues", definitions.queue_definition),
+        model.Binding: ("bindings", definitions.binding_definition),
+    }
+    for op in ops:
+        key, make = convert[type(op.change.desired)]
+        body[key].append(make(op.change.desired, vhost))
+    return body

@@ -1,0 +1,124 @@
+"""mqspec apply: make the live vhost match the file, then run the workload and check the expectations."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from mqspec import model
+from mqspec.broker.management import Management, ManagementUnreachable
+from mqspec.broker.topology import execute
+from mqspec.commands.options import ApplyOptions
+from mqspec.commands.plan import load_scenario, make_plan, show
+from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK, OperationFailed
+from mqspec.loader import Overrides
+from mqspec.plan import Outcome, Plan, refusals
+from mqspec.report import plan as render
+
+
+def run(path: str, overrides: Overrides, options: ApplyOptions) -> int:
+    scenario = load_scenario(path, overrides)
+    workload_follows = not options.topology_only and not scenario.workload.empty
+    code = apply_topology(scenario, options, to_stderr=workload_follows and options.output == "json")
+    if code != EXIT_OK or not workload_follows:
+        return code
+    try:
+        run_workload = importlib.import_module("mqspec.commands.run_workload")
+    except ModuleNotFoundError as exc:
+        if exc.name != "mqspec.commands.run_workload":
+            raise
+        raise OperationFailed("the topology is applied, but this build of mqspec cannot run workloads yet; "
+                              "use --topology-only") from None
+    result: int = run_workload.run(scenario, overrides, options)
+    return result
+
+
+def apply_topology(scenario: model.Scenario, options: ApplyOptions, to_stderr: bool = False) -> int:
+    """Plan, refuse what needs consent, execute, report. With a workload to follow in JSON, report on stderr."""
+    out = _Output(options.output, to_stderr)
+    with Management(scenario.broker) as management:
+        try:
+            plan, reading = make_plan(management, scenario.broker, scenario.topology, options.prune)
+        except ManagementUnreachable as exc:
+            return _over_amqp(scenario, exc.message, out)
+        if plan.empty:
+            out.result(plan, "no changes", None, [])
+            return EXIT_OK
+        refused = refusals(plan, options.allow_replace, options.force)
+        if refused:
+            out.result(plan, "refused", None, refused)
+            return EXIT_FAILED
+        out.plan(plan)
+        outcome = execute(management, plan, force=options.force, bulk=reading.definitions_access)
+    out.result(plan, "applied" if outcome.ok else "incomplete", outcome, [])
+    return outcome.exit_code
+
+
+def _over_amqp(scenario: model.Scenario, reason: str, out: _Output) -> int:
+    """No management API: exchanges, queues and bindings over AMQP; the rest needs the plugin."""
+    from mqspec.broker import amqp_declare
+
+    missing = amqp_declare.needs_management(scenario.topology)
+    out.say(f"note: {reason}\nnote: declaring exchanges, queues and bindings over AMQP instead")
+    outcome = amqp_declare.declare(scenario.broker, scenario.topology)
+    out.outcome(outcome)
+    for label in missing:
+        out.error(f"{label} was not applied: users, permissions, policies and vhosts need the management plugin")
+    if not outcome.ok:
+        return outcome.exit_code
+    return EXIT_BROKER if missing else EXIT_OK
+
+
+class _Output:
+    """Where apply's topology report goes, and in which form."""
+
+    def __init__(self, output: str, to_stderr: bool) -> None:
+        self.json = output == "json"
+        self.err = to_stderr
+
+    def say(self, text: str) -> None:
+        if not self.json:
+            typer.echo(text, err=self.err)
+
+    def error(self, text: str) -> None:
+        typer.echo(f"error: {text}", err=True)
+
+    def plan(self, plan: Plan) -> None:
+        if not self.json:
+            show(plan, "text", heading=f"Applying to vhost '{plan.vhost}':", err=self.err)
+
+    def outcome(self, outcome: Outcome) -> None:
+        if self.json:
+            typer.echo(json.dumps({"topology": {"over_amqp": True, **render.outcome_dict(outcome)}}, indent=2), err=self.err)
+            return
+        typer.echo(render.outcome_text(outcome), err=self.err)
+        for step in outcome.having("failed"):
+            self.error(step.error)
+
+    def result(self, plan: Plan, status: str, outcome: Outcome | None, refused: list[str]) -> None:
+        if self.json:
+            body: dict[str, Any] = {"status": status, "plan": render.as_dict(plan), "refused": refused}
+            if outcome is not None:
+                body.update(render.outcome_dict(outcome))
+            typer.echo(json.dumps({"topology": body}, indent=2, ensure_ascii=False), err=self.err)
+            _each(refused, self.error)
+            return
+        if status == "no changes":
+            show(plan, "text", err=self.err)
+            return
+        if status == "refused":
+            show(plan, "text", err=self.err)
+            _each(refused, self.error)
+            typer.echo("Nothing was changed.", err=True)
+            return
+        assert outcome is not None
+        self.outcome(outcome)
+
+
+def _each(lines: list[str], emit: Callable[[str], None]) -> None:
+    for line in lines:
+        emit(line)

@@ -1,0 +1,114 @@
+"""mqspec import: existing topology (a live vhost, or a definitions file) as a scenario file that validates.
+
+Built-in exchanges, server-named and exclusive queues are left out. Users are left out too: their passwords
+cannot be read back, and a user without a password in a file would be created unable to log in. Permissions
+of the vhost are kept, written without a vhost so the file applies to whichever vhost --url names.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from mqspec import model
+from mqspec.broker import live
+from mqspec.broker.management import Management
+from mqspec.definitions import from_definitions, scenario_topology, vhosts_named
+from mqspec.errors import EXIT_FAILED, EXIT_OK, InvalidInput, OperationFailed
+from mqspec.loader import DEFAULT_URL, Overrides, load, vhost_of
+from mqspec.problems import Problem, errors
+from mqspec.report import problems as problem_report
+
+
+def run(from_broker: bool, from_definitions_file: str | None, output: str | None, name: str, overrides: Overrides) -> int:
+    if from_broker == (from_definitions_file is not None):
+        raise InvalidInput("give exactly one of --from-broker or --from-definitions FILE")
+    if from_definitions_file is not None:
+        topology, source = _from_file(from_definitions_file, overrides)
+    else:
+        topology, source = _from_broker(overrides)
+    text = scenario_text(topology, name, source)
+    problems = _check(text)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        _write(output, text)
+        typer.echo(f"Wrote {output}: {_counts(topology)} from {source}", err=True)
+    if errors(problems):
+        typer.echo(problem_report.text(problems), err=True)
+        typer.echo("error: the imported scenario does not validate; edit it before applying it", err=True)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def scenario_text(topology: model.Topology, name: str, source: str) -> str:
+    document: dict[str, Any] = {"version": 1, "name": name, "description": f"Imported by mqspec from {source}."}
+    section = scenario_topology(replace(topology, users=(), vhosts=()))
+    if section:
+        document["topology"] = section
+    header = "# Imported by `mqspec import`. Users are not imported: their passwords cannot be read back.\n"
+    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+
+
+def _from_broker(overrides: Overrides) -> tuple[model.Topology, str]:
+    settings = model.BrokerSettings(urls=(overrides.url or DEFAULT_URL,), management_url=overrides.management_url)
+    vhost = vhost_of(settings.url)
+    with Management(settings) as management:
+        reading = live.read(management, model.Topology(vhost))
+        if not reading.live.vhost_exists:
+            raise OperationFailed(f"vhost '{vhost}' not found (NOT_FOUND)")
+        permissions, topic_permissions = live.vhost_permissions(management, vhost)
+    topology = replace(reading.live.topology, permissions=permissions, topic_permissions=topic_permissions)
+    return topology, f"vhost '{vhost}' at {management.base}"
+
+
+def _from_file(path: str, overrides: Overrides) -> tuple[model.Topology, str]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"{path} is not a JSON definitions file: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path} is not a definitions file: expected a JSON object at the top")
+    vhost = _vhost_for(path, data, overrides)
+    try:
+        return from_definitions(data, vhost), f"{Path(path).name} (vhost '{vhost}')"
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise InvalidInput(f"{path} is not a definitions file RabbitMQ would accept: {type(exc).__name__} {exc}") from None
+
+
+def _vhost_for(path: str, data: dict[str, Any], overrides: Overrides) -> str:
+    if overrides.url:
+        return vhost_of(overrides.url)
+    named = sorted(vhosts_named(data))
+    if len(named) > 1:
+        raise InvalidInput(f"{path} holds definitions of several vhosts ({', '.join(named)}); "
+                           "choose one with --url amqp://HOST/VHOST")
+    return named[0] if named else "/"
+
+
+def _check(text: str) -> list[Problem]:
+    with tempfile.TemporaryDirectory(prefix="mqspec-import-") as folder:
+        path = Path(folder) / "imported.yaml"
+        path.write_text(text, encoding="utf-8")
+        found = load(str(path)).problems
+    return [p._replace(file="<imported>") for p in found]
+
+
+def _write(output: str, text: str) -> None:
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _counts(topology: model.Topology) -> str:
+    return (f"{len(topology.exchanges)} exchanges, {len(topology.queues)} queues, {len(topology.bindings)} bindings, "
+            f"{len(topology.policies)} policies")

@@ -1,0 +1,440 @@
+"""RabbitMQ's definitions format: a Topology to the JSON the broker imports, and definitions back to a Topology.
+
+Pure: no I/O. The JSON written here is accepted both by `POST /api/definitions/{vhost}` (which uses the vhost of
+the URL and ignores users, vhosts and permissions) and by `rabbitmqctl import_definitions` (which uses the `vhost`
+key of every entry). Numbers stay numbers and booleans stay booleans.
+
+Left out in both directions: the default exchange and `amq.*` exchanges (built in), server-named queues
+(`amq.gen-*`) and exclusive queues (they belong to the connection that declared them).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
+
+from mqspec import model
+
+# Vhost limits: the scenario's friendly names and the broker's.
+LIMIT_NAMES: Mapping[str, str] = {"max_connections": "max-connections", "max_queues": "max-queues"}
+_LIMIT_FRIENDLY = {v: k for k, v in LIMIT_NAMES.items()}
+
+SHA256 = "rabbit_password_hashing_sha256"
+_HASHES = {
+    SHA256: hashlib.sha256,
+    "rabbit_password_hashing_sha512": hashlib.sha512,
+    "rabbit_password_hashing_md5": hashlib.md5,
+}
+
+
+def is_builtin_exchange(name: str) -> bool:
+    return name == "" or name.startswith("amq.")
+
+
+def is_server_named(name: str) -> bool:
+    return name.startswith("amq.gen-")
+
+
+# --- passwords ---------------------------------------------------------------------------------------------
+
+def password_hash(password: str, salt: bytes, algorithm: str = SHA256) -> str:
+    """RabbitMQ's salted hash: base64(salt + H(salt + utf-8 password)), as rabbit_password_hashing_* computes it."""
+    digest = _HASHES[algorithm](salt + password.encode("utf-8")).digest()
+    return base64.b64encode(salt + digest).decode("ascii")
+
+
+def password_matches(password: str, stored_hash: str, algorithm: str) -> bool | None:
+    """Whether a stored hash is of this password; None when the algorithm is one we cannot compute."""
+    if algorithm not in _HASHES:
+        return None
+    try:
+        raw = base64.b64decode(stored_hash, validate=True)
+    except ValueError:
+        return False
+    if len(raw) < 4:
+        return False
+    return password_hash(password, raw[:4], algorithm) == stored_hash
+
+
+# --- Topology -> definitions ---------------------------------------------------------------------------------
+
+def to_definitions(topology: model.Topology, salt: bytes | None = None) -> dict[str, Any]:
+    """The whole topology as a definitions document.
+
+    Users with a password get a salted hash (`salt` must then be 4 random bytes); users without one are
+    left out, because a definitions import would clear the password of an existing user (see `left_out`).
+    """
+    vhost = topology.vhost
+    return {
+        "vhosts": [_vhost(v) for v in _vhosts_with_target(topology)],
+        "users": [_user(u, salt) for u in topology.users if u.password is not None and salt is not None],
+        "permissions": [_permission(p) for p in topology.permissions],
+        "topic_permissions": [_topic_permission(p) for p in topology.topic_permissions],
+        "parameters": [*(_operator_policy(p, vhost) for p in topology.policies if p.operator), *_limits(topology)],
+        "policies": [_policy(p, vhost) for p in topology.policies if not p.operator],
+        "exchanges": [exchange_definition(e, vhost) for e in declarable_exchanges(topology.exchanges)],
+        "queues": [queue_definition(q, vhost) for q in declarable_queues(topology.queues)],
+        "bindings": [binding_definition(b, vhost) for b in topology.bindings],
+    }
+
+
+def left_out(topology: model.Topology) -> list[str]:
+    """What `to_definitions` cannot express, one sentence each (for a warning)."""
+    notes = [f"user '{u.name}' has no password in the file; left out (importing it would clear an existing password)"
+             for u in topology.users if u.password is None]
+    notes += [f"queue '{q.name}' is exclusive; left out (an exclusive queue belongs to the connection that declares it)"
+              for q in topology.queues if q.exclusive and not q.external]
+    notes += [f"limits of vhost '{v.name}' are left out: importing the file into one vhost would apply them there"
+              for v in topology.vhosts if v.limits and v.name != topology.vhost]
+    return notes
+
+
+def declarable_exchanges(exchanges: Iterable[model.Exchange]) -> list[model.Exchange]:
+    return [e for e in exchanges if not e.external and not is_builtin_exchange(e.name)]
+
+
+def declarable_queues(queues: Iterable[model.Queue]) -> list[model.Queue]:
+    return [q for q in queues if not q.external and not q.exclusive and not is_server_named(q.name)]
+
+
+def exchange_definition(exchange: model.Exchange, vhost: str) -> dict[str, Any]:
+    return {"name": exchange.name, "vhost": vhost, "type": exchange.type, "durable": exchange.durable,
+            "auto_delete": exchange.auto_delete, "internal": exchange.internal, "arguments": dict(exchange.arguments)}
+
+
+def queue_definition(queue: model.Queue, vhost: str) -> dict[str, Any]:
+    return {"name": queue.name, "vhost": vhost, "durable": queue.durable, "auto_delete": queue.auto_delete,
+            "arguments": queue.broker_arguments()}
+
+
+def binding_definition(binding: model.Binding, vhost: str) -> dict[str, Any]:
+    return {"source": binding.source, "vhost": vhost, "destination": binding.destination,
+            "destination_type": binding.destination_type, "routing_key": binding.routing_key,
+            "arguments": dict(binding.arguments)}
+
+
+def policy_value(policy: model.Policy) -> dict[str, Any]:
+    """The body of PUT /api/policies/{vhost}/{name} (and of an operator policy)."""
+    return {"pattern": policy.pattern, "definition": dict(policy.definition), "priority": policy.priority,
+            "apply-to": policy.apply_to}
+
+
+def _vhosts_with_target(topology: model.Topology) -> list[model.VHost]:
+    declared = list(topology.vhosts)
+    if all(v.name != topology.vhost for v in declared):
+        declared.insert(0, model.VHost(topology.vhost))
+    return declared
+
+
+def _vhost(vhost: model.VHost) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": vhost.name}
+    if vhost.description:
+        entry["description"] = vhost.description
+    if vhost.tags:
+        entry["tags"] = list(vhost.tags)
+    if vhost.default_queue_type:
+        entry["default_queue_type"] = vhost.default_queue_type
+    return entry
+
+
+def _user(user: model.User, salt: bytes | None) -> dict[str, Any]:
+    assert user.password is not None and salt is not None
+    return {"name": user.name, "password_hash": password_hash(user.password, salt), "hashing_algorithm": SHA256,
+            "tags": list(user.tags), "limits": {}}
+
+
+def _permission(permission: model.Permission) -> dict[str, Any]:
+    return {"user": permission.user, "vhost": permission.vhost, "configure": permission.configure,
+            "write": permission.write, "read": permission.read}
+
+
+def _topic_permission(permission: model.TopicPermission) -> dict[str, Any]:
+    return {"user": permission.user, "vhost": permission.vhost, "exchange": permission.exchange,
+            "write": permission.write, "read": permission.read}
+
+
+def _policy(policy: model.Policy, vhost: str) -> dict[str, Any]:
+    return {"vhost": vhost, "name": policy.name, **policy_value(policy)}
+
+
+def _operator_policy(policy: model.Policy, vhost: str) -> dict[str, Any]:
+    return {"vhost": vhost, "component": "operator_policy", "name": policy.name, "value": policy_value(policy)}
+
+
+def _limits(topology: model.Topology) -> list[dict[str, Any]]:
+    return [{"vhost": v.name, "component": "vhost-limits", "name": "limits", "value": broker_limits(v.limits)}
+            for v in topology.vhosts if v.limits and v.name == topology.vhost]
+
+
+def broker_limits(limits: Mapping[str, int]) -> dict[str, int]:
+    return {LIMIT_NAMES.get(k, k): v for k, v in limits.items()}
+
+
+def friendly_limits(limits: Mapping[str, Any]) -> dict[str, int]:
+    return {_LIMIT_FRIENDLY.get(k, k): v for k, v in limits.items() if isinstance(v, int)}
+
+
+# --- definitions -> Topology ---------------------------------------------------------------------------------
+
+def from_definitions(data: Mapping[str, Any], vhost: str) -> model.Topology:
+    """The part of a definitions document (vhost-scoped or whole-cluster) that belongs to one vhost."""
+    mine = _in_vhost(vhost)
+    entries = [e for e in data.get("queues", []) if mine(e)]
+    queues = tuple(q for q in (queue_from(e) for e in entries) if q is not None)
+    left = {e["name"] for e in entries} - {q.name for q in queues}
+    return model.Topology(
+        vhost=vhost,
+        vhosts=tuple(_vhost_from(v, data.get("parameters", [])) for v in data.get("vhosts", [])),
+        users=tuple(model.User(u["name"], None, tags_of(u.get("tags"))) for u in data.get("users", [])),
+        permissions=tuple(_permission_from(p) for p in data.get("permissions", []) if mine(p)),
+        topic_permissions=tuple(_topic_permission_from(p) for p in data.get("topic_permissions", []) if mine(p)),
+        policies=tuple(policy_from(p, False) for p in data.get("policies", []) if mine(p))
+        + tuple(policy_from({"name": p["name"], **p.get("value", {})}, True) for p in data.get("parameters", [])
+                if mine(p) and p.get("component") == "operator_policy"),
+        exchanges=tuple(exchange_from(e) for e in data.get("exchanges", []) if mine(e) and not is_builtin_exchange(e["name"])),
+        queues=queues,
+        bindings=tuple(binding_from(b) for b in data.get("bindings", []) if mine(b) and _kept_binding(b, left)),
+    )
+
+
+def vhosts_named(data: Mapping[str, Any]) -> set[str]:
+    """Every vhost the entities of a definitions document name (empty for a vhost-scoped export)."""
+    keys = ("queues", "exchanges", "bindings", "policies", "parameters")
+    return {e["vhost"] for key in keys for e in data.get(key, []) if isinstance(e, dict) and "vhost" in e}
+
+
+def _in_vhost(vhost: str) -> Callable[[Mapping[str, Any]], bool]:
+    def mine(entry: Mapping[str, Any]) -> bool:
+        return bool(entry.get("vhost", vhost) == vhost)
+    return mine
+
+
+def exchange_from(entry: Mapping[str, Any]) -> model.Exchange:
+    return model.Exchange(entry["name"], entry.get("type", "direct"), bool(entry.get("durable", True)),
+                          bool(entry.get("auto_delete", False)), bool(entry.get("internal", False)),
+                          dict(entry.get("arguments") or {}))
+
+
+def queue_from(entry: Mapping[str, Any]) -> model.Queue | None:
+    """A queue entry as a Queue; None for server-named and exclusive queues."""
+    if is_server_named(entry["name"]) or entry.get("exclusive"):
+        return None
+    args = dict(entry.get("arguments") or {})
+    queue_type = cast(model.QueueType, args.pop("x-queue-type", None) or entry.get("type") or "classic")
+    return model.Queue(entry["name"], queue_type, bool(entry.get("durable", True)), False,
+                       bool(entry.get("auto_delete", False)), args)
+
+
+def binding_from(entry: Mapping[str, Any]) -> model.Binding:
+    kind: model.DestinationType = "exchange" if entry.get("destination_type") == "exchange" else "queue"
+    return model.Binding(entry["source"], entry["destination"], kind, entry.get("routing_key", ""),
+                         dict(entry.get("arguments") or {}))
+
+
+def policy_from(entry: Mapping[str, Any], operator: bool) -> model.Policy:
+    return model.Policy(entry["name"], entry.get("pattern", ""), dict(entry.get("definition") or {}),
+                        entry.get("apply-to", "all"), int(entry.get("priority", 0)), operator)
+
+
+def tags_of(value: Any) -> tuple[str, ...]:
+    """User and vhost tags arrive as a list or as 'a,b'."""
+    if isinstance(value, str):
+        return tuple(t.strip() for t in value.split(",") if t.strip())
+    if isinstance(value, list):
+        return tuple(str(t) for t in value)
+    return ()
+
+
+def _kept_binding(entry: Mapping[str, Any], left_queues: set[str]) -> bool:
+    """Default-exchange bindings are implicit; bindings of left-out queues go with them."""
+    if entry.get("source", "") == "":
+        return False
+    if entry.get("destination_type") == "exchange":
+        return True
+    return entry["destination"] not in left_queues and not is_server_named(entry["destination"])
+
+
+def _vhost_from(entry: Mapping[str, Any], parameters: Iterable[Mapping[str, Any]]) -> model.VHost:
+    metadata = entry.get("metadata") or {}
+    limits: Mapping[str, Any] = next((p.get("value", {}) for p in parameters
+                   if p.get("component") == "vhost-limits" and p.get("vhost") == entry["name"]), {})
+    queue_type = entry.get("default_queue_type") or metadata.get("default_queue_type")
+    return model.VHost(entry["name"], entry.get("description") or metadata.get("description") or "",
+                       tags_of(entry.get("tags", metadata.get("tags"))),
+                       queue_type if queue_type in ("classic", "quorum", "stream") else None, friendly_limits(limits))
+
+
+def _permission_from(entry: Mapping[str, Any]) -> model.Permission:
+    return model.Permission(entry["user"], entry["vhost"], entry.get("configure", ""), entry.get("write", ""),
+                            entry.get("read", ""))
+
+
+def _topic_permission_from(entry: Mapping[str, Any]) -> model.TopicPermission:
+    return model.TopicPermission(entry["user"], entry["vhost"], entry.get("exchange", ""), entry.get("write", ""),
+                                 entry.get("read", ""))
+
+
+# --- Topology -> scenario document (for `mqspec import`) ------------------------------------------------------
+
+_OVERFLOW = ("drop-head", "reject-publish", "reject-publish-dlx")
+_MATCH = ("all", "any", "all-with-x", "any-with-x")
+_KNOWN_EXCHANGES = {"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match", "amq.rabbitmq.trace"}
+
+
+def scenario_topology(topology: model.Topology) -> dict[str, Any]:
+    """The `topology:` section of a scenario, with friendly field names wherever they say exactly the same.
+
+    Exchanges and queues that are referenced but not part of the topology are written as `external: true`.
+    Permissions in the topology's own vhost are written without a vhost, so the file applies to any vhost.
+    """
+    exchanges = declarable_exchanges(topology.exchanges)
+    queues = declarable_queues(topology.queues)
+    sections: dict[str, list[dict[str, Any]]] = {
+        "vhosts": [_vhost_doc(v) for v in topology.vhosts],
+        "users": [{"name": u.name, **({"tags": list(u.tags)} if u.tags else {})} for u in topology.users],
+        "permissions": [_permission_doc(p, topology.vhost) for p in topology.permissions],
+        "topic_permissions": [_topic_permission_doc(p, topology.vhost) for p in topology.topic_permissions],
+        "policies": [_policy_doc(p) for p in topology.policies if not p.operator],
+        "operator_policies": [_policy_doc(p) for p in topology.policies if p.operator],
+        "exchanges": [_exchange_doc(e) for e in exchanges] + _external_exchanges(topology, exchanges, queues),
+        "queues": [_queue_doc(q) for q in queues] + _external_queues(topology, queues),
+        "bindings": _binding_docs(topology.bindings, {e.name: e.type for e in exchanges}),
+    }
+    return {key: value for key, value in sections.items() if value}
+
+
+def _vhost_doc(vhost: model.VHost) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": vhost.name}
+    if vhost.description:
+        doc["description"] = vhost.description
+    if vhost.tags:
+        doc["tags"] = list(vhost.tags)
+    if vhost.default_queue_type:
+        doc["default_queue_type"] = vhost.default_queue_type
+    limits = {k: v for k, v in vhost.limits.items() if k in LIMIT_NAMES}
+    if limits:
+        doc["limits"] = limits
+    return doc
+
+
+def _permission_doc(permission: model.Permission, vhost: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {"user": permission.user}
+    if permission.vhost != vhost:
+        doc["vhost"] = permission.vhost
+    return {**doc, "configure": permission.configure, "write": permission.write, "read": permission.read}
+
+
+def _topic_permission_doc(permission: model.TopicPermission, vhost: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {"user": permission.user}
+    if permission.vhost != vhost:
+        doc["vhost"] = permission.vhost
+    return {**doc, "exchange": permission.exchange, "write": permission.write, "read": permission.read}
+
+
+def _policy_doc(policy: model.Policy) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": policy.name, "pattern": policy.pattern}
+    if policy.apply_to != "all":
+        doc["apply_to"] = policy.apply_to
+    if policy.priority:
+        doc["priority"] = policy.priority
+    doc["definition"] = dict(policy.definition)
+    return doc
+
+
+def _exchange_doc(exchange: model.Exchange) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": exchange.name, "type": exchange.type}
+    if not exchange.durable:
+        doc["durable"] = False
+    if exchange.auto_delete:
+        doc["auto_delete"] = True
+    if exchange.internal:
+        doc["internal"] = True
+    args = dict(exchange.arguments)
+    if isinstance(args.get("alternate-exchange"), str):
+        doc["alternate_exchange"] = args.pop("alternate-exchange")
+    if args:
+        doc["arguments"] = args
+    return doc
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _queue_doc(queue: model.Queue) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": queue.name}
+    if queue.type != "classic":
+        doc["type"] = queue.type
+    if not queue.durable:
+        doc["durable"] = False
+    if queue.auto_delete:
+        doc["auto_delete"] = True
+    args = dict(queue.arguments)
+    # Durations are written in milliseconds with their unit: a bare number would mean seconds.
+    for friendly in ("message_ttl", "expires"):
+        key = model.QUEUE_ARGUMENT_NAMES[friendly]
+        if _whole(args.get(key)):
+            doc[friendly] = f"{args.pop(key)}ms"
+    for friendly in ("max_length", "max_length_bytes", "max_priority", "delivery_limit"):
+        key = model.QUEUE_ARGUMENT_NAMES[friendly]
+        if _whole(args.get(key)):
+            doc[friendly] = args.pop(key)
+    if args.get("x-overflow") in _OVERFLOW:
+        doc["overflow"] = args.pop("x-overflow")
+    if isinstance(args.get("x-single-active-consumer"), bool):
+        doc["single_active_consumer"] = args.pop("x-single-active-consumer")
+    if isinstance(args.get("x-dead-letter-exchange"), str):
+        dead_letter = {"exchange": args.pop("x-dead-letter-exchange")}
+        if isinstance(args.get("x-dead-letter-routing-key"), str):
+            dead_letter["routing_key"] = args.pop("x-dead-letter-routing-key")
+        doc["dead_letter"] = dead_letter
+    if args:
+        doc["arguments"] = args
+    return doc
+
+
+def _external_exchanges(topology: model.Topology, exchanges: list[model.Exchange],
+                        queues: list[model.Queue]) -> list[dict[str, Any]]:
+    known = {e.name for e in exchanges} | _KNOWN_EXCHANGES
+    wanted = [b.source for b in topology.bindings]
+    wanted += [b.destination for b in topology.bindings if b.destination_type == "exchange"]
+    wanted += [e.alternate_exchange for e in exchanges if e.alternate_exchange is not None]
+    wanted += [q.dead_letter_exchange for q in queues if q.dead_letter_exchange is not None]
+    missing = [name for name in dict.fromkeys(wanted) if name not in known and not name.startswith("amq.")]
+    return [{"name": name, "external": True} for name in missing]
+
+
+def _external_queues(topology: model.Topology, queues: list[model.Queue]) -> list[dict[str, Any]]:
+    known = {q.name for q in queues}
+    wanted = [b.destination for b in topology.bindings if b.destination_type == "queue"]
+    return [{"name": name, "external": True} for name in dict.fromkeys(wanted) if name not in known]
+
+
+def _binding_docs(bindings: Iterable[model.Binding], exchange_types: Mapping[str, str]) -> list[dict[str, Any]]:
+    """One entry per source, destination and arguments, with all its routing keys."""
+    grouped: dict[tuple[str, str, str, str], list[model.Binding]] = {}
+    for binding in bindings:
+        key = binding.key()
+        grouped.setdefault((key[0], key[1], key[2], key[4]), []).append(binding)
+    return [_binding_doc(group, exchange_types) for group in grouped.values()]
+
+
+def _binding_doc(group: list[model.Binding], exchange_types: Mapping[str, str]) -> dict[str, Any]:
+    first = group[0]
+    doc: dict[str, Any] = {"exchange": first.source}
+    doc["to_exchange" if first.destination_type == "exchange" else "queue"] = first.destination
+    keys = [b.routing_key for b in group]
+    if keys != [""]:
+        doc["keys"] = keys
+    args = dict(first.arguments)
+    headers_exchange = exchange_types.get(first.source) == "headers" or first.source in ("amq.headers", "amq.match")
+    if headers_exchange and args.get("x-match") in _MATCH and all(
+            isinstance(v, (str, int, float, bool)) for k, v in args.items() if k != "x-match"):
+        doc["match"] = args.pop("x-match")
+        if args:
+            doc["headers"] = args
+    elif args:
+        doc["arguments"] = args
+    return doc

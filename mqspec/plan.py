@@ -1,0 +1,474 @@
+"""What apply would change on the live broker, and why. Pure: values in, an ordered plan out.
+
+Creates and in-place updates run in dependency order (vhosts, users, permissions, topic permissions, policies,
+exchanges, queues, bindings); deletes run in the reverse order. A replace deletes an exchange or queue and
+declares it again, and every binding to or from it is re-created in the same plan, including bindings the file
+does not declare (unless they are being pruned), because deleting the entity drops them on the broker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, NamedTuple
+
+from mqspec import model
+from mqspec.definitions import is_builtin_exchange, is_server_named, password_matches
+from mqspec.errors import EXIT_FAILED, EXIT_OK
+
+Action = Literal["create", "update", "replace", "delete"]
+Status = Literal["done", "failed", "not attempted"]
+Kind = Literal["vhost", "user", "permission", "topic_permission", "policy", "operator_policy", "exchange", "queue", "binding"]
+Entity = (model.VHost | model.User | model.Permission | model.TopicPermission | model.Policy | model.Exchange
+          | model.Queue | model.Binding)
+
+KINDS: tuple[Kind, ...] = ("vhost", "user", "permission", "topic_permission", "policy", "operator_policy",
+                           "exchange", "queue", "binding")
+ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete")
+KIND_LABELS: Mapping[Kind, str] = {
+    "vhost": "vhost", "user": "user", "permission": "permissions", "topic_permission": "topic permissions",
+    "policy": "policy", "operator_policy": "operator policy", "exchange": "exchange", "queue": "queue",
+    "binding": "binding",
+}
+ABSENT = "(absent)"
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Live counts of one queue; None when the broker has not reported them yet."""
+
+    messages: int | None = None
+    consumers: int | None = None
+
+
+@dataclass(frozen=True)
+class Live:
+    """The live state the plan is compared with, as read from the broker."""
+
+    topology: model.Topology
+    vhost_exists: bool = True
+    # user name -> (hashing algorithm, password hash)
+    password_hashes: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    queue_stats: Mapping[str, QueueStats] = field(default_factory=dict)
+    # Vhost metadata this broker does not keep (RabbitMQ 3.10 ignores default_queue_type).
+    unsupported: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    kind: Kind
+    name: str
+    reasons: tuple[str, ...] = ()
+    desired: Entity | None = None
+    live: Entity | None = None
+    messages: int | None = None
+    consumers: int | None = None
+
+    @property
+    def label(self) -> str:
+        """'queue 'orders'', 'binding 'x' → queue 'q' (key 'a.#')', for messages."""
+        if self.kind == "binding":
+            return f"binding {self.name}"
+        return f"{KIND_LABELS[self.kind]} '{self.name}'" if self.kind not in ("permission", "topic_permission") \
+            else f"{KIND_LABELS[self.kind]} of {self.name}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    vhost: str
+    changes: tuple[Change, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def count(self, action: Action) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    def summary(self) -> dict[str, int]:
+        return {action: self.count(action) for action in ACTIONS}
+
+
+# --- what running a plan did ------------------------------------------------------------------------------
+
+class Step(NamedTuple):
+    change: Change
+    status: Status
+    error: str = ""
+    exit_code: int = EXIT_OK
+
+
+@dataclass(frozen=True)
+class Outcome:
+    steps: tuple[Step, ...]
+
+    def having(self, status: Status) -> list[Step]:
+        return [s for s in self.steps if s.status == status]
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status == "done" for s in self.steps)
+
+    @property
+    def exit_code(self) -> int:
+        codes = [s.exit_code or EXIT_FAILED for s in self.steps if s.status == "failed"]
+        if not codes and not self.ok:
+            return EXIT_FAILED
+        return max(codes, default=EXIT_OK)
+
+
+# --- the diff ----------------------------------------------------------------------------------------------
+
+def diff(desired: model.Topology, live: Live, prune: bool = False) -> Plan:
+    """Every change that makes the live vhost match the file, ordered so that each one can run in turn."""
+    notes = list(_notes(desired, live))
+    changes = [
+        *_vhost_changes(desired, live),
+        *_user_changes(desired, live),
+        *_permission_changes(desired, live),
+        *_topic_permission_changes(desired, live),
+        *_policy_changes(desired, live, prune),
+    ]
+    exchanges = _exchange_changes(desired, live, prune)
+    queues = _queue_changes(desired, live, prune)
+    replaced: set[tuple[str, str]] = {(c.kind, c.name) for c in (*exchanges, *queues) if c.action == "replace"}
+    changes += [*exchanges, *queues, *_binding_changes(desired, live, prune, replaced)]
+    return Plan(desired.vhost, order(changes), tuple(notes))
+
+
+def order(changes: Iterable[Change]) -> tuple[Change, ...]:
+    """Creates, updates and replaces in dependency order; then deletes in reverse dependency order."""
+    rank = {kind: i for i, kind in enumerate(KINDS)}
+    items = list(changes)
+    forward = sorted((c for c in items if c.action != "delete"), key=lambda c: rank[c.kind])
+    backward = sorted((c for c in items if c.action == "delete"), key=lambda c: -rank[c.kind])
+    return tuple(forward + backward)
+
+
+def with_stats(plan: Plan, stats: Mapping[str, QueueStats]) -> Plan:
+    """The plan with live message and consumer counts on each queue it replaces or deletes."""
+    def counted(change: Change) -> Change:
+        found = stats.get(change.name)
+        if change.kind != "queue" or change.action not in ("replace", "delete") or found is None:
+            return change
+        return replace(change, messages=found.messages, consumers=found.consumers)
+    return replace(plan, changes=tuple(counted(c) for c in plan.changes))
+
+
+def queues_needing_stats(plan: Plan) -> list[str]:
+    return [c.name for c in plan.changes if c.kind == "queue" and c.action in ("replace", "delete") and c.messages is None]
+
+
+def destroy(desired: model.Topology, live: Live, acting_user: str | None = None,
+            vhost_messages: Mapping[str, int | None] | None = None) -> Plan:
+    """Delete what the file declares and the broker has, never external or built-in entities.
+
+    `vhost_messages` holds, for each declared vhost, the messages in all its queues (None when unknown).
+    """
+    declared = diff(desired, Live(model.Topology(desired.vhost)), prune=False)
+    present = existing(live.topology)
+    notes = []
+    changes = []
+    for change in declared.changes:
+        if (change.kind, change.name) not in present:
+            continue
+        if change.kind == "user" and change.name == acting_user:
+            notes.append(f"user '{change.name}' is kept: mqspec is logged in as this user")
+            continue
+        deletion = Change("delete", change.kind, change.name, (), None, change.desired)
+        if change.kind == "queue":
+            deletion = _counted(deletion, live)
+        elif change.kind == "vhost":
+            deletion = replace(deletion, messages=(vhost_messages or {}).get(change.name))
+        changes.append(deletion)
+    return Plan(desired.vhost, order(changes), tuple(notes))
+
+
+def existing(topology: model.Topology) -> set[tuple[Kind, str]]:
+    """(kind, name) of every entity in a topology, named as plan changes name them."""
+    found: set[tuple[Kind, str]] = set()
+    found |= {("vhost", v.name) for v in topology.vhosts}
+    found |= {("user", u.name) for u in topology.users}
+    found |= {("permission", permission_name(p)) for p in topology.permissions}
+    found |= {("topic_permission", topic_permission_name(p)) for p in topology.topic_permissions}
+    found |= {("operator_policy" if p.operator else "policy", p.name) for p in topology.policies}
+    found |= {("exchange", e.name) for e in topology.exchanges}
+    found |= {("queue", q.name) for q in topology.queues}
+    found |= {("binding", binding_name(b)) for b in topology.bindings}
+    return found
+
+
+# --- guards ------------------------------------------------------------------------------------------------
+
+def refusals(plan: Plan, allow_replace: bool, force: bool) -> list[str]:
+    """Why apply (or destroy) must not run this plan, one sentence per change; empty when it may."""
+    found: list[str] = []
+    for change in plan.changes:
+        if change.action == "replace" and not allow_replace:
+            found.append(f"refusing to replace {change.label} ({'; '.join(change.reasons)}): replacing deletes it and "
+                         "declares it again; rerun with --allow-replace")
+        if change.action in ("replace", "delete") and change.kind in ("queue", "vhost") and not force:
+            found += _message_guard(change)
+    return found
+
+
+def _message_guard(change: Change) -> list[str]:
+    verb = "replace" if change.action == "replace" else "delete"
+    what = change.label if change.kind == "queue" else f"{change.label} with all its queues"
+    if change.messages is None:
+        return [f"refusing to {verb} {what}: the broker has not reported how many messages it holds yet; "
+                "rerun in a few seconds, or with --force to discard whatever it holds"]
+    if change.messages > 0:
+        return [f"refusing to {verb} {what}: it holds {_count(change.messages, 'message')} that would be lost; "
+                "rerun with --force to discard them"]
+    return []
+
+
+# --- entity by entity --------------------------------------------------------------------------------------
+
+def _notes(desired: model.Topology, live: Live) -> Iterator[str]:
+    live_exchanges = {e.name for e in live.topology.exchanges}
+    live_queues = {q.name for q in live.topology.queues}
+    for exchange in desired.exchanges:
+        if exchange.external and exchange.name not in live_exchanges and not is_builtin_exchange(exchange.name):
+            yield f"external exchange '{exchange.name}' does not exist on the broker"
+    for queue in desired.queues:
+        if queue.external and queue.name not in live_queues:
+            yield f"external queue '{queue.name}' does not exist on the broker"
+        elif queue.exclusive and not queue.external:
+            yield (f"queue '{queue.name}' is exclusive: it lives only as long as the connection that declares it, "
+                   "so the workload declares it, not apply")
+    if "default_queue_type" in live.unsupported:
+        for vhost in desired.vhosts:
+            if vhost.default_queue_type:
+                yield f"vhost '{vhost.name}': this broker does not keep default_queue_type; it is not compared"
+
+
+def _vhost_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
+    existing = {v.name: v for v in live.topology.vhosts}
+    for vhost in desired.vhosts:
+        found = existing.get(vhost.name)
+        if found is None:
+            yield Change("create", "vhost", vhost.name, (), vhost)
+            continue
+        reasons = [*_field("description", found.description, vhost.description),
+                   *_field("tags", sorted(found.tags), sorted(vhost.tags))]
+        if vhost.default_queue_type and "default_queue_type" not in live.unsupported:
+            reasons += _field("default_queue_type", found.default_queue_type, vhost.default_queue_type)
+        reasons += [reason for key, value in vhost.limits.items()
+                    for reason in _field(f"limit {key}", found.limits.get(key, ABSENT), value)]
+        if reasons:
+            yield Change("update", "vhost", vhost.name, tuple(reasons), vhost, found)
+
+
+def _user_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
+    existing = {u.name: u for u in live.topology.users}
+    for user in desired.users:
+        found = existing.get(user.name)
+        if found is None:
+            note = "password set" if user.password is not None else "no password: it cannot log in with a password"
+            yield Change("create", "user", user.name, (note,), user)
+            continue
+        reasons = _field("tags", sorted(found.tags), sorted(user.tags))
+        if user.password is not None:
+            reasons += _password_reason(user.password, live.password_hashes.get(user.name, ("", "")))
+        if reasons:
+            yield Change("update", "user", user.name, tuple(reasons), user, found)
+
+
+def _password_reason(password: str, stored: tuple[str, str]) -> list[str]:
+    algorithm, password_hash = stored
+    same = password_matches(password, password_hash, algorithm) if password_hash else False
+    if same is None:
+        return [f"password (cannot compare: the broker hashes it with {algorithm}; set)"]
+    return [] if same else ["password differs"]
+
+
+def _permission_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
+    existing = {(p.user, p.vhost): p for p in live.topology.permissions}
+    for perm in desired.permissions:
+        name = permission_name(perm)
+        found = existing.get((perm.user, perm.vhost))
+        if found is None:
+            yield Change("create", "permission", name, (), perm)
+            continue
+        reasons = [r for attr in ("configure", "write", "read") for r in _field(attr, getattr(found, attr), getattr(perm, attr))]
+        if reasons:
+            yield Change("update", "permission", name, tuple(reasons), perm, found)
+
+
+def _topic_permission_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
+    existing = {(p.user, p.vhost, p.exchange): p for p in live.topology.topic_permissions}
+    for perm in desired.topic_permissions:
+        name = topic_permission_name(perm)
+        found = existing.get((perm.user, perm.vhost, perm.exchange))
+        if found is None:
+            yield Change("create", "topic_permission", name, (), perm)
+            continue
+        reasons = [r for attr in ("write", "read") for r in _field(attr, getattr(found, attr), getattr(perm, attr))]
+        if reasons:
+            yield Change("update", "topic_permission", name, tuple(reasons), perm, found)
+
+
+def _policy_changes(desired: model.Topology, live: Live, prune: bool) -> Iterator[Change]:
+    existing = {(p.operator, p.name): p for p in live.topology.policies}
+    wanted = {(p.operator, p.name) for p in desired.policies}
+    for policy in desired.policies:
+        kind: Kind = "operator_policy" if policy.operator else "policy"
+        found = existing.get((policy.operator, policy.name))
+        if found is None:
+            yield Change("create", kind, policy.name, (), policy)
+            continue
+        reasons = [*_field("pattern", found.pattern, policy.pattern), *_field("apply-to", found.apply_to, policy.apply_to),
+                   *_field("priority", found.priority, policy.priority),
+                   *_arguments("definition ", found.definition, policy.definition)]
+        if reasons:
+            yield Change("update", kind, policy.name, tuple(reasons), policy, found)
+    if prune:
+        for key, found in existing.items():
+            if key not in wanted:
+                yield Change("delete", "operator_policy" if found.operator else "policy", found.name, ("not in the file",),
+                             None, found)
+
+
+def _exchange_changes(desired: model.Topology, live: Live, prune: bool) -> list[Change]:
+    existing = {e.name: e for e in live.topology.exchanges if not is_builtin_exchange(e.name)}
+    changes = []
+    for exchange in desired.exchanges:
+        if exchange.external or is_builtin_exchange(exchange.name):
+            continue
+        found = existing.get(exchange.name)
+        if found is None:
+            changes.append(Change("create", "exchange", exchange.name, (), exchange))
+            continue
+        reasons = [*_field("type", found.type, exchange.type), *_field("durable", found.durable, exchange.durable),
+                   *_field("auto_delete", found.auto_delete, exchange.auto_delete),
+                   *_field("internal", found.internal, exchange.internal), *_arguments("", found.arguments, exchange.arguments)]
+        if reasons:
+            changes.append(Change("replace", "exchange", exchange.name, tuple(reasons), exchange, found))
+    if prune:
+        declared = {e.name for e in desired.exchanges}
+        changes += [Change("delete", "exchange", name, ("not in the file",), None, found)
+                    for name, found in existing.items() if name not in declared]
+    return changes
+
+
+def _queue_changes(desired: model.Topology, live: Live, prune: bool) -> list[Change]:
+    existing = {q.name: q for q in live.topology.queues if not q.exclusive and not is_server_named(q.name)}
+    changes = []
+    for queue in desired.queues:
+        if queue.external or queue.exclusive:
+            continue
+        found = existing.get(queue.name)
+        if found is None:
+            changes.append(Change("create", "queue", queue.name, (), queue))
+            continue
+        reasons = [*_field("type", found.type, queue.type), *_field("durable", found.durable, queue.durable),
+                   *_field("exclusive", found.exclusive, queue.exclusive),
+                   *_field("auto_delete", found.auto_delete, queue.auto_delete), *_arguments("", found.arguments, queue.arguments)]
+        if reasons:
+            changes.append(_counted(Change("replace", "queue", queue.name, tuple(reasons), queue, found), live))
+    if prune:
+        declared = {q.name for q in desired.queues}
+        changes += [_counted(Change("delete", "queue", name, ("not in the file",), None, found), live)
+                    for name, found in existing.items() if name not in declared]
+    return changes
+
+
+def _counted(change: Change, live: Live) -> Change:
+    stats = live.queue_stats.get(change.name)
+    return replace(change, messages=stats.messages, consumers=stats.consumers) if stats else change
+
+
+def _binding_changes(desired: model.Topology, live: Live, prune: bool, replaced: set[tuple[str, str]]) -> list[Change]:
+    wanted = {b.key(): b for b in desired.bindings}
+    existing = {b.key(): b for b in live.topology.bindings}
+    touched = _touches(replaced)
+    changes = []
+    for key, binding in wanted.items():
+        if key not in existing:
+            changes.append(Change("create", "binding", binding_name(binding), (), binding))
+        elif touched(binding):
+            changes.append(Change("create", "binding", binding_name(binding), (_restore_reason(binding, replaced),), binding))
+    for key, binding in existing.items():
+        if key in wanted:
+            continue
+        if prune:
+            changes.append(Change("delete", "binding", binding_name(binding), ("not in the file",), None, binding))
+        elif touched(binding):
+            reason = f"not in the file, but it exists: {_restore_reason(binding, replaced)}"
+            changes.append(Change("create", "binding", binding_name(binding), (reason,), binding, binding))
+    return changes
+
+
+def _touches(replaced: set[tuple[str, str]]) -> Callable[[model.Binding], bool]:
+    def touched(binding: model.Binding) -> bool:
+        return bool(_replaced_ends(binding, replaced))
+    return touched
+
+
+def _replaced_ends(binding: model.Binding, replaced: set[tuple[str, str]]) -> list[str]:
+    ends = [("exchange", binding.source), (binding.destination_type, binding.destination)]
+    return [f"{kind} '{name}'" for kind, name in ends if (kind, name) in replaced]
+
+
+def _restore_reason(binding: model.Binding, replaced: set[tuple[str, str]]) -> str:
+    return f"restored after replacing {' and '.join(_replaced_ends(binding, replaced))}"
+
+
+def permission_name(permission: model.Permission) -> str:
+    return f"user '{permission.user}' in vhost '{permission.vhost}'"
+
+
+def topic_permission_name(permission: model.TopicPermission) -> str:
+    return f"user '{permission.user}' on exchange '{permission.exchange}' in vhost '{permission.vhost}'"
+
+
+def binding_name(binding: model.Binding) -> str:
+    text = f"'{binding.source}' → {binding.destination_type} '{binding.destination}' (key '{binding.routing_key}'"
+    if binding.arguments:
+        text += f", arguments {_show(dict(binding.arguments))}"
+    return text + ")"
+
+
+# --- reasons -----------------------------------------------------------------------------------------------
+
+def _field(name: str, live: Any, wanted: Any) -> list[str]:
+    if _same(live, wanted):
+        return []
+    return [f"{name} {_show(live)} → {_show(wanted)}"]
+
+
+def _arguments(prefix: str, live: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """One reason per differing key; values keep their types ("5" is not 5, true is not 1)."""
+    reasons = []
+    for key in sorted(set(live) | set(wanted)):
+        old, new = live.get(key, ABSENT), wanted.get(key, ABSENT)
+        if not _same(old, new) or (key in live) != (key in wanted):
+            reasons.append(f"{prefix}{key} {_show(old)} → {_show(new)}")
+    return reasons
+
+
+def _same(a: Any, b: Any) -> bool:
+    return _canonical(a) == _canonical(b)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _show(value: Any) -> str:
+    if value is ABSENT or value is None:
+        return ABSENT if value is ABSENT else "(none)"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "[" + ", ".join(value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,0 +1,140 @@
+"""A plan and an apply outcome, rendered: Terraform-like symbols, coloured on a terminal, stable plain text
+otherwise, or JSON for programs. Rendering only: the plan is data made elsewhere."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from mqspec.plan import ACTIONS, Change, Entity, Outcome, Plan, Step
+
+SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
+STYLES = {"create": "green", "update": "yellow", "replace": "magenta", "delete": "red"}
+PAST = {"create": "created", "update": "updated", "replace": "replaced", "delete": "deleted"}
+UP_TO_DATE = "No changes. Topology is up to date."
+
+
+def change_line(change: Change) -> str:
+    line = f"{SYMBOLS[change.action]:>3} {change.label}"
+    counts = _counts(change)
+    return f"{line} ({counts})" if counts else line
+
+
+def _counts(change: Change) -> str:
+    if change.kind == "vhost" and change.action == "delete" and change.messages is not None:
+        return f"its queues hold {_plural(change.messages, 'message')}"
+    if change.kind != "queue" or change.action not in ("replace", "delete"):
+        return ""
+    messages = "messages unknown" if change.messages is None else _plural(change.messages, "message")
+    consumers = "consumers unknown" if change.consumers is None else _plural(change.consumers, "consumer")
+    return f"holds {messages}, {consumers}"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def summary(plan: Plan) -> str:
+    counts = plan.summary()
+    return "Plan: " + ", ".join(f"{counts[a]} to {a}" for a in ACTIONS) + "."
+
+
+def text(plan: Plan, heading: str | None = None) -> str:
+    """Plain text, the same on every run for the same plan."""
+    if plan.empty:
+        return "\n".join([*(f"note: {n}" for n in plan.notes), UP_TO_DATE])
+    lines = [heading or f"Changes to vhost '{plan.vhost}':", ""]
+    for change in plan.changes:
+        lines.append(change_line(change))
+        lines += [f"      {reason}" for reason in change.reasons]
+    lines += ["", *(f"note: {n}" for n in plan.notes), summary(plan)]
+    return "\n".join(lines)
+
+
+def print_rich(plan: Plan, heading: str | None = None, err: bool = False) -> None:
+    """The same content as `text`, coloured, for a terminal."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = Console(stderr=err, highlight=False)
+    if plan.empty:
+        for note in plan.notes:
+            console.print(Text(f"note: {note}", style="dim"))
+        console.print(Text(UP_TO_DATE, style="bold green"))
+        return
+    console.print(Text(heading or f"Changes to vhost '{plan.vhost}':", style="bold"))
+    console.print()
+    for change in plan.changes:
+        console.print(Text(change_line(change), style=STYLES[change.action]))
+        for reason in change.reasons:
+            console.print(Text(f"      {reason}", style="dim"))
+    console.print()
+    for note in plan.notes:
+        console.print(Text(f"note: {note}", style="dim"))
+    console.print(Text(summary(plan), style="bold"))
+
+
+# --- JSON --------------------------------------------------------------------------------------------------
+
+def as_dict(plan: Plan) -> dict[str, Any]:
+    return {
+        "vhost": plan.vhost,
+        "changes": [change_dict(c) for c in plan.changes],
+        "summary": plan.summary(),
+        "notes": list(plan.notes),
+    }
+
+
+def change_dict(change: Change) -> dict[str, Any]:
+    return {
+        "action": change.action,
+        "kind": change.kind,
+        "name": change.name,
+        "reasons": list(change.reasons),
+        "messages": change.messages,
+        "consumers": change.consumers,
+        "desired": _entity(change.desired),
+        "live": _entity(change.live),
+    }
+
+
+def _entity(entity: Entity | None) -> dict[str, Any] | None:
+    if entity is None:
+        return None
+    data = asdict(entity)
+    data.pop("where", None)
+    if "password" in data:                 # never a password, only whether there is one
+        data["password"] = None if data["password"] is None else "***"
+    return data
+
+
+def as_json(plan: Plan) -> str:
+    return json.dumps(as_dict(plan), indent=2, ensure_ascii=False)
+
+
+# --- outcome -----------------------------------------------------------------------------------------------
+
+def outcome_text(outcome: Outcome, verb: str = "Apply") -> str:
+    done = outcome.having("done")
+    if outcome.ok:
+        counts = {a: sum(1 for s in done if s.change.action == a) for a in ACTIONS}
+        parts = [f"{n} {PAST[a]}" for a, n in counts.items() if n]
+        return f"{verb} complete: {', '.join(parts) or 'nothing to do'}."
+    lines = [f"{verb} incomplete: {len(done)} of {len(outcome.steps)} changes done."]
+    lines += [_step_line(s) for s in outcome.steps]
+    lines.append(f"Fix the cause and run {verb.lower()} again; it continues from what is on the broker now.")
+    return "\n".join(lines)
+
+
+def _step_line(step: Step) -> str:
+    line = f"  {step.status + ':':<15}{change_line(step.change).strip()}"
+    return f"{line}: {step.error}" if step.error else line
+
+
+def outcome_dict(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "complete": outcome.ok,
+        "steps": [{"action": s.change.action, "kind": s.change.kind, "name": s.change.name, "status": s.status,
+                   "error": s.error or None} for s in outcome.steps],
+    }
