@@ -1,0 +1,397 @@
+"""Exact message accounting with bounded memory, mergeable across processes.
+
+Each producer instance numbers its messages 0, 1, 2, ... (its *stream*). Each consumer instance
+keeps, per stream it hears from, three bitmaps indexed by sequence number (one bit per message,
+no per-message objects):
+
+* `first`: deliveries with redelivered=False. A second first-delivery of the same message on the
+  same queue is a duplicate (the broker delivers each enqueued copy exactly once with
+  redelivered=False; a republished or doubly published message is a new copy).
+* `again`: deliveries with redelivered=True (requeues, crashed or disconnected consumers).
+* `dead`: deliveries carrying an x-death header, i.e. that came through a dead-letter exchange.
+
+A producer instance keeps one bitmap, `failed`, of the sequence numbers that will not arrive:
+nacked, returned, or never confirmed. The *expected* messages of a stream are all published
+sequence numbers minus `failed`.
+
+Merging (in the parent process) ORs bitmaps as Python ints:
+
+* lost, globally: expected messages that no consumer saw in any way;
+* lost, per queue: expected messages of the key slots the queue is seen to receive that none of
+  its consumers got directly. A producer's routing keys are slots (round-robin: seq % K, random:
+  a fixed hash of seq % K), so a queue bound to one key of three is not charged for the others;
+* duplicates, per queue: first-deliveries counted by all consumers of the queue minus distinct
+  messages, plus duplicates within one consumer instance.
+
+Latency: microseconds between the publish time in the mark and the delivery, quantised to 8
+significant bits in a small dict on the hot path, folded into an HdrHistogram (2 significant
+digits) outside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from mqspec import model
+from mqspec.workload import marks, result
+
+LATENCY_MAX_US = 3_600_000_000
+LATENCY_DIGITS = 2
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(1, LATENCY_MAX_US, LATENCY_DIGITS)
+
+
+class Latency:
+    """Quantised counts on the hot path; an HdrHistogram for merging and percentiles."""
+
+    __slots__ = ("counts", "histogram")
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.histogram = new_histogram()
+
+    def record_us(self, us: int) -> None:
+        if us < 0:
+            us = 0
+        shift = us.bit_length() - 8
+        if shift > 0:
+            us = us >> shift << shift
+        counts = self.counts
+        counts[us] = counts.get(us, 0) + 1
+
+    def fold(self) -> None:
+        """Move the quantised counts into the histogram (cheap: few distinct keys)."""
+        record = self.histogram.record_value
+        for value, count in self.counts.items():
+            record(min(value, LATENCY_MAX_US), count)
+        self.counts.clear()
+
+    def encode(self) -> str:
+        self.fold()
+        encoded = self.histogram.encode()
+        return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled (to the parent process) as the histogram's compact encoding."""
+        return (_latency_from, (self.encode(),))
+
+
+def _latency_from(encoded: str) -> Latency:
+    latency = Latency()
+    if latency.histogram.get_total_count() == 0:
+        latency.histogram = HdrHistogram.decode(encoded)
+    return latency
+
+
+class Track:
+    """One consumer instance's view of one producer stream: three growable bitmaps."""
+
+    __slots__ = ("again", "dead", "first", "top")
+
+    def __init__(self) -> None:
+        self.first = bytearray(64)
+        self.again = bytearray(64)
+        self.dead = bytearray(64)
+        self.top = -1
+
+    def grow(self, index: int) -> None:
+        """Make room for byte `index` (doubling, so growth is amortised)."""
+        size = max(len(self.first) * 2, index + 1)
+        extra = size - len(self.first)
+        self.first.extend(bytes(extra))
+        self.again.extend(bytes(extra))
+        self.dead.extend(bytes(extra))
+
+    def see(self, seq: int, redelivered: bool, dead: bool) -> tuple[bool, bool]:
+        """Record one delivery; returns (duplicate, out_of_order). The consumer inlines this."""
+        index = seq >> 3
+        if index >= len(self.first):
+            self.grow(index)
+        bit = 1 << (seq & 7)
+        if dead:
+            self.dead[index] |= bit
+            return False, False
+        if redelivered:
+            self.again[index] |= bit
+            return False, False
+        if self.first[index] & bit:
+            return True, False
+        self.first[index] |= bit
+        if seq < self.top:
+            return False, True
+        self.top = seq
+        return False, False
+
+
+class ConsumerTally:
+    """Counters of one consumer instance (mutable, lives in a worker process)."""
+
+    __slots__ = ("acked", "crashed", "dead_lettered", "duplicates", "first_ns", "foreign", "held", "instance", "last_ns",
+                 "latency", "nacked", "name", "out_of_order", "queue", "received", "reconnects", "redelivered", "rejected",
+                 "stopped", "streams")
+
+    def __init__(self, name: str, queue: str, instance: int) -> None:
+        self.name, self.queue, self.instance = name, queue, instance
+        self.received = self.acked = self.rejected = self.nacked = self.redelivered = 0
+        self.duplicates = self.out_of_order = self.foreign = self.dead_lettered = 0
+        self.reconnects = self.held = 0
+        self.crashed = False
+        self.stopped = ""
+        self.first_ns = self.last_ns = 0
+        self.streams: dict[int, Track] = {}
+        self.latency = Latency()
+
+    def track(self, sid: int) -> Track:
+        found = self.streams.get(sid)
+        if found is None:
+            found = self.streams[sid] = Track()
+        return found
+
+    def see(self, sid: int, seq: int, ts_ns: int, now_ns: int, redelivered: bool, dead: bool) -> None:
+        """Account one marked delivery (the slow, readable path; consumers inline the same logic)."""
+        duplicate, disorder = self.track(sid).see(seq, redelivered, dead)
+        self.duplicates += duplicate
+        self.out_of_order += disorder
+        self.latency.record_us((now_ns - ts_ns) // 1000)
+
+
+class ProducerTally:
+    """Counters of one producer instance (mutable, lives in a worker process)."""
+
+    __slots__ = ("confirm", "confirmed", "done", "failed", "first_ns", "index", "instance", "keys", "last_ns", "nacked",
+                 "name", "order", "published", "reconnects", "republished", "returned", "unconfirmed")
+
+    def __init__(self, name: str, index: int, instance: int, keys: int, order: str, confirm: bool) -> None:
+        self.name, self.index, self.instance = name, index, instance
+        self.keys, self.order, self.confirm = keys, order, confirm
+        self.published = self.confirmed = self.nacked = self.returned = 0
+        self.republished = self.reconnects = self.unconfirmed = 0
+        self.first_ns = self.last_ns = 0
+        self.done = False
+        self.failed = bytearray()
+
+    @property
+    def sid(self) -> int:
+        return marks.stream_id(self.index, self.instance)
+
+    def fail(self, seq: int) -> None:
+        """This message will not arrive: nacked, returned or never confirmed."""
+        index = seq >> 3
+        if index >= len(self.failed):
+            self.failed.extend(bytes(max(index + 1 - len(self.failed), len(self.failed))))
+        self.failed[index] |= 1 << (seq & 7)
+
+
+# --- merging (parent process) -------------------------------------------------------------------
+
+def as_int(bitmap: bytes | bytearray) -> int:
+    return int.from_bytes(bitmap, "little")
+
+
+def popcount(value: int) -> int:
+    return value.bit_count()
+
+
+def mix(seq: int) -> int:
+    """A fixed 32-bit hash of a sequence number: the slot of `random` key order."""
+    value = (seq * 0x9E3779B1 + 0x7F4A7C15) & 0xFFFFFFFF
+    value ^= value >> 15
+    value = (value * 0x85EBCA6B) & 0xFFFFFFFF
+    return value ^ (value >> 13)
+
+
+def slot_of(seq: int, keys: int, order: str) -> int:
+    if keys <= 1:
+        return 0
+    return (mix(seq) if order == "random" else seq) % keys
+
+
+def slot_mask(slot: int, keys: int, order: str, length: int) -> int:
+    """Bit i set when message i of a stream uses key slot `slot`; `length` messages."""
+    if keys <= 1:
+        return (1 << length) - 1
+    if order == "random":
+        return sum(1 << seq for seq in range(length) if mix(seq) % keys == slot)
+    period = keys * 8 // math.gcd(keys, 8)
+    pattern = sum(1 << bit for bit in range(slot, period, keys)).to_bytes(period // 8, "little")
+    repeated = int.from_bytes(pattern * (length // period + 1), "little")
+    return repeated & ((1 << length) - 1)
+
+
+def expected_bits(tally: ProducerTally) -> int:
+    return ((1 << tally.published) - 1) & ~as_int(tally.failed)
+
+
+@dataclass
+class _Seen:
+    """One consumer's (or queue's) bitmaps for one stream, as ints."""
+
+    first: int = 0
+    again: int = 0
+    dead: int = 0
+    first_total: int = 0
+
+    def add(self, track: Track) -> None:
+        first = as_int(track.first)
+        self.first |= first
+        self.again |= as_int(track.again)
+        self.dead |= as_int(track.dead)
+        self.first_total += popcount(first)
+
+    @property
+    def direct(self) -> int:
+        return self.first | self.again
+
+    @property
+    def any(self) -> int:
+        return self.first | self.again | self.dead
+
+
+def _seen_by(tallies: Iterable[ConsumerTally]) -> dict[int, _Seen]:
+    seen: dict[int, _Seen] = {}
+    for tally in tallies:
+        for sid, track in tally.streams.items():
+            seen.setdefault(sid, _Seen()).add(track)
+    return seen
+
+
+@dataclass(frozen=True)
+class Streams:
+    """The expected bitmap and slot layout of every producer stream."""
+
+    expected: Mapping[int, int]
+    layout: Mapping[int, tuple[int, str, int]]  # sid -> (keys, order, published)
+
+    @classmethod
+    def of(cls, producers: Sequence[ProducerTally]) -> Streams:
+        return cls({p.sid: expected_bits(p) for p in producers},
+                   {p.sid: (p.keys, p.order, p.published) for p in producers})
+
+    def total(self) -> int:
+        return sum(popcount(bits) for bits in self.expected.values())
+
+
+def lost_everywhere(streams: Streams, consumers: Sequence[ConsumerTally]) -> int:
+    seen = _seen_by(consumers)
+    return sum(popcount(bits & ~seen.get(sid, _Seen()).any) for sid, bits in streams.expected.items())
+
+
+def missing_for(streams: Streams, consumers: Sequence[ConsumerTally]) -> int:
+    """Expected messages (of every stream) these consumer instances never saw: for every_message."""
+    return lost_everywhere(streams, consumers)
+
+
+def lost_on_queue(streams: Streams, consumers: Sequence[ConsumerTally]) -> int:
+    """Expected messages of the key slots this queue receives that its consumers never got directly."""
+    lost = 0
+    for sid, seen in _seen_by(consumers).items():
+        expected = streams.expected.get(sid)
+        direct = seen.direct
+        if expected is None or not direct:
+            continue
+        keys, order, published = streams.layout[sid]
+        if keys > 1:
+            masks = [slot_mask(slot, keys, order, published) for slot in range(keys)]
+            expected &= sum_masks(mask for mask in masks if mask & direct)
+        lost += popcount(expected & ~direct)
+    return lost
+
+
+def sum_masks(masks: Iterable[int]) -> int:
+    total = 0
+    for mask in masks:
+        total |= mask
+    return total
+
+
+def duplicates_on_queue(consumers: Sequence[ConsumerTally]) -> int:
+    within = sum(c.duplicates for c in consumers)
+    across = sum(seen.first_total - popcount(seen.first) for seen in _seen_by(consumers).values())
+    return within + across
+
+
+# --- results -----------------------------------------------------------------------------------
+
+def _rate(count: int, first_ns: int, last_ns: int) -> float:
+    span = (last_ns - first_ns) / 1e9
+    if count <= 1 or span <= 0:
+        return float(count)
+    return count / span
+
+
+def _window(tallies: Iterable[ProducerTally | ConsumerTally]) -> tuple[int, int]:
+    spans = [(t.first_ns, t.last_ns) for t in tallies if t.first_ns]
+    if not spans:
+        return 0, 0
+    return min(s[0] for s in spans), max(s[1] for s in spans)
+
+
+def producer_results(workload: model.Workload, tallies: Sequence[ProducerTally]) -> dict[str, result.ProducerResult]:
+    out: dict[str, result.ProducerResult] = {}
+    for producer in workload.producers:
+        mine = [t for t in tallies if t.name == producer.name]
+        published = sum(t.published for t in mine)
+        first, last = _window(mine)
+        out[producer.name] = result.ProducerResult(
+            name=producer.name, instances=producer.instances, published=published,
+            confirmed=sum(t.confirmed for t in mine), nacked=sum(t.nacked for t in mine),
+            returned=sum(t.returned for t in mine), unconfirmed=sum(t.unconfirmed for t in mine),
+            reconnects=sum(t.reconnects for t in mine), republished=sum(t.republished for t in mine),
+            rate=round(_rate(published, first, last), 1), throttled=producer.rate is not None)
+    return out
+
+
+def consumer_results(workload: model.Workload, streams: Streams,
+                     tallies: Sequence[ConsumerTally]) -> dict[str, result.ConsumerResult]:
+    by_queue: dict[str, list[ConsumerTally]] = {}
+    for tally in tallies:
+        by_queue.setdefault(tally.queue, []).append(tally)
+    lost = {queue: lost_on_queue(streams, group) for queue, group in by_queue.items()}
+    out: dict[str, result.ConsumerResult] = {}
+    for consumer in workload.consumers:
+        mine = sorted((t for t in tallies if t.name == consumer.name), key=lambda t: t.instance)
+        received = sum(t.received for t in mine)
+        first, last = _window(mine)
+        out[consumer.name] = result.ConsumerResult(
+            name=consumer.name, queue=consumer.queue, instances=consumer.instances, received=received,
+            acked=sum(t.acked for t in mine), rejected=sum(t.rejected for t in mine), nacked=sum(t.nacked for t in mine),
+            redelivered=sum(t.redelivered for t in mine), duplicates=duplicates_on_queue(mine),
+            lost=lost.get(consumer.queue, 0), out_of_order=sum(t.out_of_order for t in mine),
+            dead_lettered=sum(t.dead_lettered for t in mine), foreign=sum(t.foreign for t in mine),
+            reconnects=sum(t.reconnects for t in mine), crashed=sum(1 for t in mine if t.crashed),
+            rate=round(_rate(received, first, last), 1), per_instance=tuple(t.received for t in mine),
+            missing=missing_for(streams, mine))
+    return out
+
+
+def latency(tallies: Iterable[Latency | str]) -> result.Latency | None:
+    """Merge latency recorders (or their encoded histograms) into percentiles in milliseconds."""
+    merged = new_histogram()
+    for item in tallies:
+        if isinstance(item, Latency):
+            item.fold()
+            merged.add(item.histogram)
+        else:
+            merged.add(HdrHistogram.decode(item))
+    count = merged.get_total_count()
+    if not count:
+        return None
+
+    def ms(percentile: float) -> float:
+        return round(float(merged.get_value_at_percentile(percentile)) / 1000, 3)
+
+    return result.Latency(ms(50), ms(95), ms(99), round(float(merged.get_max_value()) / 1000, 3), int(count))
+
+
+def duplicates_everywhere(tallies: Sequence[ConsumerTally]) -> int:
+    by_queue: dict[str, list[ConsumerTally]] = {}
+    for tally in tallies:
+        by_queue.setdefault(tally.queue, []).append(tally)
+    return sum(duplicates_on_queue(group) for group in by_queue.values())

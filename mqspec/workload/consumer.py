@@ -1,0 +1,305 @@
+"""A consumer instance: prefetch, auto or manual acks (every N with multiple=true), rejects, crashes, stops.
+
+Every delivery is accounted on arrival (see accounting.py for the bitmaps), inline for speed.
+Simulated processing is sequential, like a single-threaded worker: deliveries wait in a local FIFO
+and each takes `processing_time` on an ioloop timer, so other instances in the process carry on.
+Reject and nack fractions are deterministic (an accumulator), so counts are exact and repeatable.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from typing import Any
+
+from pika.channel import Channel
+from pika.spec import Basic, BasicProperties
+
+from mqspec import model
+from mqspec.workload import marks
+from mqspec.workload.accounting import ConsumerTally, Track
+from mqspec.workload.client import Client, Context
+from mqspec.workload.redeclare import declare_for_consumer
+
+IDLE_CHECK_MAX = 0.25
+
+
+class Consumer(Client):
+    def __init__(self, ctx: Context, spec: model.Consumer, instance: int) -> None:
+        super().__init__(ctx, f"consumer:{spec.name}#{instance}")
+        self.spec = spec
+        self.instance = instance
+        self.tally = ConsumerTally(spec.name, spec.queue, instance)
+        self.auto = spec.ack == "auto"
+        self.multi = max(1, spec.multi_ack)
+        self.slow = spec.processing_time.high > 0
+        self.fractions = spec.reject > 0 or spec.nack > 0
+        self.random = random.Random(f"{spec.name}#{instance}")
+        self.pending = 0            # settled locally, not yet acked (multi_ack)
+        self.last_tag = 0
+        self.reject_acc = 0.0
+        self.nack_acc = 0.0
+        self.queue: deque[int] = deque()   # delivery tags waiting for simulated processing
+        self.busy = False
+        self.accepting = True
+        self.consumer_tag: str | None = None
+        self.last_activity = time.monotonic()
+        self.idle_count = 0
+        self.started = False
+        self.last_sid = -1
+        self.last_track: Track | None = None
+
+    # --- setup ------------------------------------------------------------------------------
+
+    def setup(self, channel: Channel) -> None:
+        self.pending = 0
+        self.queue.clear()
+        self.busy = False
+        self.tally.held = 0
+        if self.ready_once:
+            self.operation = f"redeclare queue '{self.spec.queue}'"
+            declare_for_consumer(channel, self.ctx.topology, self.spec.queue, self._qos)
+        else:
+            self._qos()
+
+    def _qos(self) -> None:
+        channel = self.channel
+        if channel is None:
+            return
+        if self.spec.prefetch is not None and not self.auto:
+            self.operation = "set the prefetch (basic.qos)"
+            channel.basic_qos(prefetch_count=self.spec.prefetch, callback=lambda _frame: self._consume())
+        else:
+            self._consume()
+
+    def _consume(self) -> None:
+        channel = self.channel
+        if channel is None or not self.accepting:
+            return
+        arguments = {"x-priority": self.spec.priority} if self.spec.priority is not None else None
+        self.operation = f"consume from queue '{self.spec.queue}'"
+        self.consumer_tag = channel.basic_consume(
+            self.spec.queue, self._on_message, auto_ack=self.auto, exclusive=self.spec.exclusive,
+            arguments=arguments, callback=lambda _frame: self._on_consuming())
+
+    def _on_consuming(self) -> None:
+        if not self.ready_once:
+            self.became_ready()
+            self.ctx.ready(self)
+
+    def go(self, go_at: float) -> None:
+        self.started = True
+        self.last_activity = time.monotonic()
+        if self.spec.idle_timeout is not None:
+            self.later(self._idle_interval(), self._check_idle)
+
+    # --- deliveries (hot path) --------------------------------------------------------------
+
+    def _on_message(self, channel: Channel, method: Basic.Deliver, properties: BasicProperties, body: bytes) -> None:
+        if not self.accepting and not self.auto:
+            # prefetched after we stopped taking messages: give it back, unaccounted
+            if channel.is_open:
+                channel.basic_nack(method.delivery_tag, multiple=False, requeue=True)
+            return
+        now_ns = time.time_ns()
+        tally = self.tally
+        count = tally.received = tally.received + 1
+        if count == 1:
+            tally.first_ns = now_ns
+        tally.last_ns = now_ns
+        redelivered = method.redelivered
+        if redelivered:
+            tally.redelivered += 1
+        headers = properties.headers
+        dead = headers is not None and "x-death" in headers
+        if dead:
+            tally.dead_lettered += 1
+        if body[:4] == marks.MAGIC and len(body) >= marks.PREFIX_SIZE:
+            sid, seq, ts = marks.MARK.unpack_from(body, 4)
+        else:
+            mark = marks.read_header_mark(headers)
+            if mark is None:
+                tally.foreign += 1
+                sid = -1
+            else:
+                sid, seq, ts = mark
+        if sid >= 0:
+            track = self.last_track
+            if sid != self.last_sid or track is None:
+                track = self.last_track = tally.track(sid)
+                self.last_sid = sid
+            index = seq >> 3
+            if index >= len(track.first):
+                track.grow(index)
+            bit = 1 << (seq & 7)
+            if dead:
+                track.dead[index] |= bit
+            elif redelivered:
+                track.again[index] |= bit
+            elif track.first[index] & bit:
+                tally.duplicates += 1
+            else:
+                track.first[index] |= bit
+                if seq < track.top:
+                    tally.out_of_order += 1
+                else:
+                    track.top = seq
+            us = (now_ns - ts) // 1000
+            if us < 0:
+                us = 0
+            shift = us.bit_length() - 8
+            if shift > 0:
+                us = us >> shift << shift
+            counts = tally.latency.counts
+            counts[us] = counts.get(us, 0) + 1
+        if not self.auto:
+            if self.slow:
+                self.queue.append(method.delivery_tag)
+                tally.held = len(self.queue)
+                if not self.busy:
+                    self._process_next()
+            else:
+                self._settle(channel, method.delivery_tag)
+        crash_after, limit = self.spec.crash_after, self.spec.messages
+        if crash_after is not None and count >= crash_after:
+            self.crash()
+        elif limit is not None and count >= limit and self.accepting:
+            self._stop_accepting("messages")
+
+    def _settle(self, channel: Channel, tag: int) -> None:
+        tally = self.tally
+        if self.fractions:
+            self.reject_acc += self.spec.reject
+            self.nack_acc += self.spec.nack
+            if self.reject_acc >= 1 - 1e-9:
+                self.reject_acc -= 1
+                channel.basic_reject(tag, requeue=self.spec.requeue)
+                tally.rejected += 1
+                return
+            if self.nack_acc >= 1 - 1e-9:
+                self.nack_acc -= 1
+                channel.basic_nack(tag, multiple=False, requeue=self.spec.requeue)
+                tally.nacked += 1
+                return
+        pending = self.pending + 1
+        if pending >= self.multi:
+            channel.basic_ack(tag, multiple=pending > 1)
+            tally.acked += pending
+            pending = 0
+        else:
+            self.last_tag = tag
+        self.pending = pending
+
+    def _flush_acks(self) -> None:
+        channel = self.channel
+        if self.pending and channel is not None and channel.is_open:
+            channel.basic_ack(self.last_tag, multiple=True)
+            self.tally.acked += self.pending
+        self.pending = 0
+
+    # --- simulated processing ---------------------------------------------------------------
+
+    def _process_next(self) -> None:
+        if not self.queue or self.channel is None:
+            self.busy = False
+            self.tally.held = len(self.queue)
+            self._maybe_finish_stop()
+            return
+        self.busy = True
+        low, high = self.spec.processing_time.low, self.spec.processing_time.high
+        delay = low if low >= high else self.random.uniform(low, high)
+        channel = self.channel
+        self.later(delay, lambda: self._processed(channel))
+
+    def _processed(self, channel: Channel) -> None:
+        if channel is not self.channel or not self.queue:
+            self.busy = False
+            return
+        tag = self.queue.popleft()
+        self.tally.held = len(self.queue)
+        self._settle(channel, tag)
+        self._process_next()
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def _idle_interval(self) -> float:
+        return min(IDLE_CHECK_MAX, max(0.01, (self.spec.idle_timeout or 1.0) / 4))
+
+    def _check_idle(self) -> None:
+        if self.done or not self.accepting:
+            return
+        now = time.monotonic()
+        if self.tally.received != self.idle_count:
+            self.idle_count = self.tally.received
+            self.last_activity = now
+        if now - self.last_activity >= (self.spec.idle_timeout or 0):
+            self._stop_accepting("idle")
+        else:
+            self.later(self._idle_interval(), self._check_idle)
+
+    def _stop_accepting(self, reason: str) -> None:
+        if not self.accepting:
+            return
+        self.accepting = False
+        self.tally.stopped = reason
+        channel = self.channel
+        if channel is not None and channel.is_open and self.consumer_tag is not None:
+            channel.basic_cancel(self.consumer_tag)
+        self._maybe_finish_stop()
+
+    def _maybe_finish_stop(self) -> None:
+        if self.accepting or self.busy or self.queue:
+            return
+        self._flush_acks()
+        self.ctx.progress_changed()
+        self.close()
+
+    def stop(self, reason: str = "drained") -> None:
+        """The run is ending: ack what was processed, give back what was not, close."""
+        if self.done:
+            return
+        self.queue.clear()
+        self.busy = False
+        self.tally.held = 0
+        if self.accepting:
+            self._stop_accepting(reason)
+        else:
+            self._maybe_finish_stop()
+
+    def crash(self) -> None:
+        """Die like a worker process would: close without acknowledging anything held."""
+        self.accepting = False
+        self.tally.crashed = True
+        self.tally.stopped = "crashed"
+        self.pending = 0
+        self.queue.clear()
+        self.busy = False
+        self.tally.held = 0
+        self.stopping = True
+        channel = self.channel
+        if channel is not None and channel.is_open:
+            channel.close()
+        self.close()
+
+    def lost(self) -> None:
+        """Unacked deliveries went back to the queue with the connection; they will be redelivered."""
+        self.pending = 0
+        self.queue.clear()
+        self.busy = False
+        self.tally.held = 0
+        self.tally.reconnects = self.reconnects
+
+    def closed(self) -> None:
+        self.tally.reconnects = self.reconnects
+        if self.auto:
+            self.tally.acked = self.tally.received
+        if not self.tally.stopped:
+            self.tally.stopped = "closed"
+
+    @property
+    def active(self) -> bool:
+        return not self.done and self.accepting
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.spec.name, "instance": self.instance, "received": self.tally.received}

@@ -1,0 +1,450 @@
+"""Runs a scenario's workload: worker processes, the start barrier, run control, faults, and the merge.
+
+The parent process coordinates and publishes nothing itself:
+
+1. instances of producers, consumers and RPC peers are spread round-robin over worker processes
+   (consumers first, so one producer and one consumer land in different processes);
+2. every worker connects and subscribes, then reports ready; only then does the parent send one
+   common start time, so round-robin dispatch and fanout see every consumer from the first message;
+3. it reads progress ten times a second, fires faults, and decides when the run ends:
+   - producers and RPC clients done, and every consumed queue (and every queue that can still
+     dead-letter into one) drained with nothing held by consumers and nothing arriving ("drained"),
+     or every consumer stopped on its own ("done");
+   - consumer-only workloads end when the consumers stop on their own or at `duration`;
+   - `drain_timeout` after the producers finished ("drain_timeout"), `timeout` ("timeout"), Ctrl-C
+     ("interrupted");
+4. it tells the workers to stop, collects their tallies and merges them into one RunResult.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol
+
+from mqspec import model
+from mqspec.broker import amqp
+from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed
+from mqspec.workload import accounting, result
+from mqspec.workload.faults import FaultRunner, FaultSchedule, describe
+from mqspec.workload.monitor import QueueMonitor
+from mqspec.workload.worker import Final, Job, Snapshot, main
+
+READY_MARGIN = 10.0
+STOP_TIMEOUT = 10.0
+DRAIN_CHECK_EVERY = 0.1
+DRAIN_QUIET_CHECKS = 3
+PROGRESS_EVERY = 0.25
+
+
+@dataclass
+class Live:
+    """Aggregated live counters for the progress display."""
+
+    elapsed: float = 0.0
+    phase: str = "connecting"
+    producers: dict[str, dict[str, int]] = field(default_factory=dict)
+    consumers: dict[str, dict[str, int]] = field(default_factory=dict)
+    rpc: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class Observer(Protocol):
+    def progress(self, live: Live) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+class _Quiet:
+    def progress(self, live: Live) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+def worker_count(workload: model.Workload, requested: int | None) -> int:
+    """Explicit `--workers`/`workers:`, else one process per instance up to the CPU count."""
+    instances = (sum(p.instances for p in workload.producers) + sum(c.instances for c in workload.consumers)
+                 + sum(s.instances for s in workload.rpc_servers) + len(workload.rpc_clients))
+    wanted = requested or workload.workers or min(instances, os.cpu_count() or 1)
+    return max(1, min(wanted, max(instances, 1)))
+
+
+def assign(workload: model.Workload, settings: model.BrokerSettings, topology: model.Topology, workers: int,
+           prefix: str) -> list[Job]:
+    """Round-robin over workers: consumers, RPC servers, RPC clients, then producers."""
+    slots: list[tuple[str, Any]] = []
+    slots += [("consumers", (i, n)) for i, c in enumerate(workload.consumers) for n in range(c.instances)]
+    slots += [("rpc_servers", (i, n)) for i, s in enumerate(workload.rpc_servers) for n in range(s.instances)]
+    slots += [("rpc_clients", i) for i, _ in enumerate(workload.rpc_clients)]
+    slots += [("producers", (i, n)) for i, p in enumerate(workload.producers) for n in range(p.instances)]
+    buckets: list[dict[str, list[Any]]] = [{"producers": [], "consumers": [], "rpc_servers": [], "rpc_clients": []}
+                                           for _ in range(workers)]
+    for position, (kind, item) in enumerate(slots):
+        buckets[position % workers][kind].append(item)
+    return [Job(worker=w, settings=settings, topology=topology, workload=workload, connection_prefix=prefix,
+                producers=tuple(b["producers"]), consumers=tuple(b["consumers"]), rpc_servers=tuple(b["rpc_servers"]),
+                rpc_clients=tuple(b["rpc_clients"]))
+            for w, b in enumerate(buckets) if any(b.values())]
+
+
+def watched_queues(scenario: model.Scenario) -> list[str]:
+    """Queues that must be empty before consumers may stop: consumed ones, and TTL queues that dead-letter."""
+    work = scenario.workload
+    names = [c.queue for c in work.consumers] + [s.queue for s in work.rpc_servers]
+    expiring = any(p.expiration_ms is not None for p in work.producers)
+    for queue in scenario.topology.queues:
+        if queue.dead_letter_exchange is not None and ("x-message-ttl" in queue.arguments or expiring):
+            names.append(queue.name)
+    exclusive = {q.name for q in scenario.topology.queues if q.exclusive}
+    return list(dict.fromkeys(n for n in names if n not in exclusive and n != "amq.rabbitmq.reply-to"))
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Children inherit SIG_IGN for Ctrl-C, so only the parent sees it (and stops them cleanly)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _context() -> Any:
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+class Run:
+    """One run of a workload; `execute()` returns its RunResult."""
+
+    def __init__(self, scenario: model.Scenario, workers: int | None = None, observer: Observer | None = None) -> None:
+        self.scenario = scenario
+        self.work = scenario.workload
+        self.observer: Observer = observer or _Quiet()
+        self.prefix = f"{scenario.broker.connection_name or 'mqspec'}:{scenario.name}:{uuid.uuid4().hex[:6]}"
+        self.jobs = assign(self.work, scenario.broker, scenario.topology, worker_count(self.work, workers), self.prefix)
+        self.processes: dict[int, BaseProcess] = {}
+        self.pipes: dict[int, Connection] = {}
+        self.snapshots: dict[int, Snapshot] = {}
+        self.finals: dict[int, Final] = {}
+        self.ready: set[int] = set()
+        self.failure: MqspecError | None = None
+        self.faults = FaultSchedule(self.work.faults)
+        self.fault_runner = FaultRunner(scenario.broker, amqp.vhost_of(scenario.broker.url), self.prefix)
+        self.monitor = QueueMonitor(scenario.broker, f"{self.prefix}/monitor")
+        self.watched = watched_queues(scenario)
+        self.go_at = 0.0
+        self.producers_done_at: float | None = None
+        self.quiet = 0
+        self.last_received = -1
+        self.next_drain_check = 0.0
+        self.notes: list[str] = []
+        self.recovering = False
+        self._ending = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def execute(self) -> result.RunResult:
+        ended = "done"
+        started = time.monotonic()
+        try:
+            self._start_workers()
+            self._wait_ready()
+            self._go()
+            ended = self._control()
+            self._stop_workers(ended)
+        except KeyboardInterrupt:
+            ended = "interrupted"
+            self._abort()
+        except MqspecError:
+            self._abort()
+            raise
+        finally:
+            self.monitor.close()
+            self._reap()
+        if self.failure is not None:
+            raise self.failure
+        return self._result(ended, time.monotonic() - (self.go_at or started))
+
+    def _start_workers(self) -> None:
+        context = _context()
+        with _sigint_ignored():
+            for job in self.jobs:
+                parent, child = context.Pipe()
+                process = context.Process(target=main, args=(job, child), name=f"mqspec-worker-{job.worker}", daemon=True)
+                process.start()
+                child.close()
+                self.processes[job.worker] = process
+                self.pipes[job.worker] = parent
+
+    def _wait_ready(self) -> None:
+        settings = self.scenario.broker
+        deadline = time.monotonic() + settings.connect_timeout * len(settings.urls) + READY_MARGIN
+        while len(self.ready) < len(self.jobs):
+            self._read(0.05)
+            if self.failure is not None:
+                raise self.failure
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"workload clients could not connect and subscribe at {amqp.endpoint(settings.url)} "
+                                        f"within {deadline - time.monotonic() + READY_MARGIN:.0f}s")
+            self._show("connecting")
+
+    def _go(self) -> None:
+        self.go_at = time.monotonic()
+        self._broadcast(("go", time.time_ns()))
+
+    def _control(self) -> str:
+        last_show = 0.0
+        while True:
+            self._read(0.02)
+            if self.failure is not None:
+                raise self.failure
+            now = time.monotonic()
+            self._fire_faults(now)
+            ended = self._end_reason(now)
+            if ended:
+                return ended
+            if now - last_show >= PROGRESS_EVERY:
+                last_show = now
+                self._show("running" if self.producers_done_at is None else "draining")
+
+    # --- messages from workers ----------------------------------------------------------------
+
+    def _read(self, timeout: float) -> None:
+        open_pipes = {pipe: wid for wid, pipe in self.pipes.items() if wid not in self.finals}
+        if not open_pipes:
+            time.sleep(timeout)
+            return
+        ready = wait(list(open_pipes), timeout)
+        for pipe, wid in open_pipes.items():
+            if pipe not in ready:
+                continue
+            try:
+                while pipe.poll():
+                    self._handle(pipe.recv())
+                    if wid in self.finals:
+                        break
+            except (EOFError, OSError):
+                if wid not in self.finals:
+                    self.finals[wid] = Final((), (), (), ())
+                    if self.failure is None and not self._ending:
+                        self.failure = OperationFailed(f"workload worker {wid} exited unexpectedly")
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        kind, wid = message[0], message[1]
+        if kind == "ready":
+            self.ready.add(wid)
+        elif kind == "progress":
+            self.snapshots[wid] = message[2]
+        elif kind == "fatal":
+            if self.failure is None:
+                code, text = message[2], message[3]
+                self.failure = BrokerUnavailable(text) if code == EXIT_BROKER else OperationFailed(text)
+        elif kind == "final":
+            self.finals[wid] = message[2]
+
+    def _broadcast(self, message: tuple[Any, ...]) -> None:
+        for wid, pipe in self.pipes.items():
+            if wid not in self.finals:
+                with suppress(OSError, ValueError):
+                    pipe.send(message)
+
+    # --- run control --------------------------------------------------------------------------
+
+    def _producer_rows(self) -> list[tuple[str, int, int, int, int, int, bool, int]]:
+        return [row for s in self.snapshots.values() for row in s.producers]
+
+    def _consumer_rows(self) -> list[tuple[str, int, int, int, str, int]]:
+        return [row for s in self.snapshots.values() for row in s.consumers]
+
+    def _senders_done(self) -> bool:
+        producers = self._producer_rows()
+        clients = [row for s in self.snapshots.values() for row in s.rpc_clients]
+        expected_producers = sum(p.instances for p in self.work.producers)
+        return (len(producers) == expected_producers and all(row[6] for row in producers)
+                and len(clients) == len(self.work.rpc_clients) and all(row[4] for row in clients))
+
+    def _has_senders(self) -> bool:
+        return bool(self.work.producers or self.work.rpc_clients)
+
+    def _end_reason(self, now: float) -> str | None:
+        elapsed = now - self.go_at
+        if elapsed >= self.work.timeout:
+            return "timeout"
+        if self.fault_runner.busy:
+            return None
+        consumers = self._consumer_rows()
+        consumers_stopped = all(row[4] for row in consumers) and len(consumers) == sum(c.instances for c in self.work.consumers)
+        if not self._has_senders():
+            if consumers_stopped and not self.work.rpc_servers and not self.faults.pending:
+                return "done"
+            if self.work.duration is not None and elapsed >= self.work.duration:
+                return "duration"
+            return None
+        if not self._senders_done():
+            return None
+        if self.producers_done_at is None:
+            self.producers_done_at = now
+        if self.faults.may_still_fire(True):
+            return None
+        if consumers_stopped and not self.work.rpc_servers:
+            return "done"
+        if self._drained(now, consumers):
+            return "drained"
+        if now - self.producers_done_at >= self.work.drain_timeout:
+            return "drain_timeout"
+        return None
+
+    def _drained(self, now: float, consumers: list[tuple[str, int, int, int, str, int]]) -> bool:
+        if now < self.next_drain_check:
+            return False
+        self.next_drain_check = now + DRAIN_CHECK_EVERY
+        received = sum(row[2] for row in consumers) + sum(row[2] for s in self.snapshots.values() for row in s.rpc_servers)
+        held = sum(row[3] for row in consumers if not row[4])
+        depths = self.monitor.depths(self.watched) if self.watched else {}
+        if depths is None or held or any(depths.values()) or received != self.last_received:
+            self.quiet = 0
+            self.last_received = received
+            return False
+        self.quiet += 1
+        return self.quiet >= DRAIN_QUIET_CHECKS
+
+    def _fire_faults(self, now: float) -> None:
+        if self.fault_runner.busy:
+            return
+        if self.recovering:
+            self._set_recovering(False)
+        published = sum(row[2] for row in self._producer_rows())
+        for fault in self.faults.due(now - self.go_at, published):
+            self.observer.note(f"fault: {describe(fault)}")
+            if fault.action == "kill_consumer":
+                self._kill(fault)
+                continue
+            self._set_recovering(True)
+            self.fault_runner.start(fault, self.go_at, lambda: None)
+            return
+
+    def _kill(self, fault: model.Fault) -> None:
+        for wid, snapshot in self.snapshots.items():
+            if any(row[0] == fault.consumer and not row[4] for row in snapshot.consumers):
+                self.pipes[wid].send(("kill", fault.consumer))
+                self.fault_runner.log.append(f"{describe(fault)}: killed one instance (at {time.monotonic() - self.go_at:.1f}s)")
+                return
+        self.fault_runner.log.append(f"{describe(fault)}: no running instance to kill")
+
+    def _set_recovering(self, value: bool) -> None:
+        if self.recovering != value:
+            self.recovering = value
+            self._broadcast(("recovering", value))
+
+    # --- stopping -------------------------------------------------------------------------------
+
+    def _stop_workers(self, reason: str) -> None:
+        self._ending = True
+        self.fault_runner.join(0)
+        self._broadcast(("stop", reason))
+        self._collect(STOP_TIMEOUT)
+
+    def _abort(self) -> None:
+        self._ending = True
+        try:
+            self._broadcast(("abort",))
+            self._collect(STOP_TIMEOUT / 2)
+        except KeyboardInterrupt:
+            pass
+
+    def _collect(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.finals) < len(self.jobs) and time.monotonic() < deadline:
+            self._read(0.05)
+        for job in self.jobs:
+            if job.worker not in self.finals:
+                self.notes.append(f"worker {job.worker} did not report its counters within {timeout:g}s")
+
+    def _reap(self) -> None:
+        for process in self.processes.values():
+            process.join(1.0)
+            if process.is_alive():
+                process.terminate()
+                process.join(1.0)
+        for pipe in self.pipes.values():
+            pipe.close()
+
+    # --- display and result -----------------------------------------------------------------------
+
+    def _show(self, phase: str) -> None:
+        live = Live(elapsed=time.monotonic() - self.go_at if self.go_at else 0.0, phase=phase)
+        for name, _i, published, confirmed, nacked, returned, done, _r in self._producer_rows():
+            row = live.producers.setdefault(name, {"published": 0, "confirmed": 0, "nacked": 0, "returned": 0, "done": 0})
+            row["published"] += published
+            row["confirmed"] += confirmed
+            row["nacked"] += nacked
+            row["returned"] += returned
+            row["done"] += int(done)
+        for name, _i, received, held, stopped, _r in self._consumer_rows():
+            row = live.consumers.setdefault(name, {"received": 0, "held": 0, "stopped": 0})
+            row["received"] += received
+            row["held"] += held
+            row["stopped"] += int(bool(stopped))
+        for snapshot in self.snapshots.values():
+            for name, sent, answered, timeouts, _done in snapshot.rpc_clients:
+                live.rpc[name] = {"sent": sent, "answered": answered, "timeouts": timeouts}
+        self.observer.progress(live)
+
+    def _result(self, ended: str, elapsed: float) -> result.RunResult:
+        producers = [t for f in self.finals.values() for t in f.producers]
+        consumers = [t for f in self.finals.values() for t in f.consumers]
+        clients = [t for f in self.finals.values() for t in f.rpc_clients]
+        servers = [t for f in self.finals.values() for t in f.rpc_servers]
+        streams = accounting.Streams.of(producers)
+        notes = list(self.notes) + self.fault_runner.errors
+        notes += [f"fault not reached: {describe(f)}" for f in self.faults.unreached()]
+        return result.RunResult(
+            scenario=self.scenario.name,
+            producers=accounting.producer_results(self.work, producers),
+            consumers=accounting.consumer_results(self.work, streams, consumers),
+            rpc_clients={c.name: _client_result(c, [t for t in clients if t.name == c.name]) for c in self.work.rpc_clients},
+            rpc_servers={s.name: result.RpcServerResult(s.name, s.instances, sum(t.handled for t in servers if t.name == s.name))
+                         for s in self.work.rpc_servers},
+            latency=accounting.latency(t.latency for t in consumers),
+            expected=streams.total(),
+            lost=accounting.lost_everywhere(streams, consumers),
+            duplicates=accounting.duplicates_everywhere(consumers),
+            ended=ended,
+            elapsed=round(elapsed, 3),
+            unthrottled=any(p.rate is None for p in self.work.producers),
+            workers=len(self.jobs),
+            faults=tuple(self.fault_runner.log),
+            notes=tuple(notes),
+        )
+
+
+def _client_result(spec: model.RpcClient, tallies: list[Any]) -> result.RpcClientResult:
+    answered = sum(t.answered for t in tallies)
+    first = min((t.first_ns for t in tallies if t.first_ns), default=0)
+    last = max((t.last_ns for t in tallies), default=0)
+    span = (last - first) / 1e9
+    return result.RpcClientResult(
+        name=spec.name, requests=spec.requests, sent=sum(t.sent for t in tallies), answered=answered,
+        timeouts=sum(t.timeouts for t in tallies), stray=sum(t.stray for t in tallies),
+        rate=round(answered / span, 1) if span > 0 and answered > 1 else float(answered))
+
+
+def run(scenario: model.Scenario, workers: int | None = None, observer: Observer | None = None) -> result.RunResult:
+    """Run the workload against the scenario's broker; the topology must already be in place."""
+    if scenario.workload.empty:
+        return result.RunResult(scenario=scenario.name, ended="done")
+    return Run(scenario, workers, observer).execute()

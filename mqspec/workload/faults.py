@@ -1,0 +1,137 @@
+"""Fault steps a scenario injects into its own run: close connections, kill a consumer, restart the broker.
+
+The schedule is pure (`FaultSchedule`); the actions talk to the management API and run the
+configured restart command. Actions run on a background thread so the run keeps reading its
+workers while the broker is down; `kill_consumer` is carried out by the worker that hosts the
+consumer (the engine sends it there).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+from mqspec import model
+from mqspec.broker import amqp
+from mqspec.broker.management import Management, q
+from mqspec.errors import MqspecError, OperationFailed
+
+BROKER_BACK_TIMEOUT = 120.0
+COMMAND_TIMEOUT = 180.0
+
+
+def describe(fault: model.Fault) -> str:
+    when = f"at {fault.at:g}s" if fault.at is not None else f"after {fault.after_messages} messages"
+    target = f" '{fault.consumer}'" if fault.consumer else ""
+    return f"{fault.action}{target} {when}"
+
+
+class FaultSchedule:
+    """Which faults are due, given the time since the start and the messages published so far."""
+
+    def __init__(self, faults: tuple[model.Fault, ...]) -> None:
+        self.pending = list(faults)
+
+    def due(self, elapsed: float, published: int) -> list[model.Fault]:
+        ready = [f for f in self.pending if (f.at is not None and elapsed >= f.at)
+                 or (f.after_messages is not None and published >= f.after_messages)]
+        self.pending = [f for f in self.pending if f not in ready]
+        return ready
+
+    def may_still_fire(self, producers_done: bool) -> bool:
+        """Timed faults always can (before the timeout); count-triggered ones only while producers run."""
+        return any(f.at is not None or not producers_done for f in self.pending)
+
+    def unreached(self) -> list[model.Fault]:
+        return list(self.pending)
+
+
+def close_connections(management: Management, vhost: str, prefix: str, wait: float = 3.0) -> int:
+    """Close every connection of this run's workers in the vhost (not the run's own monitor)."""
+    deadline = time.monotonic() + wait
+    while True:
+        listed = management.get(f"/vhosts/{q(vhost)}/connections", f"connections of vhost '{vhost}'") or []
+        ours = [c["name"] for c in listed if str(c.get("user_provided_name") or _client_name(c)).startswith(prefix + ":")]
+        if ours or time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    for name in ours:
+        management.delete(f"/connections/{q(name)}", f"connection '{name}'")
+    return len(ours)
+
+
+def _client_name(connection: dict[str, object]) -> str:
+    properties = connection.get("client_properties")
+    if isinstance(properties, dict):
+        return str(properties.get("connection_name") or "")
+    return ""
+
+
+def restart_broker(settings: model.BrokerSettings) -> None:
+    """Run the restart commands in order, then wait until the broker accepts connections again."""
+    for command in settings.restart_command:
+        try:
+            done = subprocess.run(list(command), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise OperationFailed(f"restart_broker: cannot run '{' '.join(command)}': {exc}") from None
+        if done.returncode != 0:
+            tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
+            raise OperationFailed(f"restart_broker: '{' '.join(command)}' exited {done.returncode}: {tail[0]}")
+    wait_for_broker(settings)
+
+
+def wait_for_broker(settings: model.BrokerSettings, timeout: float = BROKER_BACK_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            amqp.connect(settings, "mqspec:wait-for-broker").close()
+            return
+        except MqspecError:
+            if time.monotonic() >= deadline:
+                raise OperationFailed(f"the broker at {amqp.endpoint(settings.url)} did not come back within {timeout:g}s") from None
+            time.sleep(0.25)
+
+
+class FaultRunner:
+    """Runs one management/command fault at a time on a thread; the engine polls `busy`."""
+
+    def __init__(self, settings: model.BrokerSettings, vhost: str, prefix: str) -> None:
+        self.settings = settings
+        self.vhost = vhost
+        self.prefix = prefix
+        self.thread: threading.Thread | None = None
+        self.log: list[str] = []
+        self.errors: list[str] = []
+
+    @property
+    def busy(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, fault: model.Fault, started: float, on_done: Callable[[], None]) -> None:
+        def work() -> None:
+            try:
+                self.log.append(f"{describe(fault)}: {self._execute(fault)} (at {time.monotonic() - started:.1f}s)")
+            except MqspecError as exc:
+                self.errors.append(f"{describe(fault)} failed: {exc.message}")
+            finally:
+                on_done()
+
+        self.thread = threading.Thread(target=work, name=f"mqspec-fault-{fault.action}", daemon=True)
+        self.thread.start()
+
+    def _execute(self, fault: model.Fault) -> str:
+        if fault.action == "close_connections":
+            with Management(self.settings) as management:
+                count = close_connections(management, self.vhost, self.prefix)
+            return f"closed {count} connection(s)"
+        if fault.action == "restart_broker":
+            began = time.monotonic()
+            restart_broker(self.settings)
+            return f"broker back after {time.monotonic() - began:.1f}s"
+        return "done"
+
+    def join(self, timeout: float) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)

@@ -1,0 +1,399 @@
+"""A producer instance: batched publishing with write-buffer flow control, windowed confirms, fixed rates.
+
+The per-message path does as little as possible: properties are built once, a generated body is a
+preallocated bytearray whose mark is rewritten in place with struct.pack_into, the publish time is
+read once per batch (a batch is written to the socket as one buffer, so that is when it leaves),
+and routing keys are picked by index. Publishing runs in batches from an ioloop callback; it
+pauses when the connection's outbound buffer passes a high-water mark, when the confirm window is
+full, or when the token bucket of a fixed `rate` is empty, and resumes from ioloop callbacks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pika.channel import Channel
+from pika.frame import Method
+from pika.spec import Basic, BasicProperties
+
+from mqspec import model
+from mqspec.workload import marks
+from mqspec.workload.accounting import ProducerTally, mix
+from mqspec.workload.client import Client, Context
+from mqspec.workload.redeclare import declare_for_producer
+
+BATCH = 50
+HIGH_WATER = 256 * 1024
+BACKOFF = 0.001
+RATE_TICK = 0.005
+
+
+def coalesce(connection: Any) -> None:
+    """Join the transport's pending chunks so one send() covers a whole batch (pika sends each frame alone)."""
+    transport = getattr(connection, "_transport", None)
+    chunks = getattr(transport, "_tx_buffers", None)
+    if chunks is not None and len(chunks) > 1:
+        joined = b"".join(chunks)
+        chunks.clear()
+        chunks.append(joined)
+
+
+def write_buffer_size(connection: Any) -> int:
+    size = getattr(connection, "_get_write_buffer_size", None)
+    return int(size()) if size is not None else 0
+
+
+class Producer(Client):
+    def __init__(self, ctx: Context, spec: model.Producer, index: int, instance: int, default_duration: float | None) -> None:
+        super().__init__(ctx, f"producer:{spec.name}#{instance}")
+        self.spec = spec
+        self.instance = instance
+        keys = spec.routing_keys or ("",)
+        self.keys = keys
+        self.templated = any("{" in k for k in keys)
+        self.tally = ProducerTally(spec.name, index, instance, len(keys), spec.key_order, spec.confirm is not None)
+        self.sid = self.tally.sid
+        self.exchange = spec.exchange if spec.queue is None else ""
+        self.window = spec.confirm or 0
+        self.refill = max(1, self.window // 2)
+        self.limit = spec.messages
+        self.duration = spec.duration if spec.duration is not None else (None if spec.messages else default_duration)
+        self.properties = _properties(spec)
+        self.prefix_mark = spec.body is None and spec.body_template is None and marks.fits_prefix(spec.size)
+        self.buffer = marks.body_buffer(spec.size) if self.prefix_mark else bytearray()
+        self.body = spec.body if spec.body is not None else (b"x" * spec.size if spec.body_template is None else b"")
+        self.headers: dict[str, Any] = self.properties.headers if not self.prefix_mark else {}
+        # confirm bookkeeping: delivery tag -> seq is republished[t-1] for t <= len(republished), else seq_base + ...
+        self.tag = 0
+        self.acked_upto = 0
+        self.acked_above: set[int] = set()
+        self.republished: list[int] = []
+        self.seq_base = 0
+        self.to_republish: list[int] = []
+        # run state
+        self.started = False
+        self.publishing = False
+        self.finishing = False
+        self.waiting_acks = False
+        self.pump_scheduled = False
+        self.end_at: float | None = None
+        self.tokens = 0.0
+        self.token_time = 0.0
+        self.synced = False
+
+    # --- setup ------------------------------------------------------------------------------
+
+    def setup(self, channel: Channel) -> None:
+        self.tag = self.acked_upto = 0
+        self.acked_above = set()
+        self.republished = []
+        self.seq_base = self.tally.published
+        if self.ready_once:
+            self.operation = "redeclare the producer's exchange"
+            declare_for_producer(channel, self.ctx.topology, self.spec, self._after_redeclare)
+        else:
+            self._after_redeclare()
+
+    def _after_redeclare(self) -> None:
+        channel = self.channel
+        if channel is None:
+            return
+        if self.spec.mandatory:
+            channel.add_on_return_callback(self._on_return)
+        if self.window:
+            self.operation = "enable publisher confirms"
+            channel.confirm_delivery(self._on_confirm, callback=lambda _frame: self._on_ready())
+        else:
+            self._on_ready()
+
+    def _on_ready(self) -> None:
+        if not self.ready_once:
+            self.became_ready()
+            self.ctx.ready(self)
+            return
+        self.operation = "publish"
+        if self.to_republish:
+            self._republish()
+        if self.finishing:
+            self._maybe_done()
+        elif self.publishing:
+            self._schedule(0)
+
+    def go(self, go_at: float) -> None:
+        """Start publishing `start_after` seconds after the common start time (time.monotonic)."""
+        delay = max(0.0, go_at + self.spec.start_after - time.monotonic())
+        self.later(delay, self._begin)
+
+    def _begin(self) -> None:
+        if self.done or self.stopping or self.started:
+            return
+        self.started = True
+        self.publishing = True
+        self.operation = "publish"
+        now = time.monotonic()
+        if self.duration is not None:
+            self.end_at = now + self.duration
+        self.token_time = now
+        self.tokens = 1.0
+        if self.limit == 0:
+            self._stop_publishing()
+            return
+        self._schedule(0)
+
+    # --- publishing -------------------------------------------------------------------------
+
+    def _schedule(self, delay: float) -> None:
+        if not self.pump_scheduled:
+            self.pump_scheduled = True
+            self.later(delay, self._pump)
+
+    def _pump(self) -> None:
+        self.pump_scheduled = False
+        connection = self.connection
+        if not self.publishing or self.channel is None or connection is None or not self.channel.is_open:
+            return
+        sent = 0
+        while True:
+            now = time.monotonic()
+            if self.end_at is not None and now >= self.end_at:
+                self._stop_publishing()
+                return
+            if write_buffer_size(connection) > HIGH_WATER:
+                self._schedule(0 if sent else BACKOFF)
+                return
+            room = BATCH
+            if self.window:
+                room = min(room, self.window - self.outstanding)
+                if room <= 0:
+                    self.waiting_acks = True
+                    return
+            if self.limit is not None:
+                room = min(room, self.limit - self.tally.published)
+            if self.spec.rate is not None:
+                room = min(room, self._take_tokens(now))
+                if room <= 0:
+                    self._schedule(max(BACKOFF, min(RATE_TICK, (1 - self.tokens) / self.spec.rate)))
+                    return
+            if room <= 0:
+                self._stop_publishing()
+                return
+            self._publish(room)
+            sent += room
+            coalesce(connection)
+            if self.limit is not None and self.tally.published >= self.limit:
+                self._stop_publishing()
+                return
+            if self.spec.rate is not None:
+                self._schedule(RATE_TICK)
+                return
+
+    def _take_tokens(self, now: float) -> int:
+        rate = self.spec.rate or 0.0
+        cap = max(1.0, rate * RATE_TICK * 2)
+        self.tokens = min(cap, self.tokens + (now - self.token_time) * rate)
+        self.token_time = now
+        whole = int(self.tokens)
+        self.tokens -= whole
+        return whole
+
+    def _publish(self, count: int) -> None:
+        """Publish `count` fresh messages; the hot path."""
+        tally = self.tally
+        first = tally.published
+        now_ns = time.time_ns()
+        if not tally.first_ns:
+            tally.first_ns = now_ns
+        publish = self.channel.basic_publish  # type: ignore[union-attr]
+        exchange, properties, mandatory = self.exchange, self.properties, self.spec.mandatory
+        keys = self.keys
+        nkeys = len(keys)
+        if self.prefix_mark and not self.templated:
+            pack, buffer, magic, sid = marks.PREFIX.pack_into, self.buffer, marks.MAGIC, self.sid
+            if nkeys == 1:
+                key = keys[0]
+                for seq in range(first, first + count):
+                    pack(buffer, 0, magic, sid, seq, now_ns)
+                    publish(exchange, key, bytes(buffer), properties, mandatory)
+            else:
+                random_order = self.spec.key_order == "random"
+                for seq in range(first, first + count):
+                    pack(buffer, 0, magic, sid, seq, now_ns)
+                    key = keys[(mix(seq) if random_order else seq) % nkeys]
+                    publish(exchange, key, bytes(buffer), properties, mandatory)
+        else:
+            for seq in range(first, first + count):
+                self._publish_one(seq, now_ns, publish)
+        tally.published = first + count
+        tally.last_ns = now_ns
+        self.tag += count
+
+    def _publish_one(self, seq: int, now_ns: int, publish: Any) -> None:
+        """Any message: templated key, user body with a header mark; used for republishing too."""
+        key = self._key(seq)
+        if self.prefix_mark:
+            marks.PREFIX.pack_into(self.buffer, 0, marks.MAGIC, self.sid, seq, now_ns)
+            body = bytes(self.buffer)
+        else:
+            self.headers[marks.HEADER] = marks.header_mark(self.sid, seq, now_ns)
+            body = self._body(seq)
+        publish(self.exchange, key, body, self.properties, self.spec.mandatory)
+
+    def _key(self, seq: int) -> str:
+        keys = self.keys
+        key = keys[(mix(seq) if self.spec.key_order == "random" else seq) % len(keys)] if len(keys) > 1 else keys[0]
+        if "{" in key:
+            key = key.replace("{seq}", str(seq)).replace("{producer}", self.spec.name).replace("{instance}", str(self.instance))
+        return key
+
+    def _body(self, seq: int) -> bytes:
+        template = self.spec.body_template
+        if template is None:
+            return self.body
+        text = template.replace("{seq}", str(seq)).replace("{producer}", self.spec.name)
+        return text.encode("utf-8")
+
+    def _republish(self) -> None:
+        seqs, self.to_republish = self.to_republish, []
+        if self.channel is None:
+            return
+        now_ns = time.time_ns()
+        for seq in seqs:
+            self._publish_one(seq, now_ns, self.channel.basic_publish)
+        coalesce(self.connection)
+        self.republished = seqs
+        self.tag = len(seqs)
+        self.seq_base = self.tally.published
+        self.tally.republished += len(seqs)
+
+    # --- confirms and returns ---------------------------------------------------------------
+
+    @property
+    def outstanding(self) -> int:
+        return self.tag - self.acked_upto - len(self.acked_above)
+
+    def _seq_of(self, tag: int) -> int:
+        republished = self.republished
+        if tag <= len(republished):
+            return republished[tag - 1]
+        return self.seq_base + tag - len(republished) - 1
+
+    def _on_confirm(self, frame: Method) -> None:
+        method = frame.method
+        tag = method.delivery_tag
+        nack = isinstance(method, Basic.Nack)
+        settled = self._settle_upto(tag, nack) if method.multiple else self._settle_one(tag, nack)
+        if nack:
+            self.tally.nacked += settled
+        else:
+            self.tally.confirmed += settled
+        if self.waiting_acks and self.outstanding <= self.refill:
+            self.waiting_acks = False
+            self._schedule(0)
+        elif self.finishing:
+            self._maybe_done()
+
+    def _settle_upto(self, tag: int, nack: bool) -> int:
+        low = self.acked_upto
+        if tag <= low:
+            return 0
+        above = self.acked_above
+        if above:
+            inside = {t for t in above if t <= tag}
+            above -= inside
+        else:
+            inside = set()
+        if nack:
+            for t in range(low + 1, tag + 1):
+                if t not in inside:
+                    self.tally.fail(self._seq_of(t))
+        self.acked_upto = tag
+        return tag - low - len(inside)
+
+    def _settle_one(self, tag: int, nack: bool) -> int:
+        if tag <= self.acked_upto or tag in self.acked_above:
+            return 0
+        if nack:
+            self.tally.fail(self._seq_of(tag))
+        if tag == self.acked_upto + 1:
+            self.acked_upto = tag
+            above = self.acked_above
+            while self.acked_upto + 1 in above:
+                above.discard(self.acked_upto + 1)
+                self.acked_upto += 1
+        else:
+            self.acked_above.add(tag)
+        return 1
+
+    def _on_return(self, _channel: Channel, _method: Any, properties: BasicProperties, body: bytes) -> None:
+        mark = marks.read_mark(body, properties.headers)
+        if mark is None or mark[0] != self.sid:
+            return
+        self.tally.returned += 1
+        self.tally.fail(mark[1])
+
+    def unconfirmed_seqs(self) -> list[int]:
+        above = self.acked_above
+        return [self._seq_of(t) for t in range(self.acked_upto + 1, self.tag + 1) if t not in above]
+
+    # --- ending -----------------------------------------------------------------------------
+
+    def _stop_publishing(self) -> None:
+        self.publishing = False
+        self.finishing = True
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self.tally.done or self.channel is None:
+            return
+        if self.window and (self.outstanding or self.to_republish):
+            return
+        if not self.window and not self.synced:
+            # a round trip on the publishing channel: every publish before it has been routed
+            self.synced = True
+            self.channel.basic_qos(prefetch_count=0, callback=lambda _frame: self._mark_done())
+            return
+        self._mark_done()
+
+    def _mark_done(self) -> None:
+        if not self.tally.done:
+            self.tally.done = True
+            self.ctx.progress_changed()
+            self.close()
+
+    def lost(self) -> None:
+        self.tally.reconnects = self.reconnects
+        if self.window:
+            self.to_republish = sorted(set(self.to_republish) | set(self.unconfirmed_seqs()))
+        self.tag = self.acked_upto = 0
+        self.acked_above = set()
+        self.synced = False
+
+    def stop(self, reason: str = "") -> None:
+        """The run is ending: stop publishing and close."""
+        self.publishing = False
+        self.close()
+
+    def closed(self) -> None:
+        if self.window:
+            pending = sorted(set(self.unconfirmed_seqs()) | set(self.to_republish))
+            for seq in pending:
+                self.tally.fail(seq)
+            self.tally.unconfirmed = len(pending)
+            self.to_republish = []
+            self.tag = self.acked_upto
+            self.acked_above = set()
+        self.tally.reconnects = self.reconnects
+
+
+def _properties(spec: model.Producer) -> BasicProperties:
+    headers: dict[str, Any] | None = dict(spec.headers) if spec.headers else None
+    if spec.body is not None or spec.body_template is not None or not marks.fits_prefix(spec.size):
+        headers = dict(headers or {})
+    return BasicProperties(
+        content_type=spec.content_type,
+        headers=headers,
+        priority=spec.priority,
+        expiration=str(spec.expiration_ms) if spec.expiration_ms is not None else None,
+        delivery_mode=2 if spec.persistent else None,
+    )

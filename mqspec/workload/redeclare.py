@@ -1,0 +1,97 @@
+"""After a reconnect, declare again what a client needs (a broker restart drops transient entities).
+
+Declares are idempotent when the entity exists with the same properties; they follow the
+scenario's topology, so they match what apply declared. Entities the file does not declare (or
+marks external) are left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pika.channel import Channel
+
+from mqspec import model
+from mqspec.semantics import BUILTIN_EXCHANGES
+
+Step = Callable[[Callable[[Any], None]], None]
+
+
+def _chain(steps: list[Step], done: Callable[[], None]) -> None:
+    """Run asynchronous declare steps one after another, then `done`."""
+    if not steps:
+        done()
+        return
+    first, rest = steps[0], steps[1:]
+    first(lambda _frame: _chain(rest, done))
+
+
+def _exchange_step(channel: Channel, exchange: model.Exchange) -> Step:
+    return lambda callback: channel.exchange_declare(
+        exchange.name, exchange.type, durable=exchange.durable, auto_delete=exchange.auto_delete,
+        internal=exchange.internal, arguments=dict(exchange.arguments) or None, callback=callback)
+
+
+def _queue_step(channel: Channel, queue: model.Queue) -> Step:
+    return lambda callback: channel.queue_declare(
+        queue.name, durable=queue.durable, exclusive=queue.exclusive, auto_delete=queue.auto_delete,
+        arguments=queue.broker_arguments() or None, callback=callback)
+
+
+def _binding_step(channel: Channel, binding: model.Binding) -> Step:
+    if binding.destination_type == "exchange":
+        return lambda callback: channel.exchange_bind(binding.destination, binding.source, binding.routing_key,
+                                                      arguments=dict(binding.arguments) or None, callback=callback)
+    return lambda callback: channel.queue_bind(binding.destination, binding.source, binding.routing_key,
+                                               arguments=dict(binding.arguments) or None, callback=callback)
+
+
+def _declarable_exchange(topology: model.Topology, name: str) -> model.Exchange | None:
+    if name in BUILTIN_EXCHANGES:
+        return None
+    exchange = topology.exchange(name)
+    return exchange if exchange is not None and not exchange.external else None
+
+
+def _declarable_queue(topology: model.Topology, name: str) -> model.Queue | None:
+    queue = topology.queue(name)
+    return queue if queue is not None and not queue.external and not queue.exclusive else None
+
+
+def queue_steps(channel: Channel, topology: model.Topology, name: str) -> list[Step]:
+    """The queue, its dead-letter exchange, and its bindings from declared exchanges."""
+    queue = _declarable_queue(topology, name)
+    if queue is None:
+        return []
+    steps: list[Step] = []
+    dlx = queue.dead_letter_exchange
+    dlx_exchange = _declarable_exchange(topology, dlx) if dlx else None
+    if dlx_exchange is not None:
+        steps.append(_exchange_step(channel, dlx_exchange))
+    steps.append(_queue_step(channel, queue))
+    for binding in topology.bindings:
+        if binding.destination_type == "queue" and binding.destination == name:
+            source = _declarable_exchange(topology, binding.source)
+            if source is not None:
+                steps += [_exchange_step(channel, source), _binding_step(channel, binding)]
+    return steps
+
+
+def declare_for_producer(channel: Channel, topology: model.Topology, spec: model.Producer, done: Callable[[], None]) -> None:
+    """The target exchange (or queue), and the queues bound to that exchange with their bindings."""
+    steps: list[Step] = []
+    if spec.queue is not None:
+        steps += queue_steps(channel, topology, spec.queue)
+    else:
+        exchange = _declarable_exchange(topology, spec.exchange)
+        if exchange is not None:
+            steps.append(_exchange_step(channel, exchange))
+            for binding in topology.bindings:
+                if binding.source == spec.exchange and binding.destination_type == "queue":
+                    steps += queue_steps(channel, topology, binding.destination)
+    _chain(steps, done)
+
+
+def declare_for_consumer(channel: Channel, topology: model.Topology, queue: str, done: Callable[[], None]) -> None:
+    _chain(queue_steps(channel, topology, queue), done)

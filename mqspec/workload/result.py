@@ -1,0 +1,127 @@
+"""What a workload run observed, as plain frozen data: the input of expectations and reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from mqspec import model
+
+
+@dataclass(frozen=True)
+class ProducerResult:
+    """All instances of one producer, summed. `rate` is published per second over the publishing window."""
+
+    name: str
+    instances: int = 1
+    published: int = 0
+    confirmed: int = 0
+    nacked: int = 0
+    returned: int = 0
+    unconfirmed: int = 0
+    reconnects: int = 0
+    republished: int = 0
+    rate: float = 0.0
+    throttled: bool = False
+
+
+@dataclass(frozen=True)
+class ConsumerResult:
+    """All instances of one consumer, summed. `lost` is counted on the consumer's queue (see accounting)."""
+
+    name: str
+    queue: str
+    instances: int = 1
+    received: int = 0
+    acked: int = 0
+    rejected: int = 0
+    nacked: int = 0
+    redelivered: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    out_of_order: int = 0
+    dead_lettered: int = 0
+    foreign: int = 0
+    reconnects: int = 0
+    crashed: int = 0
+    rate: float = 0.0
+    per_instance: tuple[int, ...] = ()
+    # of the messages every producer was expected to deliver, how many this consumer never saw
+    missing: int = 0
+
+
+@dataclass(frozen=True)
+class RpcClientResult:
+    name: str
+    requests: int = 0
+    sent: int = 0
+    answered: int = 0
+    timeouts: int = 0
+    stray: int = 0
+    rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class RpcServerResult:
+    name: str
+    instances: int = 1
+    handled: int = 0
+
+
+@dataclass(frozen=True)
+class Latency:
+    """End-to-end latency in milliseconds, from an HdrHistogram of microseconds."""
+
+    p50: float
+    p95: float
+    p99: float
+    max: float
+    count: int
+
+
+@dataclass(frozen=True)
+class QueueObservation:
+    name: str
+    exists: bool
+    depth: int | None = None
+    consumers: int | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RouteObservation:
+    """Where a probe message published with `mandatory` landed, seen on the live broker."""
+
+    route: model.Route
+    landed: tuple[str, ...] = ()
+    returned: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    scenario: str
+    producers: Mapping[str, ProducerResult] = field(default_factory=dict)
+    consumers: Mapping[str, ConsumerResult] = field(default_factory=dict)
+    rpc_clients: Mapping[str, RpcClientResult] = field(default_factory=dict)
+    rpc_servers: Mapping[str, RpcServerResult] = field(default_factory=dict)
+    latency: Latency | None = None
+    # messages that should reach some consumer: confirmed (or published, without confirms), minus returned and nacked
+    expected: int = 0
+    # of those, never consumed by anyone
+    lost: int = 0
+    # consumed more than once on the same queue, not counting broker redeliveries
+    duplicates: int = 0
+    queues: Mapping[str, QueueObservation] = field(default_factory=dict)
+    routes: tuple[RouteObservation, ...] = ()
+    # drained | duration | timeout | interrupted | done
+    ended: str = "done"
+    elapsed: float = 0.0
+    unthrottled: bool = False
+    workers: int = 1
+    faults: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.ended == "interrupted"

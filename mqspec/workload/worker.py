@@ -1,0 +1,214 @@
+"""One worker process: a pika ioloop running some producer, consumer and RPC instances.
+
+It talks to the parent over a pipe whose file descriptor sits in the same ioloop:
+
+  worker -> parent: ("ready", id) once every client is set up; ("progress", id, snapshot) every
+                    PROGRESS_EVERY seconds and on changes; ("fatal", id, exit_code, message);
+                    ("final", id, tallies) when every client has closed, then the process exits.
+  parent -> worker: ("go", wall_time_ns) start producers and RPC clients; ("stop", reason) end
+                    gracefully; ("kill", consumer name) crash one instance; ("recovering", bool);
+                    ("abort",) close everything now (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from pika.adapters.select_connection import IOLoop
+
+from mqspec import model
+from mqspec.errors import MqspecError
+from mqspec.workload.client import Client
+from mqspec.workload.consumer import Consumer
+from mqspec.workload.producer import Producer
+from mqspec.workload.rpc import RpcClient, RpcServer
+
+PROGRESS_EVERY = 0.1
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one worker runs: (index in the workload, instance) pairs per kind."""
+
+    worker: int
+    settings: model.BrokerSettings
+    topology: model.Topology
+    workload: model.Workload
+    connection_prefix: str
+    producers: tuple[tuple[int, int], ...] = ()
+    consumers: tuple[tuple[int, int], ...] = ()
+    rpc_servers: tuple[tuple[int, int], ...] = ()
+    rpc_clients: tuple[int, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return len(self.producers) + len(self.consumers) + len(self.rpc_servers) + len(self.rpc_clients)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Live counters of one worker, small enough to send ten times a second."""
+
+    # name, instance, published, confirmed, nacked, returned, done, reconnects
+    producers: tuple[tuple[str, int, int, int, int, int, bool, int], ...]
+    # name, instance, received, held, stopped, reconnects
+    consumers: tuple[tuple[str, int, int, int, str, int], ...]
+    # name, sent, answered, timeouts, done
+    rpc_clients: tuple[tuple[str, int, int, int, bool], ...]
+    # name, instance, handled
+    rpc_servers: tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class Final:
+    producers: tuple[Any, ...]
+    consumers: tuple[Any, ...]
+    rpc_clients: tuple[Any, ...]
+    rpc_servers: tuple[Any, ...]
+
+
+class Worker:
+    def __init__(self, job: Job, pipe: Connection) -> None:
+        self.job = job
+        self.pipe = pipe
+        self.ioloop = IOLoop()
+        self.settings = job.settings
+        self.topology = job.topology
+        self.connection_prefix = job.connection_prefix
+        self.recovering = False
+        work = job.workload
+        self.producers = [Producer(self, work.producers[i], i, n, work.duration) for i, n in job.producers]
+        self.consumers = [Consumer(self, work.consumers[i], n) for i, n in job.consumers]
+        self.servers = [RpcServer(self, work.rpc_servers[i], n) for i, n in job.rpc_servers]
+        self.rpc_clients = [RpcClient(self, work.rpc_clients[i]) for i in job.rpc_clients]
+        self.clients: list[Client] = [*self.consumers, *self.servers, *self.rpc_clients, *self.producers]
+        self.ready_count = 0
+        self.finished_count = 0
+        self.failed = False
+        self.ending = False
+        self.progress_due = False
+        self.sent_ready = False
+
+    # --- Context for clients ----------------------------------------------------------------
+
+    def ready(self, client: Client) -> None:
+        self.ready_count += 1
+        if self.ready_count == len(self.clients) and not self.sent_ready:
+            self.sent_ready = True
+            self._send(("ready", self.job.worker))
+
+    def fatal(self, error: MqspecError) -> None:
+        if not self.failed:
+            self.failed = True
+            self._send(("fatal", self.job.worker, error.exit_code, error.message))
+        self._stop_all("fatal")
+
+    def progress_changed(self) -> None:
+        if not self.progress_due:
+            self.progress_due = True
+            self.ioloop.call_later(0, self._progress_now)
+
+    def finished(self, client: Client) -> None:
+        self.finished_count += 1
+        self.progress_changed()
+        if self.finished_count >= len(self.clients):
+            self.ioloop.call_later(0, self.ioloop.stop)
+
+    # --- running ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.ioloop.add_handler(self.pipe.fileno(), self._on_pipe, IOLoop.READ)
+        for client in self.clients:
+            client.start()
+        self.ioloop.call_later(PROGRESS_EVERY, self._tick)
+        if self.clients:
+            self.ioloop.start()
+        self.ioloop.remove_handler(self.pipe.fileno())
+        self._send(("progress", self.job.worker, self.snapshot()))
+        self._send(("final", self.job.worker, self.final()))
+
+    def _tick(self) -> None:
+        self._progress_now()
+        self.ioloop.call_later(PROGRESS_EVERY, self._tick)
+
+    def _progress_now(self) -> None:
+        self.progress_due = False
+        self._send(("progress", self.job.worker, self.snapshot()))
+
+    def _send(self, message: tuple[Any, ...]) -> None:
+        try:
+            self.pipe.send(message)
+        except (OSError, ValueError):
+            self._stop_all("parent gone")
+
+    def _on_pipe(self, _fd: int, _events: int) -> None:
+        try:
+            while self.pipe.poll():
+                self._command(self.pipe.recv())
+        except (EOFError, OSError):
+            self.ioloop.remove_handler(self.pipe.fileno())
+            self._stop_all("parent gone")
+
+    def _command(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "go":
+            go_at = time.monotonic() - (time.time_ns() - message[1]) / 1e9
+            for client in self.clients:
+                client.go(go_at)  # type: ignore[attr-defined]
+        elif kind == "stop":
+            self._stop_all(message[1])
+        elif kind == "abort":
+            self._stop_all("interrupted")
+        elif kind == "kill":
+            victim = next((c for c in self.consumers if c.spec.name == message[1] and c.active), None)
+            if victim is not None:
+                victim.crash()
+                victim.tally.stopped = "killed"
+        elif kind == "recovering":
+            self.recovering = bool(message[1])
+
+    def _stop_all(self, reason: str) -> None:
+        self.ending = True
+        for client in self.clients:
+            if not client.done:
+                client.stop(reason)  # type: ignore[attr-defined]
+
+    # --- reporting --------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            tuple((p.spec.name, p.instance, p.tally.published, p.tally.confirmed, p.tally.nacked, p.tally.returned,
+                   p.tally.done, p.reconnects) for p in self.producers),
+            tuple((c.spec.name, c.instance, c.tally.received, c.tally.held, c.tally.stopped, c.reconnects)
+                  for c in self.consumers),
+            tuple((r.spec.name, r.tally.sent, r.tally.answered, r.tally.timeouts, r.tally.done) for r in self.rpc_clients),
+            tuple((s.spec.name, s.tally.instance, s.tally.handled) for s in self.servers),
+        )
+
+    def final(self) -> Final:
+        for consumer in self.consumers:
+            consumer.tally.latency.fold()
+        return Final(tuple(p.tally for p in self.producers), tuple(c.tally for c in self.consumers),
+                     tuple(r.tally for r in self.rpc_clients), tuple(s.tally for s in self.servers))
+
+
+def main(job: Job, pipe: Connection) -> None:
+    """Process entry point. Ctrl-C belongs to the parent, which stops us through the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.collect()
+    gc.freeze()
+    try:
+        Worker(job, pipe).run()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line, never a traceback
+        try:
+            pipe.send(("fatal", job.worker, 1, f"workload worker failed: {type(exc).__name__}: {exc}"))
+            pipe.send(("final", job.worker, Final((), (), (), ())))
+        except OSError:
+            pass
+    finally:
+        pipe.close()
