@@ -188,7 +188,7 @@ def _workload(data: dict[str, Any], base: Path) -> model.Workload:
         duration=_opt_seconds(data.get("duration")),
         timeout=units.seconds(data.get("timeout", 60)),
         drain_timeout=units.seconds(data.get("drain_timeout", 10)),
-        workers=data.get("workers", 1),
+        workers=data.get("workers"),
     )
 
 

@@ -291,7 +291,7 @@ class Workload:
     duration: float | None = None
     timeout: float = 60.0
     drain_timeout: float = 10.0
-    workers: int = 1
+    workers: int | None = None  # None: one process per instance, up to the CPU count
 
     @property
     def empty(self) -> bool:
