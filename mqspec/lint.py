@@ -1,17 +1,274 @@
-"""Warnings about topology that works but probably not as meant (see routing-based checks)."""
+"""Warnings about topology that works but probably not as meant, found with the routing oracle.
+
+Also checks `routes:` expectations offline: a route the topology does not take as written is an error.
+Warnings stay quiet when the file cannot know the answer (external exchanges, plugin exchange types,
+a file with no workload), so that every warning is worth reading.
+"""
 
 from __future__ import annotations
 
-from mqspec import model
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from mqspec import model, routing
 from mqspec.problems import Problem
 from mqspec.semantics import problem
 
+SAMPLE_SEQ = 1
+_SEQ = re.compile(r"\{seq(?::([^}]*))?\}")
+_LIMIT_KEYS = ("message-ttl", "max-length", "max-length-bytes", "expires", "max-age")
+_WILDCARD_HINT = "give each wildcard a word of its own between dots, e.g. 'order.*' or 'order.#'"
+
 
 def check(scenario: model.Scenario) -> list[Problem]:
-    return list(_literal_passwords(scenario))
+    context = _Context(scenario)
+    checks = (_literal_passwords, _internal_publishes, _unroutable_producers, _unreachable_queues, _growing_queues,
+              _dead_letter_dead_ends, _topic_binding_keys, _routes)
+    return [found for run in checks for found in run(context)]
 
 
-def _literal_passwords(scenario: model.Scenario) -> list[Problem]:
-    return [problem(scenario, where, "password is written literally in the file",
+def sample_key(template: str, producer: str, seq: int = SAMPLE_SEQ) -> str:
+    """A routing key template with a sample sequence number: 'order.{seq}' -> 'order.1'."""
+    text = _SEQ.sub(lambda m: format(seq, m.group(1) or ""), template)
+    return text.replace("{producer}", producer)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One routing key (or header set) a producer publishes, and where the oracle says it goes."""
+
+    producer: model.Producer
+    index: int
+    template: str
+    key: str
+    result: routing.RoutingResult
+
+    @property
+    def where(self) -> str:
+        return f"{self.producer.where}.routing_keys[{self.index}]"
+
+
+class _Context:
+    def __init__(self, scenario: model.Scenario) -> None:
+        self.scenario = scenario
+        self.topology = scenario.topology
+        self.workload = scenario.workload
+
+    @cached_property
+    def sent(self) -> list[Sent]:
+        found: list[Sent] = []
+        for producer in self.workload.producers:
+            exchange = model.DEFAULT_EXCHANGE if producer.queue is not None else producer.exchange
+            templates = (producer.queue,) if producer.queue is not None else producer.routing_keys
+            seen: set[str] = set()
+            for index, template in enumerate(templates):
+                key = sample_key(template, producer.name)
+                if key not in seen:
+                    seen.add(key)
+                    found.append(Sent(producer, index, template, key, routing.route(self.topology, exchange, key, producer.headers)))
+        return found
+
+    @cached_property
+    def unreachable(self) -> list[model.Queue]:
+        """Queues no binding, producer, RPC client or dead-letter key can put a message in."""
+        if not (self.workload.producers or self.workload.rpc_clients):
+            return []
+        fed = {b.destination for b in self.topology.bindings if b.destination_type == "queue"}
+        fed |= {q for sent in self.sent for q in sent.result.queues}
+        fed |= {client.queue for client in self.workload.rpc_clients}
+        for queue in self.topology.queues:
+            exchange, key = routing.dead_letter(self.topology, queue)
+            if exchange == model.DEFAULT_EXCHANGE and key is not None:
+                fed.add(key)
+        return [q for q in self.topology.queues if q.name not in fed and not q.external]
+
+    def where_exchange(self, name: str) -> str:
+        return "the default exchange" if name == model.DEFAULT_EXCHANGE else f"exchange '{name}'"
+
+
+def _literal_passwords(context: _Context) -> list[Problem]:
+    return [problem(context.scenario, where, "password is written literally in the file",
                     "use ${ENV_VAR} interpolation, e.g. password: ${APP_PASSWORD}", "warning")
-            for where in scenario.literal_passwords]
+            for where in context.scenario.literal_passwords]
+
+
+def _internal_publishes(context: _Context) -> Iterator[Problem]:
+    for producer in context.workload.producers:
+        target = routing.resolve(context.topology, producer.exchange)
+        if producer.queue is None and target is not None and target.internal:
+            yield problem(context.scenario, f"{producer.where}.exchange",
+                          f"producer '{producer.name}' publishes to exchange '{producer.exchange}', which is internal: "
+                          "RabbitMQ refuses it (ACCESS_REFUSED)",
+                          "publish to an exchange that is bound to it, or set internal: false")
+
+
+def _unroutable_producers(context: _Context) -> Iterator[Problem]:
+    for sent in context.sent:
+        result = sent.result
+        if not result.unroutable or not result.certain:
+            continue
+        fate = "RabbitMQ returns it (mandatory)" if sent.producer.mandatory else "RabbitMQ drops it"
+        yield problem(context.scenario, sent.where,
+                      f"producer '{sent.producer.name}' publishes {_message_text(sent.template, sent.key, sent.producer.headers)} "
+                      f"to {context.where_exchange(result.exchange)}, which routes it to no queue: {fate}",
+                      "bind a queue that matches it, or give the exchange an alternate_exchange; "
+                      "`mqspec route` shows where a message goes", "warning")
+
+
+def _message_text(template: str, key: str, headers: Mapping[str, Any]) -> str:
+    text = f"key '{template}'" + (f" (e.g. '{key}')" if key != template else "")
+    if headers:
+        text += " with headers {" + ", ".join(f"{name}={routing.value_text(value)}" for name, value in headers.items()) + "}"
+    return text
+
+
+def _unreachable_queues(context: _Context) -> Iterator[Problem]:
+    for queue in context.unreachable:
+        yield problem(context.scenario, f"{queue.where}.name",
+                      f"queue '{queue.name}' is not bound to any exchange and no producer publishes to it: nothing reaches it",
+                      "bind it to an exchange, point a producer at it, or remove it", "warning")
+
+
+def _growing_queues(context: _Context) -> Iterator[Problem]:
+    work = context.workload
+    readers = {c.queue for c in work.consumers} | {s.queue for s in work.rpc_servers}
+    if not readers:
+        return
+    inspected = {e.subject for e in context.scenario.expectations
+                 if isinstance(e, model.CountExpectation) and e.subject_kind == "queue" and e.measure == "depth"}
+    skipped = readers | inspected | {q.name for q in context.unreachable}
+    for queue in context.topology.queues:
+        if queue.name in skipped or queue.external or queue.exclusive or _limited(context.topology, queue):
+            continue
+        yield problem(context.scenario, f"{queue.where}.name",
+                      f"queue '{queue.name}' has no consumer and no TTL or length limit: its messages pile up forever",
+                      "add a consumer, or set message_ttl, max_length or max_length_bytes", "warning")
+
+
+def _limited(topology: model.Topology, queue: model.Queue) -> bool:
+    if queue.has_limit:
+        return True
+    policies = (routing.effective_policy(topology, "queue", queue.name, operator, queue.type) for operator in (False, True))
+    return any(policy is not None and any(key in policy.definition for key in _LIMIT_KEYS) for policy in policies)
+
+
+def _dead_letter_dead_ends(context: _Context) -> Iterator[Problem]:
+    for queue in context.topology.queues:
+        exchange, key = routing.dead_letter(context.topology, queue)
+        target = None if exchange is None else routing.resolve(context.topology, exchange)
+        if exchange is None or target is None or target.external or target.type not in routing.MODELLED_TYPES:
+            continue
+        message = _dead_letter_problem(context, queue, target, key)
+        if message:
+            field = "routing_key" if key is not None and queue.dead_letter_routing_key is not None else "exchange"
+            where = f"{queue.where}.dead_letter.{field}" if queue.dead_letter_exchange is not None else queue.where
+            yield problem(context.scenario, where, message,
+                          f"bind a queue to exchange '{exchange}' that matches it (on a topic exchange keys: ['#'] takes every key), "
+                          "or set dead_letter.routing_key", "warning")
+
+
+def _dead_letter_problem(context: _Context, queue: model.Queue, target: model.Exchange, key: str | None) -> str:
+    """Why dead-lettered messages of this queue would be dropped, or '' when they are not (or it cannot be told)."""
+    arriving = [(sent.key, sent.producer.headers) for sent in context.sent if queue.name in sent.result.queues]
+    name = f"dead-letter exchange '{target.name}' of queue '{queue.name}'" if target.name else \
+        f"dead-letter exchange (the default exchange) of queue '{queue.name}'"
+    if key is not None:
+        if target.type == "headers" and not arriving:
+            return ""
+        samples = [headers for _, headers in arriving] or [{}]
+        if any(_drops(context, target.name, key, headers) for headers in samples):
+            return f"{name} routes the dead-letter key '{key}' to no queue: dead-lettered messages are dropped"
+        return ""
+    for original, headers in arriving:
+        if _drops(context, target.name, original, headers):
+            return (f"{name} routes key '{original}' (the original routing key; the queue sets no dead-letter routing key) "
+                    "to no queue: those dead-lettered messages are dropped")
+    has_way_out = any(b.source == target.name for b in context.topology.bindings) or routing.alternate_exchange(context.topology, target)
+    if not arriving and target.name and not has_way_out:
+        return f"{name} has no bindings: dead-lettered messages are dropped"
+    return ""
+
+
+def _drops(context: _Context, exchange: str, key: str, headers: Mapping[str, Any]) -> bool:
+    result = routing.route(context.topology, exchange, key, headers, publish=False)
+    return result.unroutable and result.certain
+
+
+def _topic_binding_keys(context: _Context) -> Iterator[Problem]:
+    positions: dict[str, int] = {}
+    for binding in context.topology.bindings:
+        index = positions.get(binding.where, 0)
+        positions[binding.where] = index + 1
+        source = routing.resolve(context.topology, binding.source)
+        if source is None or source.type != "topic":
+            continue
+        if binding.routing_key == "":
+            destination = f"{binding.destination_type} '{binding.destination}'"
+            yield problem(context.scenario, binding.where,
+                          f"binding of {destination} to topic exchange '{binding.source}' has the empty key: it matches only "
+                          "messages whose routing key is empty", "give keys, e.g. keys: ['#'] to match every routing key", "warning")
+            continue
+        found = topic_key_problem(binding.routing_key)
+        if found is not None:
+            yield problem(context.scenario, f"{binding.where}.keys[{index}]", found[0], found[1], "warning")
+
+
+def topic_key_problem(key: str) -> tuple[str, str] | None:
+    """What is odd about a non-empty topic binding key (message, hint), or None."""
+    words = routing.topic_words(key)
+    if "" in words:
+        return (f"topic binding key '{key}' has an empty word: it matches only routing keys with an empty word there",
+                "remove the extra '.'")
+    for word in words:
+        glued = next((c for c in "#*" if c in word), None)
+        if glued is not None and word != glued:
+            return (f"topic binding key '{key}' glues '{glued}' to other characters in '{word}': RabbitMQ matches that word "
+                    "literally, not as a wildcard", _WILDCARD_HINT)
+    return None
+
+
+def _routes(context: _Context) -> Iterator[Problem]:
+    for expectation in context.scenario.expectations:
+        if isinstance(expectation, model.Routes):
+            for route in expectation.routes:
+                found = _route_problem(context, route)
+                if found is not None:
+                    yield found
+
+
+def _route_problem(context: _Context, route: model.Route) -> Problem | None:
+    result = routing.route(context.topology, route.exchange, route.key, route.headers)
+    name = _route_name(route)
+    if result.refused:
+        return problem(context.scenario, route.where, f"{name} cannot be published: {result.refused}",
+                       "publish to an exchange that is not internal")
+    if result.unpredictable:
+        plugin, kind = result.unpredictable[0]
+        return problem(context.scenario, route.where, f"{name} cannot be checked offline: exchange '{plugin}' has plugin type '{kind}'",
+                       "apply checks it against the broker", "warning")
+    if set(result.queues) == set(route.to):
+        return None
+    expected = _queue_list(sorted(route.to))
+    predicted = _queue_list(list(result.queues))
+    message = f"{name} should reach {expected}, but the topology routes it to {predicted}"
+    hint = "fix the bindings or the expectation; `mqspec route` shows the path"
+    if result.external:
+        outside = ", ".join(f"'{name}'" for name in result.external)
+        return problem(context.scenario, route.where, message, f"{hint} (external exchange {outside} may have bindings made "
+                       "outside this file)", "warning")
+    return problem(context.scenario, route.where, message, hint)
+
+
+def _route_name(route: model.Route) -> str:
+    exchange = "the default exchange" if route.exchange == model.DEFAULT_EXCHANGE else f"exchange '{route.exchange}'"
+    headers = ""
+    if route.headers:
+        headers = ", headers {" + ", ".join(f"{k}={routing.value_text(v)}" for k, v in route.headers.items()) + "}"
+    return f"route ({exchange}, key '{route.key}'{headers})"
+
+
+def _queue_list(queues: list[str]) -> str:
+    return "[" + ", ".join(queues) + "]" if queues else "no queue"

@@ -299,6 +299,19 @@ def policy_value(topology: model.Topology, kind: Literal["exchange", "queue"], n
     return None if policy is None else policy.definition.get(key)
 
 
+def dead_letter(topology: model.Topology, queue: model.Queue) -> tuple[str | None, str | None]:
+    """The dead-letter exchange and routing key of a queue: its arguments win over a policy, each on its own."""
+    exchange = queue.dead_letter_exchange
+    key = queue.dead_letter_routing_key
+    if exchange is None:
+        value = policy_value(topology, "queue", queue.name, "dead-letter-exchange", queue.type)
+        exchange = value if isinstance(value, str) else None
+    if key is None:
+        value = policy_value(topology, "queue", queue.name, "dead-letter-routing-key", queue.type)
+        key = value if isinstance(value, str) else None
+    return exchange, key
+
+
 def _applies(policy: model.Policy, kind: str, queue_type: str) -> bool:
     if policy.apply_to not in _APPLIES[kind]:
         return False

@@ -117,9 +117,9 @@ class Lab:
     def close(self) -> None:
         self.connection.close()
 
-    def run(self, case: Case) -> tuple[dict[int, set[str]], set[int]]:
+    def run(self, case: Case, prefix: str | None = None) -> tuple[dict[int, set[str]], set[int]]:
         """Declare, publish, drain; returns message number -> queues it reached, and the numbers returned."""
-        prefix = f"t{next(self.counter)}."
+        prefix = f"t{next(self.counter)}." if prefix is None else prefix
         try:
             self._declare(case.topology, prefix)
             returned = {i for i, message in enumerate(case.messages) if not self._publish(i, message, prefix)}
@@ -215,3 +215,20 @@ def test_header_values_compare_as_erlang_does_int_equals_float(management: Manag
         lab.channel.basic_publish("h", "", b"x", pika.BasicProperties(headers={"n": value}))
         method, _, _ = lab.channel.basic_get("float-bound", auto_ack=True)
         assert (method is not None) == bool(route(topology, "h", "", {"n": value}).queues), value
+
+
+def test_alternate_exchange_from_a_policy_and_the_argument_winning_over_it_agree_with_broker(
+        management: Management, vhost: str, lab: Lab) -> None:
+    policy = model.Policy("ae", "^orders", {"alternate-exchange": "by-policy"}, apply_to="exchanges")
+    topology = model.Topology(
+        exchanges=(model.Exchange("orders", "direct"), model.Exchange("orders.own", "direct", arguments={"alternate-exchange": "by-arg"}),
+                   model.Exchange("by-policy", "fanout"), model.Exchange("by-arg", "fanout")),
+        queues=(model.Queue("policy-caught"), model.Queue("arg-caught")),
+        bindings=(model.Binding("by-policy", "policy-caught"), model.Binding("by-arg", "arg-caught")),
+        policies=(policy,))
+    management.put(f"/policies/{q(vhost)}/ae", "policy", {"pattern": policy.pattern, "definition": dict(policy.definition),
+                                                          "apply-to": policy.apply_to})
+    case = Case(topology, (Message("orders", "x", {}), Message("orders.own", "x", {})))
+    reached, _ = lab.run(case, prefix="")
+    assert reached == {0: {"policy-caught"}, 1: {"arg-caught"}}
+    assert [route(topology, m.exchange, m.key).queues for m in case.messages] == [("policy-caught",), ("arg-caught",)]
