@@ -86,9 +86,9 @@ def cases(draw: st.DrawFn) -> Case:
         source = draw(st.one_of(st.sampled_from(names), st.sampled_from(names), st.sampled_from(BOUND_BUILTINS)))
         to_exchange = len(names) > 1 and draw(st.integers(0, 2)) == 0
         destination = draw(st.sampled_from(names)) if to_exchange else draw(st.sampled_from([q.name for q in queues]))
-        headers = types[source] == "headers"
+        by_headers = types[source] == "headers"
         bindings.append(model.Binding(source, destination, "exchange" if to_exchange else "queue",
-                                      "" if headers else _key_for(draw, types[source]), _binding_args(draw) if headers else {}))
+                                      "" if by_headers else _key_for(draw, types[source]), _binding_args(draw) if by_headers else {}))
     public = [e.name for e in exchanges if not e.internal]
     targets = st.one_of(st.sampled_from(public), st.sampled_from(public), st.sampled_from(("", "amq.topic", "amq.headers")))
     bound_keys = sorted({b.routing_key for b in bindings})
