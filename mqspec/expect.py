@@ -1,0 +1,194 @@
+"""Expectations checked against what a run observed. Pure: a RunResult in, one result per check out.
+
+Every result carries a description (the file's own, or one generated from the check), whether it
+passed, and the expected and actual values as JSON-ready data, so a failure reads
+"expected 10, got 7" in text, JSON and JUnit alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mqspec import model
+from mqspec.units import format_duration
+from mqspec.workload.result import ConsumerResult, RouteObservation, RunResult
+
+
+@dataclass(frozen=True)
+class ExpectationResult:
+    description: str
+    passed: bool
+    expected: Any
+    actual: Any
+    detail: str = ""
+    where: str = ""
+
+
+def evaluate(expectations: tuple[model.Expectation, ...], run: RunResult) -> list[ExpectationResult]:
+    results: list[ExpectationResult] = []
+    for expectation in expectations:
+        results += _evaluate(expectation, run)
+    return results
+
+
+def passed(results: list[ExpectationResult]) -> bool:
+    return all(r.passed for r in results)
+
+
+def _evaluate(expectation: model.Expectation, run: RunResult) -> list[ExpectationResult]:
+    if isinstance(expectation, model.CountExpectation):
+        return [_count(expectation, run)]
+    if isinstance(expectation, model.RpcAnswered):
+        return [_rpc_answered(expectation, run)]
+    if isinstance(expectation, model.NoLoss):
+        return [_no_loss(expectation, run)]
+    if isinstance(expectation, model.NoDuplicates):
+        return [_no_duplicates(expectation, run)]
+    if isinstance(expectation, model.Balanced):
+        return [_balanced(expectation, run)]
+    if isinstance(expectation, model.EveryMessage):
+        return [_every_message(expectation, run)]
+    if isinstance(expectation, model.LatencyBound):
+        return [_latency(expectation, run)]
+    return [_route(expectation, route, run) for route in expectation.routes]
+
+
+def _bounds_value(bounds: model.Bounds) -> Any:
+    if bounds.low is not None and bounds.low == bounds.high:
+        return bounds.low
+    shown: dict[str, int] = {}
+    if bounds.low is not None:
+        shown["min"] = bounds.low
+    if bounds.high is not None:
+        shown["max"] = bounds.high
+    return shown
+
+
+def _count(expectation: model.CountExpectation, run: RunResult) -> ExpectationResult:
+    kind, subject, measure = expectation.subject_kind, expectation.subject, expectation.measure
+    description = expectation.description or f"{kind} '{subject}' {measure} {expectation.bounds.describe()}"
+    actual, detail = _measure(kind, subject, measure, run)
+    ok = actual is not None and expectation.bounds.holds(actual)
+    return ExpectationResult(description, ok, _bounds_value(expectation.bounds), actual, detail, expectation.where)
+
+
+def _measure(kind: str, subject: str, measure: str, run: RunResult) -> tuple[int | None, str]:
+    if kind == "consumer":
+        consumer = run.consumers.get(subject)
+        return (int(getattr(consumer, measure)), "") if consumer is not None else (None, f"consumer '{subject}' did not run")
+    if kind == "producer":
+        producer = run.producers.get(subject)
+        return (int(getattr(producer, measure)), "") if producer is not None else (None, f"producer '{subject}' did not run")
+    if kind == "rpc":
+        client = run.rpc_clients.get(subject)
+        return (int(getattr(client, measure)), "") if client is not None else (None, f"RPC client '{subject}' did not run")
+    return _queue_measure(subject, measure, run)
+
+
+def _queue_measure(queue: str, measure: str, run: RunResult) -> tuple[int | None, str]:
+    if measure == "depth":
+        seen = run.queues.get(queue)
+        if seen is None:
+            return None, f"queue '{queue}' was not observed"
+        if not seen.exists:
+            return 0, f"queue '{queue}' does not exist (counted as empty)"
+        return seen.depth, seen.note
+    consumers = [c for c in run.consumers.values() if c.queue == queue]
+    if not consumers:
+        return 0, f"no consumer reads queue '{queue}'"
+    return sum(int(getattr(c, measure)) for c in consumers), ""
+
+
+def _rpc_answered(expectation: model.RpcAnswered, run: RunResult) -> ExpectationResult:
+    client = run.rpc_clients.get(expectation.client)
+    if expectation.bounds is None:
+        wanted: Any = client.requests if client is not None else "all"
+        description = expectation.description or f"RPC client '{expectation.client}' got a reply to every request"
+    else:
+        wanted = _bounds_value(expectation.bounds)
+        description = expectation.description or f"RPC client '{expectation.client}' answered {expectation.bounds.describe()}"
+    if client is None:
+        return ExpectationResult(description, False, wanted, None, f"RPC client '{expectation.client}' did not run",
+                                 expectation.where)
+    ok = client.answered == client.requests if expectation.bounds is None else expectation.bounds.holds(client.answered)
+    detail = f"{client.timeouts} timed out, {client.stray} stray replies" if client.timeouts or client.stray else ""
+    return ExpectationResult(description, ok, wanted, client.answered, detail, expectation.where)
+
+
+def _no_loss(expectation: model.NoLoss, run: RunResult) -> ExpectationResult:
+    description = expectation.description or "no loss: every confirmed (or published, without confirms) message was consumed"
+    detail = f"{run.lost} of {run.expected} expected messages were never consumed" if run.lost else ""
+    return ExpectationResult(description, run.lost == 0, 0, run.lost, detail, expectation.where)
+
+
+def _no_duplicates(expectation: model.NoDuplicates, run: RunResult) -> ExpectationResult:
+    description = expectation.description or "no duplicates: no message was consumed twice from the same queue"
+    return ExpectationResult(description, run.duplicates == 0, 0, run.duplicates, "", expectation.where)
+
+
+def _balanced(expectation: model.Balanced, run: RunResult) -> ExpectationResult:
+    names = expectation.consumers
+    description = expectation.description or (
+        f"balanced: {', '.join(repr(n) for n in names)} received within {expectation.tolerance} of each other")
+    counts = {name: run.consumers[name].received if name in run.consumers else 0 for name in names}
+    spread = max(counts.values()) - min(counts.values()) if counts else 0
+    detail = f"spread {spread}" if spread > expectation.tolerance else ""
+    return ExpectationResult(description, spread <= expectation.tolerance, f"within {expectation.tolerance}", counts,
+                             detail, expectation.where)
+
+
+def _every_message(expectation: model.EveryMessage, run: RunResult) -> ExpectationResult:
+    names = expectation.consumers
+    description = expectation.description or f"every message reached each of {', '.join(repr(n) for n in names)}"
+    got = {name: _distinct(run.consumers.get(name), run.expected) for name in names}
+    ok = run.expected > 0 and all(value == run.expected for value in got.values())
+    detail = "" if run.expected else "no message was expected (nothing published and confirmed)"
+    return ExpectationResult(description, ok, run.expected, got, detail, expectation.where)
+
+
+def _distinct(consumer: ConsumerResult | None, expected: int) -> int:
+    return 0 if consumer is None else expected - consumer.missing
+
+
+def _latency(expectation: model.LatencyBound, run: RunResult) -> ExpectationResult:
+    shown = ", ".join(f"{key} <= {format_duration(value)}" for key, value in expectation.bounds.items())
+    description = expectation.description or f"latency {shown}"
+    wanted = {key: f"<= {format_duration(value)}" for key, value in expectation.bounds.items()}
+    if run.latency is None:
+        return ExpectationResult(description, False, wanted, None, "no marked message was consumed", expectation.where)
+    actual = {key: getattr(run.latency, key) for key in expectation.bounds}
+    over = [key for key, bound in expectation.bounds.items() if actual[key] > bound * 1000]
+    detail = ", ".join(f"{key} was {actual[key]:g}ms" for key in over)
+    return ExpectationResult(description, not over, wanted, {k: f"{v:g}ms" for k, v in actual.items()}, detail,
+                             expectation.where)
+
+
+def _route(expectation: model.Routes, route: model.Route, run: RunResult) -> ExpectationResult:
+    exchange = route.exchange or "(default exchange)"
+    headers = f" headers {dict(route.headers)}" if route.headers else ""
+    target = ", ".join(sorted(route.to)) if route.to else "nowhere (returned as unroutable)"
+    generated = f"route: '{route.key}' on {exchange}{headers} reaches {target}"
+    description = f"{expectation.description}: {generated}" if expectation.description else generated
+    wanted = sorted(route.to)
+    seen = next((o for o in run.routes if o.route == route), None)
+    if seen is None:
+        return ExpectationResult(description, False, wanted, None, "the route was not checked on the broker", route.where)
+    actual = sorted(seen.landed)
+    ok = actual == wanted and not seen.note.startswith("error")
+    return ExpectationResult(description, ok, wanted, actual, _route_detail(seen, wanted, actual), route.where)
+
+
+def _route_detail(seen: RouteObservation, wanted: list[str], actual: list[str]) -> str:
+    parts = []
+    missing = [q for q in wanted if q not in actual]
+    extra = [q for q in actual if q not in wanted]
+    if missing:
+        parts.append(f"did not reach {', '.join(missing)}")
+    if extra:
+        parts.append(f"also reached {', '.join(extra)}")
+    if seen.returned:
+        parts.append("returned as unroutable")
+    if seen.note:
+        parts.append(seen.note)
+    return "; ".join(parts)

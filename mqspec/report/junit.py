@@ -1,0 +1,50 @@
+"""Expectations as JUnit XML (`--junit PATH`): one test case per expectation, for CI systems."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from mqspec.errors import OperationFailed
+from mqspec.expect import ExpectationResult
+from mqspec.workload.result import RunResult
+
+
+def shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def failure_message(result: ExpectationResult) -> str:
+    text = f"expected {shown(result.expected)}, got {shown(result.actual)}"
+    return f"{text} ({result.detail})" if result.detail else text
+
+
+def render(run: RunResult, results: list[ExpectationResult]) -> str:
+    failures = sum(1 for r in results if not r.passed)
+    suite = ET.Element("testsuite", {
+        "name": run.scenario, "tests": str(len(results)), "failures": str(failures), "errors": "0",
+        "skipped": "0", "time": f"{run.elapsed:.3f}"})
+    if run.interrupted:
+        ET.SubElement(suite, "system-err").text = "the run was interrupted; counts are partial"
+    for result in results:
+        case = ET.SubElement(suite, "testcase", {"classname": f"mqspec.{run.scenario}", "name": result.description,
+                                                 "time": "0"})
+        if result.where:
+            properties = ET.SubElement(case, "properties")
+            ET.SubElement(properties, "property", {"name": "where", "value": result.where})
+        if not result.passed:
+            message = failure_message(result)
+            ET.SubElement(case, "failure", {"message": message, "type": "ExpectationFailed"}).text = message
+    root = ET.Element("testsuites", {"name": "mqspec", "tests": str(len(results)), "failures": str(failures)})
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write(path: str, run: RunResult, results: list[ExpectationResult]) -> None:
+    try:
+        Path(path).write_text(render(run, results), encoding="utf-8")
+    except OSError as exc:
+        raise OperationFailed(f"cannot write the JUnit report to {path}: {exc.strerror or exc}") from None

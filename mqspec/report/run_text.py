@@ -1,0 +1,169 @@
+"""The run on a terminal: a live progress display while it runs, then a summary and the expectations."""
+
+from __future__ import annotations
+
+import time
+from typing import IO, Any
+
+from rich import box
+from rich.console import Console, Group
+
+__all__ = ["Console", "LiveProgress", "console", "print_summary"]
+from rich.live import Live as RichLive
+from rich.table import Table
+from rich.text import Text
+
+from mqspec.expect import ExpectationResult
+from mqspec.report.junit import shown
+from mqspec.report.run_json import latency_note
+from mqspec.workload.engine import Live
+from mqspec.workload.result import RunResult
+
+ENDINGS = {
+    "done": "every producer and consumer finished",
+    "drained": "producers finished and the queues drained",
+    "drain_timeout": "drain_timeout reached before the queues drained",
+    "duration": "duration reached",
+    "timeout": "workload timeout reached",
+    "interrupted": "interrupted (Ctrl-C); counts are partial",
+}
+
+
+def console(file: IO[str] | None = None) -> Console:
+    made = Console(file=file, highlight=False, soft_wrap=True)
+    if not made.is_terminal:
+        made = Console(file=file, highlight=False, soft_wrap=True, width=160)
+    return made
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def producers_table(run: RunResult) -> Table | None:
+    if not run.producers:
+        return None
+    table = Table(box=box.SIMPLE_HEAD, title="producers", title_justify="left", pad_edge=False)
+    for column in ("producer", "inst", "published", "confirmed", "nacked", "returned", "unconfirmed", "reconnects",
+                   "republished", "msg/s"):
+        table.add_column(column, justify="left" if column == "producer" else "right")
+    for p in run.producers.values():
+        table.add_row(p.name, str(p.instances), _n(p.published), _n(p.confirmed), _n(p.nacked), _n(p.returned),
+                      _n(p.unconfirmed), _n(p.reconnects), _n(p.republished), _n(p.rate))
+    return table
+
+
+def consumers_table(run: RunResult) -> Table | None:
+    if not run.consumers:
+        return None
+    table = Table(box=box.SIMPLE_HEAD, title="consumers", title_justify="left", pad_edge=False)
+    for column in ("consumer", "queue", "inst", "received", "acked", "rejected", "nacked", "redelivered", "duplicates",
+                   "lost", "dead-lettered", "foreign", "msg/s"):
+        table.add_column(column, justify="left" if column in ("consumer", "queue") else "right")
+    for c in run.consumers.values():
+        table.add_row(c.name, c.queue, str(c.instances), _n(c.received), _n(c.acked), _n(c.rejected), _n(c.nacked),
+                      _n(c.redelivered), _n(c.duplicates), _n(c.lost), _n(c.dead_lettered), _n(c.foreign), _n(c.rate))
+    return table
+
+
+def rpc_table(run: RunResult) -> Table | None:
+    if not run.rpc_clients:
+        return None
+    table = Table(box=box.SIMPLE_HEAD, title="RPC clients", title_justify="left", pad_edge=False)
+    for column in ("client", "requests", "answered", "timeouts", "stray", "req/s"):
+        table.add_column(column, justify="left" if column == "client" else "right")
+    for c in run.rpc_clients.values():
+        table.add_row(c.name, _n(c.requests), _n(c.answered), _n(c.timeouts), _n(c.stray), _n(c.rate))
+    return table
+
+
+def expectation_line(result: ExpectationResult) -> str:
+    if result.passed:
+        return f"PASS {result.description}"
+    text = f"FAIL {result.description}: expected {shown(result.expected)}, got {shown(result.actual)}"
+    return f"{text} ({result.detail})" if result.detail else text
+
+
+def print_summary(out: Console, run: RunResult, results: list[ExpectationResult], passed: bool) -> None:
+    out.print(f"Workload '{run.scenario}': {ENDINGS.get(run.ended, run.ended)} after {run.elapsed:.1f}s "
+              f"({run.workers} worker process{'es' if run.workers != 1 else ''})")
+    for table in (producers_table(run), consumers_table(run), rpc_table(run)):
+        if table is not None:
+            out.print(table)
+    latency = run.latency
+    if latency is not None:
+        out.print(f"latency ms: p50 {latency.p50:g}  p95 {latency.p95:g}  p99 {latency.p99:g}  max {latency.max:g}  "
+                  f"({latency.count:,} messages)")
+        note = latency_note(run)
+        if note:
+            out.print(f"note: {note}")
+    if run.expected:
+        out.print(f"accounting: {run.expected:,} messages expected, {run.lost:,} lost, {run.duplicates:,} duplicates")
+    for fault in run.faults:
+        out.print(f"fault: {fault}")
+    for note in run.notes:
+        out.print(f"note: {note}")
+    if results:
+        out.print("expectations:")
+        for result in results:
+            line = expectation_line(result)
+            out.print(Text("  " + line, style="green" if result.passed else "red"))
+        failed = sum(1 for r in results if not r.passed)
+        out.print(f"{len(results) - failed} of {len(results)} expectations passed." if failed else
+                  f"all {len(results)} expectations passed.")
+    elif run.interrupted:
+        out.print("expectations were not checked: the run was interrupted.")
+
+
+class LiveProgress:
+    """An Observer that redraws per-producer and per-consumer counts and rates four times a second."""
+
+    def __init__(self, out: Console, scenario: str) -> None:
+        self.out = out
+        self.scenario = scenario
+        self.live: RichLive | None = None
+        self.previous: dict[str, int] = {}
+        self.previous_at = time.monotonic()
+        self.notes: list[str] = []
+
+    def __enter__(self) -> LiveProgress:
+        self.live = RichLive(console=self.out, refresh_per_second=4, transient=True)
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+            self.live = None
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        if self.live is not None:
+            self.live.console.print(text)
+
+    def progress(self, live: Live) -> None:
+        if self.live is None:
+            return
+        now = time.monotonic()
+        span = max(now - self.previous_at, 1e-6)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+                      title=f"{self.scenario}: {live.phase} {live.elapsed:.1f}s", title_justify="left")
+        for column in ("", "name", "count", "msg/s", "detail"):
+            table.add_column(column, justify="right" if column in ("count", "msg/s") else "left")
+        current: dict[str, int] = {}
+        for name, row in live.producers.items():
+            key = f"p:{name}"
+            current[key] = row["published"]
+            rate = (row["published"] - self.previous.get(key, 0)) / span
+            table.add_row("producer", name, _n(row["published"]), _n(rate),
+                          f"confirmed {_n(row['confirmed'])}" + (" done" if row["done"] else ""))
+        for name, row in live.consumers.items():
+            key = f"c:{name}"
+            current[key] = row["received"]
+            rate = (row["received"] - self.previous.get(key, 0)) / span
+            table.add_row("consumer", name, _n(row["received"]), _n(rate),
+                          f"held {_n(row['held'])}" + (f", {row['stopped']} stopped" if row["stopped"] else ""))
+        for name, row in live.rpc.items():
+            table.add_row("rpc", name, _n(row["answered"]), "", f"sent {_n(row['sent'])}, timeouts {_n(row['timeouts'])}")
+        self.previous, self.previous_at = current, now
+        self.live.update(Group(table))
