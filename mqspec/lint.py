@@ -165,9 +165,9 @@ def _dead_letter_dead_ends(context: _Context) -> Iterator[Problem]:
         if message:
             field = "routing_key" if key is not None and queue.dead_letter_routing_key is not None else "exchange"
             where = f"{queue.where}.dead_letter.{field}" if queue.dead_letter_exchange is not None else queue.where
-            yield problem(context.scenario, where, message,
-                          f"bind a queue to exchange '{exchange}' that matches it (on a topic exchange keys: ['#'] takes every key), "
-                          "or set dead_letter.routing_key", "warning")
+            hint = (f"bind a queue to exchange '{exchange}' with a matching key, or set dead_letter.routing_key to a key it routes"
+                    if exchange else "set dead_letter.routing_key to the name of a declared queue")
+            yield problem(context.scenario, where, message, hint, "warning")
 
 
 def _dead_letter_problem(context: _Context, queue: model.Queue, target: model.Exchange, key: str | None) -> str:

@@ -13,6 +13,7 @@ It follows the broker (rabbit_exchange:route/2 and the exchange type modules of 
 
 from __future__ import annotations
 
+import json
 import re
 from collections import deque
 from collections.abc import Mapping
@@ -257,7 +258,7 @@ def value_text(value: Any) -> str:
     if value is None:
         return "(present)"
     if isinstance(value, str):
-        return f'"{value}"' if value == "" or _looks_typed(value) else value
+        return json.dumps(value) if value == "" or _looks_typed(value) else value
     return str(value)
 
 
