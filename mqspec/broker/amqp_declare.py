@@ -30,15 +30,20 @@ def needs_management(topology: model.Topology) -> list[str]:
     return labels
 
 
-def declare(settings: model.BrokerSettings, topology: model.Topology) -> Outcome:
-    """Declare every exchange, queue and binding of the topology; one step per entity that was not already there."""
+def declare(settings: model.BrokerSettings, topology: model.Topology) -> tuple[Outcome, int]:
+    """Declare every exchange, queue and binding of the topology.
+
+    The outcome has one step per exchange or queue that was created or refused, and one per binding that
+    failed; the number is of bindings declared, since AMQP cannot tell a new binding from an existing one.
+    """
     connection = amqp.connect(settings, connection_name="mqspec apply (AMQP fallback)")
     try:
         session = _Session(connection, settings.url)
         steps = [step for e in definitions.declarable_exchanges(topology.exchanges) if (step := session.exchange(e))]
         steps += [step for qu in definitions.declarable_queues(topology.queues) if (step := session.queue(qu))]
-        steps += [session.binding(b) for b in topology.bindings]
-        return Outcome(tuple(steps))
+        bound = [session.binding(b) for b in topology.bindings]
+        steps += [step for step in bound if step.status != "done"]
+        return Outcome(tuple(steps)), sum(1 for step in bound if step.status == "done")
     finally:
         if connection.is_open:
             connection.close()

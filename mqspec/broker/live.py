@@ -58,12 +58,11 @@ def queue_stats(management: Management, vhost: str, names: Iterable[str]) -> dic
     return {entry["name"]: _stats(entry) for entry in listing if entry.get("name") in set(wanted)}
 
 
-def vhost_messages(management: Management, vhost: str) -> int | None:
-    """Messages in all queues of a vhost; None while the broker has not reported some queue's count."""
+def vhost_queue_stats(management: Management, vhost: str) -> dict[str, QueueStats]:
+    """Message and consumer counts of every queue in a vhost."""
     listing = management.get(f"/queues/{q(vhost)}?columns={_STATS_COLUMNS}", f"the queues of vhost '{vhost}'",
                              missing_ok=True) or []
-    counts = [_stats(entry).messages for entry in listing]
-    return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
+    return {entry["name"]: _stats(entry) for entry in listing}
 
 
 def binding_properties(management: Management, vhost: str) -> dict[tuple[str, str, str, str, str], str]:

@@ -64,8 +64,14 @@ def _over_amqp(scenario: model.Scenario, reason: str, out: _Output) -> int:
 
     missing = amqp_declare.needs_management(scenario.topology)
     out.say(f"note: {reason}\nnote: declaring exchanges, queues and bindings over AMQP instead")
-    outcome = amqp_declare.declare(scenario.broker, scenario.topology)
-    out.outcome(outcome)
+    outcome, bound = amqp_declare.declare(scenario.broker, scenario.topology)
+    if outcome.steps:
+        out.outcome(outcome)
+    else:
+        out.say("Exchanges and queues are up to date.")
+    if bound:
+        out.say(f"Declared {bound} binding{'' if bound == 1 else 's'} (over AMQP a new binding cannot be told apart "
+                "from an existing one).")
     for label in missing:
         out.error(f"{label} was not applied: users, permissions, policies and vhosts need the management plugin")
     if not outcome.ok:

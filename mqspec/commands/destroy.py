@@ -9,6 +9,8 @@ mqspec is logged in as is kept, so that the rest of the run can finish.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from urllib.parse import quote, urlsplit
 
 import typer
 
@@ -17,8 +19,9 @@ from mqspec.broker.management import Management, ManagementUnreachable
 from mqspec.broker.topology import execute
 from mqspec.commands.options import DestroyOptions
 from mqspec.commands.plan import load_scenario, show, with_counts
-from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable
+from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable, MqspecError
 from mqspec.loader import Overrides
+from mqspec.model import BrokerSettings
 from mqspec.plan import destroy, refusals
 from mqspec.report import plan as render
 
@@ -34,7 +37,7 @@ def run(path: str, overrides: Overrides, options: DestroyOptions) -> int:
         except ManagementUnreachable as exc:
             raise BrokerUnavailable(f"{exc.message} (destroy needs the management API)") from None
         present = {v.name for v in reading.live.topology.vhosts}
-        counts = {v.name: live.vhost_messages(management, v.name) for v in topology.vhosts if v.name in present}
+        counts = {v.name: _vhost_messages(management, scenario.broker, v.name) for v in topology.vhosts if v.name in present}
         plan = destroy(topology, reading.live, management.user, counts)
         if reading.live.vhost_exists:
             plan = with_counts(plan, management, scenario.broker)
@@ -63,3 +66,20 @@ def run(path: str, overrides: Overrides, options: DestroyOptions) -> int:
     for step in outcome.having("failed"):
         typer.echo(f"error: {step.error}", err=True)
     return outcome.exit_code
+
+
+def _vhost_messages(management: Management, settings: BrokerSettings, vhost: str) -> int | None:
+    """Messages in all queues of a vhost; queues the management API has no count for yet are asked over AMQP."""
+    stats = live.vhost_queue_stats(management, vhost)
+    unknown = [name for name, found in stats.items() if found.messages is None]
+    exact = {}
+    if unknown:
+        from mqspec.broker.amqp_declare import queue_counts
+
+        url = urlsplit(settings.url)._replace(path="/" + quote(vhost, safe="")).geturl()
+        try:
+            exact = queue_counts(replace(settings, urls=(url,)), unknown)
+        except MqspecError:
+            return None
+    counts = [exact[name].messages if name in exact else found.messages for name, found in stats.items()]
+    return None if any(c is None for c in counts) else sum(c or 0 for c in counts)

@@ -106,7 +106,8 @@ def _entity(entity: Entity | None) -> dict[str, Any] | None:
     data.pop("where", None)
     if "password" in data:                 # never a password, only whether there is one
         data["password"] = None if data["password"] is None else "***"
-    return data
+    plain: dict[str, Any] = json.loads(json.dumps(data, default=str))
+    return plain
 
 
 def as_json(plan: Plan) -> str:
