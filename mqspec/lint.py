@@ -106,10 +106,15 @@ def _internal_publishes(context: _Context) -> Iterator[Problem]:
 
 
 def _unroutable_producers(context: _Context) -> Iterator[Problem]:
+    expecting_returns = {e.subject for e in context.scenario.expectations
+                         if isinstance(e, model.CountExpectation) and e.subject_kind == "producer" and e.measure == "returned"
+                         and e.bounds.high != 0}
     for sent in context.sent:
         result = sent.result
         if not result.unroutable or not result.certain:
             continue
+        if sent.producer.mandatory and sent.producer.name in expecting_returns:
+            continue  # the file says it expects returns: the unroutable key is meant
         fate = "RabbitMQ returns it (mandatory)" if sent.producer.mandatory else "RabbitMQ drops it"
         yield problem(context.scenario, sent.where,
                       f"producer '{sent.producer.name}' publishes {_message_text(sent.template, sent.key, sent.producer.headers)} "

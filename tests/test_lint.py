@@ -53,6 +53,12 @@ def test_templated_key_is_checked_with_a_sample_sequence_number_and_mandatory_sa
     ]
 
 
+def test_unroutable_key_is_quiet_when_the_file_expects_returns_from_that_mandatory_producer(tmp_path: Path) -> None:
+    body = ORDERS + "  producers:\n    - {name: p, exchange: orders, routing_keys: [order.created, lost], messages: 2, mandatory: true}\n"
+    assert _lint(tmp_path, body + "expect:\n  - {producer: p, returned: 1}\n") == []
+    assert len(_lint(tmp_path, body + "expect:\n  - {producer: p, returned: 0}\n")) == 1
+
+
 def test_templated_key_that_matches_a_wildcard_binding_is_quiet(tmp_path: Path) -> None:
     body = ORDERS.replace('"order.created"', '"order.*"') + "  producers:\n" \
         "    - {name: shipper, exchange: orders, routing_keys: ['order.{seq}'], messages: 1}\n"
