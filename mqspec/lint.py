@@ -7,7 +7,6 @@ a file with no workload), so that every warning is worth reading.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,7 +17,6 @@ from mqspec.problems import Problem
 from mqspec.semantics import problem
 
 SAMPLE_SEQ = 1
-_SEQ = re.compile(r"\{seq(?::([^}]*))?\}")
 _LIMIT_KEYS = ("message-ttl", "max-length", "max-length-bytes", "expires", "max-age")
 _WILDCARD_HINT = "give each wildcard a word of its own between dots, e.g. 'order.*' or 'order.#'"
 
@@ -30,10 +28,11 @@ def check(scenario: model.Scenario) -> list[Problem]:
     return [found for run in checks for found in run(context)]
 
 
-def sample_key(template: str, producer: str, seq: int = SAMPLE_SEQ) -> str:
-    """A routing key template with a sample sequence number: 'order.{seq}' -> 'order.1'."""
-    text = _SEQ.sub(lambda m: format(seq, m.group(1) or ""), template)
-    return text.replace("{producer}", producer)
+def sample_key(template: str, producer: str, seq: int = SAMPLE_SEQ, instance: int = 0) -> str:
+    """A routing key template filled in as the workload fills it: 'order.{seq}' -> 'order.1'."""
+    if "{" not in template:
+        return template
+    return template.replace("{seq}", str(seq)).replace("{producer}", producer).replace("{instance}", str(instance))
 
 
 @dataclass(frozen=True)

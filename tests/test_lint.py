@@ -309,6 +309,6 @@ def test_literal_password_warning_is_kept(tmp_path: Path) -> None:
     ]
 
 
-def test_sample_key_fills_seq_with_a_format_and_the_producer_name() -> None:
+def test_sample_key_fills_placeholders_as_the_workload_does() -> None:
     assert lint.sample_key("order.{seq}", "p") == "order.1"
-    assert lint.sample_key("shard.{seq:03d}.{producer}", "emitter") == "shard.001.emitter"
+    assert lint.sample_key("shard.{instance}.{producer}.{other}", "emitter") == "shard.0.emitter.{other}"
