@@ -214,6 +214,15 @@ topology:
     ]
 
 
+def test_dead_letter_exchange_from_a_policy_is_checked_and_located_at_the_queue(tmp_path: Path) -> None:
+    body = DEAD_LETTER.replace("dead_letter: DEAD", "max_length: 5").replace(
+        "topology:\n", "topology:\n  policies: [{name: dl, pattern: '^work$', definition: {dead-letter-exchange: dlx}}]\n")
+    assert [f.split(" (hint")[0] for f in _lint(tmp_path, body)] == [
+        "s.yaml:9:7: warning: $.topology.queues[0]: dead-letter exchange 'dlx' of queue 'work' routes key 'order' (the original "
+        "routing key; the queue sets no dead-letter routing key) to no queue: those dead-lettered messages are dropped"
+    ]
+
+
 @pytest.mark.parametrize(("key", "message"), [
     ("a..b", "topic binding key 'a..b' has an empty word: it matches only routing keys with an empty word there (hint: remove the "
              "extra '.')"),
