@@ -1,0 +1,162 @@
+"""Message accounting without a broker: bitmaps, loss, duplicates, slots, merging across processes, latency."""
+
+from __future__ import annotations
+
+import pickle
+import tracemalloc
+
+from mqspec import model
+from mqspec.workload import accounting, marks
+from mqspec.workload.accounting import ConsumerTally, ProducerTally, Streams
+
+
+def _producer(published: int, keys: int = 1, order: str = "round_robin", index: int = 0, instance: int = 0) -> ProducerTally:
+    tally = ProducerTally("p", index, instance, keys, order, confirm=True)
+    tally.published = tally.confirmed = published
+    return tally
+
+
+def _consumer(queue: str, seqs: list[int], sid: int = 0, redelivered: bool = False, dead: bool = False,
+              name: str = "c", instance: int = 0) -> ConsumerTally:
+    tally = ConsumerTally(name, queue, instance)
+    for seq in seqs:
+        tally.received += 1
+        tally.see(sid, seq, 0, 1_000_000, redelivered, dead)
+    return tally
+
+
+def test_a_second_first_delivery_of_the_same_message_is_a_duplicate() -> None:
+    tally = _consumer("q", [0, 1, 2, 1])
+    assert (tally.duplicates, accounting.duplicates_on_queue([tally])) == (1, 1)
+
+
+def test_a_redelivery_is_not_a_duplicate() -> None:
+    first = _consumer("q", [0, 1, 2], instance=0)
+    again = _consumer("q", [1, 2], redelivered=True, instance=1)
+    assert accounting.duplicates_on_queue([first, again]) == 0
+
+
+def test_duplicates_across_consumer_instances_of_one_queue_are_found_when_merged() -> None:
+    one = _consumer("q", [0, 1, 2, 3], instance=0)
+    two = _consumer("q", [2, 3, 4], instance=1)
+    assert accounting.duplicates_on_queue([one, two]) == 2
+
+
+def test_the_same_message_on_two_queues_is_not_a_duplicate() -> None:
+    assert accounting.duplicates_everywhere([_consumer("a", [0, 1]), _consumer("b", [0, 1])]) == 0
+
+
+def test_out_of_order_counts_first_deliveries_below_the_highest_seen() -> None:
+    assert _consumer("q", [0, 2, 1, 3, 5, 4]).out_of_order == 2
+
+
+def test_lost_counts_confirmed_messages_nobody_received() -> None:
+    streams = Streams.of([_producer(10)])
+    assert accounting.lost_everywhere(streams, [_consumer("q", [0, 1, 2, 3, 4, 6, 7, 8, 9])]) == 1
+
+
+def test_nacked_and_returned_messages_are_not_expected() -> None:
+    producer = _producer(10)
+    producer.fail(3)
+    producer.fail(9)
+    streams = Streams.of([producer])
+    assert (streams.total(), accounting.lost_everywhere(streams, [_consumer("q", [0, 1, 2, 4, 5, 6, 7, 8])])) == (8, 0)
+
+
+def test_a_dead_lettered_delivery_counts_as_consumed_but_not_for_its_queues_gaps() -> None:
+    streams = Streams.of([_producer(4)])
+    worker = _consumer("work", [0, 1, 2, 3])
+    dead = _consumer("dlq", [1], dead=True)
+    assert accounting.lost_on_queue(streams, [dead]) == 0
+    assert accounting.lost_everywhere(streams, [worker, dead]) == 0
+
+
+def test_loss_is_counted_across_processes_by_merging_bitmaps() -> None:
+    streams = Streams.of([_producer(6)])
+    in_one_process = _consumer("q", [0, 2, 4], instance=0)
+    in_another = pickle.loads(pickle.dumps(_consumer("q", [1, 5], instance=1)))
+    assert accounting.lost_on_queue(streams, [in_one_process, in_another]) == 1
+
+
+def test_a_queue_bound_to_one_of_three_keys_is_only_charged_for_that_key() -> None:
+    streams = Streams.of([_producer(30, keys=3)])
+    errors_only = _consumer("errors", [seq for seq in range(30) if seq % 3 == 2 and seq != 14])
+    assert accounting.lost_on_queue(streams, [errors_only]) == 1
+
+
+def test_random_key_order_uses_a_fixed_hash_so_slots_are_known_after_the_run() -> None:
+    keys, length = 4, 200
+    masks = [accounting.slot_mask(slot, keys, "random", length) for slot in range(keys)]
+    for seq in range(length):
+        slot = accounting.slot_of(seq, keys, "random")
+        assert [bool(mask >> seq & 1) for mask in masks] == [s == slot for s in range(keys)]
+
+
+def test_round_robin_slot_masks_match_seq_modulo_keys() -> None:
+    for keys in (2, 3, 5, 8, 12):
+        for slot in range(keys):
+            mask = accounting.slot_mask(slot, keys, "round_robin", 100)
+            assert [seq for seq in range(100) if mask >> seq & 1] == list(range(slot, 100, keys))
+
+
+def test_every_message_counts_what_one_consumer_missed_of_all_streams() -> None:
+    streams = Streams.of([_producer(5, index=0), _producer(5, index=1)])
+    consumer = _consumer("q", [0, 1, 2, 3, 4], sid=marks.stream_id(0, 0))
+    assert accounting.missing_for(streams, [consumer]) == 5
+
+
+def test_bitmaps_stay_small_for_a_million_messages() -> None:
+    tally = ConsumerTally("c", "q", 0)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    track = tally.track(0)
+    for seq in range(0, 1_000_000, 997):
+        track.see(seq, False, False)
+    track.see(999_999, False, False)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert used < 3 * 2 * 131_072  # three bitmaps, one bit per message, at most doubled by growth
+
+
+def test_latency_quantisation_keeps_percentiles_within_one_percent() -> None:
+    latency = accounting.Latency()
+    for us in range(1, 100_001):
+        latency.record_us(us)
+    merged = accounting.latency([latency])
+    assert merged is not None
+    assert merged.count == 100_000
+    assert abs(merged.p50 - 50.0) / 50.0 < 0.01
+    assert abs(merged.p99 - 99.0) / 99.0 < 0.01
+
+
+def test_latency_histograms_merge_after_pickling() -> None:
+    fast, slow = accounting.Latency(), accounting.Latency()
+    for _ in range(99):
+        fast.record_us(1_000)
+    slow.record_us(500_000)
+    merged = accounting.latency([pickle.loads(pickle.dumps(fast)), pickle.loads(pickle.dumps(slow))])
+    assert merged is not None
+    assert merged.count == 100
+    assert abs(merged.p50 - 1.0) <= 0.01 and abs(merged.max - 500) <= 5  # within the histogram's 1% resolution
+
+
+def test_producer_results_sum_instances_and_rate_uses_the_publishing_window() -> None:
+    workload = model.Workload(producers=(model.Producer("p", queue="q", messages=10, instances=2),))
+    one, two = _producer(10, instance=0), _producer(10, instance=1)
+    one.first_ns, one.last_ns = 1_000_000_000, 2_000_000_000
+    two.first_ns, two.last_ns = 1_500_000_000, 3_000_000_000
+    result = accounting.producer_results(workload, [one, two])["p"]
+    assert (result.published, result.confirmed, result.rate) == (20, 20, 10.0)
+
+
+def test_marks_round_trip_in_body_and_header() -> None:
+    buffer = marks.body_buffer(100)
+    marks.PREFIX.pack_into(buffer, 0, marks.MAGIC, marks.stream_id(3, 2), 41, 123)
+    assert marks.read_mark(bytes(buffer), None) == (marks.stream_id(3, 2), 41, 123)
+    header = {marks.HEADER: marks.header_mark(7, 8, 9)}
+    assert marks.read_mark(b"hello", header) == (7, 8, 9)
+
+
+def test_messages_without_marks_are_foreign() -> None:
+    assert marks.read_mark(b"plain body from another program", {"x-mqspec": "garbage"}) is None
+    assert marks.read_mark(b"MQs\x01short", None) is None

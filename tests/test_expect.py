@@ -1,0 +1,132 @@
+"""Expectations against run results, without a broker: each check passes and fails for the right reason."""
+
+from __future__ import annotations
+
+from mqspec import model
+from mqspec.expect import ExpectationResult, evaluate, passed
+from mqspec.report.run_text import expectation_line
+from mqspec.workload.result import (ConsumerResult, Latency, ProducerResult, QueueObservation, RouteObservation,
+                                    RpcClientResult, RunResult)
+
+
+def _run(**fields: object) -> RunResult:
+    base: dict[str, object] = {
+        "scenario": "s",
+        "producers": {"p": ProducerResult("p", published=10, confirmed=10, returned=2)},
+        "consumers": {"a": ConsumerResult("a", "qa", received=10, dead_lettered=3),
+                      "b": ConsumerResult("b", "qb", received=7, missing=3),
+                      "c": ConsumerResult("c", "qa", received=4)},
+        "expected": 10,
+    }
+    base.update(fields)
+    return RunResult(**base)  # type: ignore[arg-type]
+
+
+def _one(expectation: model.Expectation, run: RunResult | None = None) -> ExpectationResult:
+    (result,) = evaluate((expectation,), run or _run())
+    return result
+
+
+def _count(kind: model.SubjectKind, subject: str, measure: str, low: int | None, high: int | None) -> model.CountExpectation:
+    return model.CountExpectation(kind, subject, measure, model.Bounds(low, high))
+
+
+def test_exact_count_passes_and_shows_expected_and_actual() -> None:
+    result = _one(_count("consumer", "a", "received", 10, 10))
+    assert (result.description, result.passed, result.expected, result.actual) == ("consumer 'a' received 10", True, 10, 10)
+
+
+def test_count_below_range_fails_with_expected_against_actual() -> None:
+    result = _one(_count("consumer", "b", "received", 8, None))
+    assert expectation_line(result) == "FAIL consumer 'b' received >= 8: expected {\"min\": 8}, got 7"
+
+
+def test_producer_measure_reads_the_producer() -> None:
+    assert _one(_count("producer", "p", "returned", 2, 2)).passed
+
+
+def test_queue_received_sums_every_consumer_of_the_queue() -> None:
+    result = _one(_count("queue", "qa", "received", 14, 14))
+    assert (result.passed, result.actual) == (True, 14)
+
+
+def test_queue_depth_uses_the_observation_and_a_missing_queue_counts_as_empty() -> None:
+    run = _run(queues={"gone": QueueObservation("gone", False, None, None, "queue does not exist"),
+                       "full": QueueObservation("full", True, 5, 0)})
+    gone = _one(_count("queue", "gone", "depth", 0, 0), run)
+    full = _one(_count("queue", "full", "depth", 0, 0), run)
+    assert (gone.passed, gone.detail) == (True, "queue 'gone' does not exist (counted as empty)")
+    assert (full.passed, full.actual) == (False, 5)
+
+
+def test_a_description_from_the_file_replaces_the_generated_one() -> None:
+    expectation = model.CountExpectation("consumer", "a", "received", model.Bounds(10, 10), "ten arrive")
+    assert _one(expectation).description == "ten arrive"
+
+
+def test_no_loss_fails_with_the_count_of_lost_messages() -> None:
+    result = _one(model.NoLoss(), _run(lost=2))
+    assert (result.passed, result.actual, result.detail) == (False, 2, "2 of 10 expected messages were never consumed")
+
+
+def test_no_duplicates() -> None:
+    assert _one(model.NoDuplicates(), _run(duplicates=0)).passed
+    assert not _one(model.NoDuplicates(), _run(duplicates=1)).passed
+
+
+def test_balanced_compares_the_spread_with_the_tolerance() -> None:
+    result = _one(model.Balanced(("a", "b"), tolerance=2))
+    assert (result.passed, result.expected, result.actual, result.detail) == (False, "within 2", {"a": 10, "b": 7}, "spread 3")
+    assert _one(model.Balanced(("a", "b"), tolerance=3)).passed
+
+
+def test_every_message_reports_what_each_consumer_got_of_the_expected() -> None:
+    result = _one(model.EveryMessage(("a", "b")))
+    assert (result.passed, result.expected, result.actual) == (False, 10, {"a": 10, "b": 7})
+
+
+def test_every_message_fails_when_nothing_was_expected() -> None:
+    result = _one(model.EveryMessage(("a",)), _run(expected=0))
+    assert (result.passed, result.detail) == (False, "no message was expected (nothing published and confirmed)")
+
+
+def test_latency_bounds_are_seconds_and_results_milliseconds() -> None:
+    run = _run(latency=Latency(p50=2.0, p95=8.0, p99=30.0, max=120.0, count=100))
+    ok = _one(model.LatencyBound({"p99": 0.05}), run)
+    slow = _one(model.LatencyBound({"p50": 0.001, "max": 1.0}), run)
+    assert (ok.description, ok.passed) == ("latency p99 <= 50ms", True)
+    assert (slow.passed, slow.detail) == (False, "p50 was 2ms")
+
+
+def test_latency_fails_when_nothing_was_measured() -> None:
+    assert not _one(model.LatencyBound({"p99": 1.0}), _run(latency=None)).passed
+
+
+def test_rpc_all_answered_compares_with_the_number_of_requests() -> None:
+    run = _run(rpc_clients={"r": RpcClientResult("r", requests=10, sent=10, answered=9, timeouts=1)})
+    result = _one(model.RpcAnswered("r"), run)
+    assert expectation_line(result) == ("FAIL RPC client 'r' got a reply to every request: expected 10, got 9 "
+                                        "(1 timed out, 0 stray replies)")
+
+
+def test_routes_give_one_result_per_route_naming_missing_and_extra_queues() -> None:
+    right = model.Route("logs", "error", {}, ("disk", "screen"))
+    wrong = model.Route("logs", "info", {}, ("disk",))
+    run = _run(routes=(RouteObservation(right, ("disk", "screen")), RouteObservation(wrong, ("screen",))))
+    first, second = evaluate((model.Routes((right, wrong)),), run)
+    assert (first.description, first.passed) == ("route: 'error' on logs reaches disk, screen", True)
+    assert expectation_line(second) == ("FAIL route: 'info' on logs reaches disk: expected [\"disk\"], got [\"screen\"] "
+                                        "(did not reach disk; also reached screen)")
+
+
+def test_an_unroutable_route_expects_nothing_and_mentions_the_return() -> None:
+    route = model.Route("", "nowhere", {}, ())
+    result = _one(model.Routes((route,)), _run(routes=(RouteObservation(route, (), returned=True),)))
+    assert (result.description, result.passed, result.detail) == (
+        "route: 'nowhere' on (default exchange) reaches nowhere (returned as unroutable)", True, "returned as unroutable")
+
+
+def test_passed_is_false_when_any_check_fails() -> None:
+    results = evaluate((model.NoLoss(), _count("consumer", "a", "received", 1, 1)), _run())
+    assert [r.passed for r in results] == [True, False]
+    assert not passed(results)

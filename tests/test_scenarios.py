@@ -1,0 +1,84 @@
+"""Every shipped scenario passes on the real broker; deliberately wrong ones fail with exit 1 and say why.
+
+Each scenario runs in its own throwaway vhost through the real CLI (`mqspec --url URL apply FILE`).
+The files under tests/wrong_expectations/ carry their exact failure lines in `# expect-fail:`
+comments (and lines that must still pass in `# expect-pass:`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pika
+import pytest
+
+from tests.conftest import ROOT, SCENARIOS, mqspec
+
+WRONG = ROOT / "tests" / "wrong_expectations"
+
+
+def _scenarios() -> list[Path]:
+    return sorted(SCENARIOS.glob("*.yaml"))
+
+
+def test_all_tutorials_are_shipped() -> None:
+    names = [path.name[:2] for path in _scenarios()]
+    assert names[:9] == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
+
+
+@pytest.mark.parametrize("path", _scenarios(), ids=lambda p: p.stem)
+def test_scenario_passes_on_the_real_broker(path: Path, url: str, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    result = mqspec("--url", url, "apply", str(path), "--report", str(report))
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["passed"] is True
+    assert data["expectations"] and all(e["passed"] for e in data["expectations"])
+    assert "expectations passed." in result.stdout
+
+
+def _lines(path: Path, tag: str) -> list[str]:
+    prefix = f"# {tag}: "
+    return [line[len(prefix):] for line in path.read_text().splitlines() if line.startswith(prefix)]
+
+
+@pytest.mark.parametrize("path", sorted(WRONG.glob("*.yaml")), ids=lambda p: p.stem)
+def test_wrong_expectation_fails_with_a_precise_explanation(path: Path, url: str) -> None:
+    result = mqspec("--url", url, "apply", str(path))
+    assert result.exit_code == 1, result.output
+    shown = [line.strip() for line in result.stdout.splitlines()]
+    for line in _lines(path, "expect-fail") + _lines(path, "expect-pass"):
+        assert line in shown, f"missing line: {line}\n{result.stdout}"
+    assert _lines(path, "expect-fail")
+
+
+def test_routes_through_bindings_made_elsewhere_are_checked_live(url: str) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.exchange_declare("topic_logs", "topic", durable=False)
+    for queue in ("Q1", "Q2"):
+        channel.queue_declare(queue, durable=False)
+    channel.queue_bind("Q1", "topic_logs", "*.orange.*")
+    channel.queue_bind("Q2", "topic_logs", "*.*.rabbit")
+    channel.queue_bind("Q2", "topic_logs", "lazy.#")
+    connection.close()
+    result = mqspec("--url", url, "apply", str(ROOT / "tests" / "wrong_route_external.yaml"))
+    assert result.exit_code == 1, result.output
+    shown = [line.strip() for line in result.stdout.splitlines()]
+    assert "PASS route: 'quick.orange.rabbit' on topic_logs reaches Q1, Q2" in shown
+    assert ("FAIL route: 'lazy.brown.fox' on topic_logs reaches Q1: expected [\"Q1\"], got [\"Q2\"] "
+            "(did not reach Q1; also reached Q2)") in shown
+    assert ("FAIL route: 'quick.brown.fox' on topic_logs reaches Q2: expected [\"Q2\"], got [] "
+            "(did not reach Q2; returned as unroutable)") in shown
+    assert "1 of 3 expectations passed." in shown
+
+
+def test_route_probes_leave_no_message_behind(url: str) -> None:
+    result = mqspec("--url", url, "apply", str(SCENARIOS / "05-topics.yaml"))
+    assert result.exit_code == 0, result.output
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    depths = [channel.queue_declare(queue, passive=True).method.message_count for queue in ("Q1", "Q2")]
+    connection.close()
+    assert depths == [0, 0]
