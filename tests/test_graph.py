@@ -176,3 +176,14 @@ def test_graph_of_an_invalid_file_lists_its_errors_and_exits_2(tmp_path: Path) -
     assert result.exit_code == 2
     assert result.stderr.endswith(f"error: {path} is not valid; fix it first (mqspec validate {path})\n")
     assert "durabel" in result.stderr
+
+
+def test_the_readme_graph_in_docs_is_what_the_command_writes_for_the_topics_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mqspec.commands.graph import markdown
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    scenario = load("scenarios/05-topics.yaml").scenario
+    assert scenario is not None
+    assert (root / "docs" / "graph-05-topics.md").read_text() == markdown(scenario), \
+        "regenerate: mqspec graph scenarios/05-topics.yaml -o docs/graph-05-topics.md"
