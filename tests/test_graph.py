@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mqspec import graph
+from mqspec.commands.graph import markdown
 from mqspec.loader import load
 from mqspec.model import Scenario
 from tests.conftest import mqspec
@@ -179,8 +180,6 @@ def test_graph_of_an_invalid_file_lists_its_errors_and_exits_2(tmp_path: Path) -
 
 
 def test_the_readme_graph_in_docs_is_what_the_command_writes_for_the_topics_scenario(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mqspec.commands.graph import markdown
-
     root = Path(__file__).resolve().parent.parent
     monkeypatch.chdir(root)
     scenario = load("scenarios/05-topics.yaml").scenario
