@@ -288,8 +288,9 @@ def test_many_new_entities_go_in_bulk_and_a_refused_one_is_named(url: str, vhost
     file = scenario(tmp_path, text)
     first = mqspec("--url", url, "apply", file, "--topology-only")
     assert first.exit_code == 1
-    assert first.stderr == (f"error: broker refused queue 'bad' in vhost '{vhost}': invalid arg 'x-message-ttl' for queue "
-                            f"'bad' in vhost '{vhost}': \"expected integer, got longstr\" (HTTP 400)\n")
+    assert first.stderr == (f"error: precondition failed (while trying to declare queue 'bad') in vhost '{vhost}': "
+                            f"PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'bad' in vhost '{vhost}': "
+                            "\"expected integer, got longstr\"\n")
     assert "Apply incomplete: 61 of 62 changes done.\n" in first.stdout
     live = definitions(management, vhost)
     assert (len(live["queues"]), len(live["bindings"])) == (30, 30)

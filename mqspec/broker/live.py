@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from mqspec import definitions, model
 from mqspec.broker.management import Management, ManagementUnreachable, q
@@ -23,16 +23,10 @@ _STATS_COLUMNS = "name,messages,consumers"
 _FEW = 20
 
 
-class Reading(NamedTuple):
-    live: Live
-    # True when the definitions endpoint answered, so the bulk import (POST /api/definitions) may be used.
-    definitions_access: bool
-
-
-def read(management: Management, desired: model.Topology) -> Reading:
+def read(management: Management, desired: model.Topology) -> Live:
     """Everything the plan compares with; a missing target vhost reads as empty with vhost_exists False."""
     vhost = desired.vhost
-    topology, stats, access, exists = _vhost_topology(management, vhost)
+    topology, stats, exists = _vhost_topology(management, vhost)
     users, hashes = _users(management, desired)
     vhosts, unsupported = _vhosts(management, desired)
     topology = replace(
@@ -42,7 +36,7 @@ def read(management: Management, desired: model.Topology) -> Reading:
         permissions=_permissions(management, desired),
         topic_permissions=_topic_permissions(management, desired),
     )
-    return Reading(Live(topology, exists, hashes, stats, unsupported), access)
+    return Live(topology, exists, hashes, stats, unsupported)
 
 
 def queue_stats(management: Management, vhost: str, names: Iterable[str]) -> dict[str, QueueStats]:
@@ -73,7 +67,7 @@ def binding_properties(management: Management, vhost: str) -> dict[tuple[str, st
 
 # --- the target vhost ----------------------------------------------------------------------------------------
 
-def _vhost_topology(management: Management, vhost: str) -> tuple[model.Topology, dict[str, QueueStats], bool, bool]:
+def _vhost_topology(management: Management, vhost: str) -> tuple[model.Topology, dict[str, QueueStats], bool]:
     what = f"the definitions of vhost '{vhost}'"
     try:
         data = management.get(f"/definitions/{q(vhost)}", what)
@@ -82,13 +76,13 @@ def _vhost_topology(management: Management, vhost: str) -> tuple[model.Topology,
     except OperationFailed:
         if management.vhost_exists(vhost):
             raise
-        return model.Topology(vhost), {}, True, False
+        return model.Topology(vhost), {}, False
     except BrokerUnavailable:
         return _listed_topology(management, vhost)
-    return definitions.from_definitions(data, vhost), {}, True, True
+    return definitions.from_definitions(data, vhost), {}, True
 
 
-def _listed_topology(management: Management, vhost: str) -> tuple[model.Topology, dict[str, QueueStats], bool, bool]:
+def _listed_topology(management: Management, vhost: str) -> tuple[model.Topology, dict[str, QueueStats], bool]:
     """The same state from the per-type listings, for users who may not read definitions."""
     def listing(path: str, what: str) -> list[dict[str, Any]] | None:
         result: list[dict[str, Any]] | None = management.get(path, f"the {what} of vhost '{vhost}'", missing_ok=True)
@@ -96,7 +90,7 @@ def _listed_topology(management: Management, vhost: str) -> tuple[model.Topology
 
     exchanges = listing(f"/exchanges/{q(vhost)}", "exchanges")
     if exchanges is None:
-        return model.Topology(vhost), {}, False, False
+        return model.Topology(vhost), {}, False
     queues = listing(f"/queues/{q(vhost)}?columns={_QUEUE_COLUMNS}", "queues") or []
     data = {
         "exchanges": exchanges,
@@ -107,7 +101,7 @@ def _listed_topology(management: Management, vhost: str) -> tuple[model.Topology
                        for p in listing(f"/operator-policies/{q(vhost)}", "operator policies") or []],
     }
     stats = {entry["name"]: _stats(entry) for entry in queues}
-    return definitions.from_definitions(data, vhost), stats, False, True
+    return definitions.from_definitions(data, vhost), stats, True
 
 
 def _stats(entry: Mapping[str, Any]) -> QueueStats:

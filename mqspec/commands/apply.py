@@ -42,7 +42,7 @@ def apply_topology(scenario: model.Scenario, options: ApplyOptions, to_stderr: b
     out = _Output(options.output, to_stderr)
     with Management(scenario.broker) as management:
         try:
-            plan, reading = make_plan(management, scenario.broker, scenario.topology, options.prune)
+            plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
         except ManagementUnreachable as exc:
             return _over_amqp(scenario, exc.message, out)
         if plan.empty:
@@ -53,7 +53,7 @@ def apply_topology(scenario: model.Scenario, options: ApplyOptions, to_stderr: b
             out.result(plan, "refused", None, refused)
             return EXIT_FAILED
         out.plan(plan)
-        outcome = execute(management, plan, force=options.force, bulk=reading.definitions_access)
+        outcome = execute(management, plan, force=options.force, settings=scenario.broker)
     out.result(plan, "applied" if outcome.ok else "incomplete", outcome, [])
     return outcome.exit_code
 

@@ -33,13 +33,13 @@ def run(path: str, overrides: Overrides, options: DestroyOptions) -> int:
     topology = scenario.topology
     with Management(scenario.broker) as management:
         try:
-            reading = live.read(management, topology)
+            found = live.read(management, topology)
         except ManagementUnreachable as exc:
             raise BrokerUnavailable(f"{exc.message} (destroy needs the management API)") from None
-        present = {v.name for v in reading.live.topology.vhosts}
+        present = {v.name for v in found.topology.vhosts}
         counts = {v.name: _vhost_messages(management, scenario.broker, v.name) for v in topology.vhosts if v.name in present}
-        plan = destroy(topology, reading.live, management.user, counts)
-        if reading.live.vhost_exists:
+        plan = destroy(topology, found, management.user, counts)
+        if found.vhost_exists:
             plan = with_counts(plan, management, scenario.broker)
         json_out = options.output == "json"
         if plan.empty:
@@ -58,7 +58,7 @@ def run(path: str, overrides: Overrides, options: DestroyOptions) -> int:
                 typer.echo(f"error: {line}", err=True)
             typer.echo("Nothing was deleted.", err=True)
             return EXIT_FAILED
-        outcome = execute(management, plan, force=options.force, bulk=False)
+        outcome = execute(management, plan, force=options.force)
     if json_out:
         typer.echo(json.dumps({"plan": render.as_dict(plan), **render.outcome_dict(outcome)}, indent=2, ensure_ascii=False))
     else:

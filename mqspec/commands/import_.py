@@ -60,11 +60,11 @@ def _from_broker(overrides: Overrides) -> tuple[model.Topology, str]:
     settings = model.BrokerSettings(urls=(overrides.url or DEFAULT_URL,), management_url=overrides.management_url)
     vhost = vhost_of(settings.url)
     with Management(settings) as management:
-        reading = live.read(management, model.Topology(vhost))
-        if not reading.live.vhost_exists:
+        found = live.read(management, model.Topology(vhost))
+        if not found.vhost_exists:
             raise OperationFailed(f"vhost '{vhost}' not found (NOT_FOUND)")
         permissions, topic_permissions = live.vhost_permissions(management, vhost)
-    topology = replace(reading.live.topology, permissions=permissions, topic_permissions=topic_permissions)
+    topology = replace(found.topology, permissions=permissions, topic_permissions=topic_permissions)
     return topology, f"vhost '{vhost}' at {management.base}"
 
 

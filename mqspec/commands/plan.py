@@ -35,7 +35,7 @@ def _plan(path: str, overrides: Overrides, options: PlanOptions) -> int:
     scenario = load_scenario(path, overrides)
     with Management(scenario.broker) as management:
         try:
-            plan, _ = make_plan(management, scenario.broker, scenario.topology, options.prune)
+            plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
         except ManagementUnreachable as exc:
             raise BrokerUnavailable(f"{exc.message} (plan reads the live state through the management API)") from None
     show(plan, options.output)
@@ -57,16 +57,14 @@ def load_scenario(path: str, overrides: Overrides) -> model.Scenario:
 
 
 def make_plan(management: Management, settings: model.BrokerSettings, topology: model.Topology,
-              prune: bool) -> tuple[Plan, live.Reading]:
+              prune: bool) -> Plan:
     """Read the live state once, diff, and add message counts for the queues a plan would remove."""
-    reading = live.read(management, topology)
-    if not reading.live.vhost_exists and all(v.name != topology.vhost for v in topology.vhosts):
+    found = live.read(management, topology)
+    if not found.vhost_exists and all(v.name != topology.vhost for v in topology.vhosts):
         raise OperationFailed(f"vhost '{topology.vhost}' not found (NOT_FOUND); create it, or declare it under "
                               "topology.vhosts so that apply creates it")
-    plan = diff(topology, reading.live, prune)
-    if reading.live.vhost_exists:
-        plan = with_counts(plan, management, settings)
-    return plan, reading
+    plan = diff(topology, found, prune)
+    return with_counts(plan, management, settings) if found.vhost_exists else plan
 
 
 def with_counts(plan: Plan, management: Management, settings: model.BrokerSettings) -> Plan:
