@@ -5,8 +5,7 @@ from __future__ import annotations
 from mqspec import model
 from mqspec.expect import ExpectationResult, evaluate, passed
 from mqspec.report.run_text import expectation_line
-from mqspec.workload.result import (ConsumerResult, Latency, ProducerResult, QueueObservation, RouteObservation,
-                                    RpcClientResult, RunResult)
+from mqspec.workload.result import ConsumerResult, Latency, ProducerResult, QueueObservation, RouteObservation, RpcClientResult, RunResult
 
 
 def _run(**fields: object) -> RunResult:

@@ -137,7 +137,7 @@ def channel_error(code: int, text: str, user: str, vhost: str, operation: str | 
     entity = _entity(text)
     doing = operation or "perform this operation"
     if code == 403:
-        subject = f" on {entity}" if entity else ""
+        subject = f" on {entity}" if entity and entity not in doing else ""
         return BrokerUnavailable(f"access refused: user '{user}' may not {doing}{subject} in vhost '{vhost}' ({text})")
     if code == 404:
         if "vhost" in text and entity is None:
@@ -164,7 +164,8 @@ def _entity(text: str) -> str | None:
 
 
 def _reply_text(exc: BaseException) -> str:
-    return " ".join(str(a) for a in exc.args)
+    """pika nests the cause in args (often with an empty str()); look at both forms."""
+    return " ".join(f"{a!s} {a!r}" for a in exc.args)
 
 
 def _connect_reason(exc: BaseException, where: str) -> str:
@@ -177,7 +178,7 @@ def _connect_reason(exc: BaseException, where: str) -> str:
         return f"unknown host {where.rsplit(':', 1)[0]}"
     if "SSL" in text or "certificate" in text.lower():
         return f"TLS handshake failed ({redact(text)[:200]})"
-    return redact(text)[:200] or type(exc).__name__
+    return redact(" ".join(str(a) for a in exc.args))[:200] or type(exc).__name__
 
 
 def _on(operation: str | None) -> str:

@@ -62,6 +62,7 @@ class Client:
         self.reconnects = 0
         self.operation = "open a connection"
         self._finished = False
+        self.endpoint_name = ""   # "client-ip:port -> server-ip:port", the broker's name for the connection
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -95,6 +96,7 @@ class Client:
             on_close_callback=self._on_closed, custom_ioloop=self.ctx.ioloop)
 
     def _on_open(self, connection: pika.SelectConnection) -> None:
+        self.endpoint_name = _endpoint_name(connection)
         self.operation = "open a channel"
         connection.channel(on_open_callback=self._on_channel)
 
@@ -189,3 +191,18 @@ class Client:
 
     def later(self, delay: float, callback: Callable[[], None]) -> object:
         return self.ctx.ioloop.call_later(delay, callback)
+
+    @property
+    def connection_name(self) -> str | None:
+        """The broker's name for the open connection (what the management API closes), if open."""
+        connection = self.connection
+        return self.endpoint_name if connection is not None and connection.is_open and self.endpoint_name else None
+
+
+def _endpoint_name(connection: Any) -> str:
+    try:
+        sock = connection._transport._sock
+        local, peer = sock.getsockname(), sock.getpeername()
+    except (AttributeError, OSError):
+        return ""
+    return f"{local[0]}:{local[1]} -> {peer[0]}:{peer[1]}"

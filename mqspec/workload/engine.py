@@ -143,7 +143,8 @@ class Run:
         self.ready: set[int] = set()
         self.failure: MqspecError | None = None
         self.faults = FaultSchedule(self.work.faults)
-        self.fault_runner = FaultRunner(scenario.broker, amqp.vhost_of(scenario.broker.url), self.prefix)
+        self.fault_runner = FaultRunner(scenario.broker, amqp.vhost_of(scenario.broker.url), self.prefix,
+                                        self._connection_names)
         self.monitor = QueueMonitor(scenario.broker, f"{self.prefix}/monitor")
         self.watched = watched_queues(scenario)
         self.go_at = 0.0
@@ -336,6 +337,10 @@ class Run:
             self._set_recovering(True)
             self.fault_runner.start(fault, self.go_at, lambda: None)
             return
+
+    def _connection_names(self) -> list[str]:
+        """Called from the fault thread: copy before reading."""
+        return [name for snapshot in list(self.snapshots.values()) for name in snapshot.connections]
 
     def _kill(self, fault: model.Fault) -> None:
         for wid, snapshot in self.snapshots.items():

@@ -48,18 +48,32 @@ class FaultSchedule:
         return list(self.pending)
 
 
-def close_connections(management: Management, vhost: str, prefix: str, wait: float = 3.0) -> int:
-    """Close every connection of this run's workers in the vhost (not the run's own monitor)."""
+def close_connections(management: Management, vhost: str, prefix: str, known: list[str], wait: float = 6.0) -> int:
+    """Close every connection of this run's workers in the vhost (never the run's own monitor).
+
+    The workers report their connections' broker-side names ("client-ip:port -> server-ip:port");
+    those are closed through the connection-tracking view (`disable_stats=true`), which knows a
+    connection the moment it opens. If none of them is known there (a proxy or NAT renames
+    them), the statistics view is searched for this run's connection names instead; it can lag
+    by up to the statistics interval.
+    """
+    tracked = management.get("/connections?disable_stats=true", "connections") or []
+    names = [c["name"] for c in tracked if c.get("vhost") == vhost and c.get("name") in set(known)]
+    if not names:
+        names = _by_client_name(management, vhost, prefix, wait)
+    for name in names:
+        management.delete(f"/connections/{q(name)}?disable_stats=true", f"connection '{name}'")
+    return len(names)
+
+
+def _by_client_name(management: Management, vhost: str, prefix: str, wait: float) -> list[str]:
     deadline = time.monotonic() + wait
     while True:
         listed = management.get(f"/vhosts/{q(vhost)}/connections", f"connections of vhost '{vhost}'") or []
         ours = [c["name"] for c in listed if str(c.get("user_provided_name") or _client_name(c)).startswith(prefix + ":")]
         if ours or time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
-    for name in ours:
-        management.delete(f"/connections/{q(name)}", f"connection '{name}'")
-    return len(ours)
+            return ours
+        time.sleep(0.2)
 
 
 def _client_name(connection: dict[str, object]) -> str:
@@ -97,8 +111,10 @@ def wait_for_broker(settings: model.BrokerSettings, timeout: float = BROKER_BACK
 class FaultRunner:
     """Runs one management/command fault at a time on a thread; the engine polls `busy`."""
 
-    def __init__(self, settings: model.BrokerSettings, vhost: str, prefix: str) -> None:
+    def __init__(self, settings: model.BrokerSettings, vhost: str, prefix: str,
+                 connections: Callable[[], list[str]] = list) -> None:
         self.settings = settings
+        self.connections = connections
         self.vhost = vhost
         self.prefix = prefix
         self.thread: threading.Thread | None = None
@@ -124,7 +140,7 @@ class FaultRunner:
     def _execute(self, fault: model.Fault) -> str:
         if fault.action == "close_connections":
             with Management(self.settings) as management:
-                count = close_connections(management, self.vhost, self.prefix)
+                count = close_connections(management, self.vhost, self.prefix, self.connections())
             return f"closed {count} connection(s)"
         if fault.action == "restart_broker":
             began = time.monotonic()

@@ -62,6 +62,8 @@ class Snapshot:
     rpc_clients: tuple[tuple[str, int, int, int, bool], ...]
     # name, instance, handled
     rpc_servers: tuple[tuple[str, int, int], ...]
+    # the broker's names of the open connections ("client-ip:port -> server-ip:port")
+    connections: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,7 @@ class Worker:
                   for c in self.consumers),
             tuple((r.spec.name, r.tally.sent, r.tally.answered, r.tally.timeouts, r.tally.done) for r in self.rpc_clients),
             tuple((s.spec.name, s.tally.instance, s.tally.handled) for s in self.servers),
+            tuple(name for name in (c.connection_name for c in self.clients) if name),
         )
 
     def final(self) -> Final:
