@@ -4,6 +4,19 @@ Creates and in-place updates run in dependency order (vhosts, users, permissions
 exchanges, queues, bindings); deletes run in the reverse order. A replace deletes an exchange or queue and
 declares it again, and every binding to or from it is re-created in the same plan, including bindings the file
 does not declare (unless they are being pruned), because deleting the entity drops them on the broker.
+
+Decisions worth knowing:
+- Arguments are compared with their JSON types against the live definitions, so "5" is not 5, true is not 1,
+  and arguments the broker itself does not compare on redeclare (x-consumer-timeout, custom keys) still differ.
+- Passwords cannot be read back. A password in the file is checked by recomputing RabbitMQ's salted hash
+  (rabbit_password_hashing_sha256, sha512 or md5) with the salt of the stored hash; for any other hashing
+  algorithm the user is updated on every apply and the plan says "password (cannot compare ...; set)".
+  A user without a password in the file keeps whatever password it has.
+- Vhost metadata and limits are compared only for vhosts declared under topology.vhosts, and only the limits
+  the file names.
+- --prune covers exchanges, queues, bindings, policies and operator policies of the target vhost. Users,
+  vhosts and permissions are never pruned: removing the permissions of the user mqspec runs as would lock it out.
+- Exclusive queues belong to the connection that declares them (the workload); the plan leaves them out.
 """
 
 from __future__ import annotations

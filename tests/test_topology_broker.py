@@ -402,3 +402,23 @@ def test_without_management_api_apply_declares_over_amqp_and_plan_says_it_needs_
     plan = mqspec(*no_api, "plan", file)
     assert plan.exit_code == 3
     assert plan.stderr.endswith("(plan reads the live state through the management API)\n")
+
+
+def test_user_without_password_in_the_file_keeps_its_password_when_its_tags_change(url: str, management: Management,
+                                                                                   tmp_path: Path) -> None:
+    user, fresh = f"mqspec-test-keep-{uuid.uuid4().hex[:8]}", f"mqspec-test-new-{uuid.uuid4().hex[:8]}"
+    management.put(f"/users/{q(user)}", "user", {"password": "keep-me", "tags": ""})
+    before = management.get(f"/users/{q(user)}", "user")["password_hash"]
+    file = scenario(tmp_path, f"version: 1\nname: t\ntopology:\n  users:\n    - {{name: {user}, tags: [monitoring]}}\n"
+                              f"    - {{name: {fresh}}}\n")
+    try:
+        result = mqspec("--url", url, "apply", file, "--topology-only")
+        assert result.exit_code == 0, result.output
+        assert f"  ~ user '{user}'\n      tags [] → [monitoring]\n" in result.stdout
+        assert f"  + user '{fresh}'\n      no password: it cannot log in with a password\n" in result.stdout
+        after = management.get(f"/users/{q(user)}", "user")
+        assert (after["password_hash"], after["tags"]) == (before, ["monitoring"])
+        assert mqspec("--url", url, "plan", file, "--detailed-exitcode").exit_code == 0
+    finally:
+        management.delete(f"/users/{q(user)}", "user")
+        management.delete(f"/users/{q(fresh)}", "user")

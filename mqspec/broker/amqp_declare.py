@@ -19,7 +19,7 @@ import pika.exceptions as pe
 
 from mqspec import definitions, model
 from mqspec.broker import amqp
-from mqspec.errors import MqspecError
+from mqspec.errors import BrokerUnavailable, MqspecError
 from mqspec.plan import Change, Entity, Outcome, QueueStats, Step, binding_name
 
 # A refused declare closes its channel; pika logs that as a warning, and this module reports it as an error.
@@ -66,6 +66,9 @@ class _Session:
             action()
         except pe.ChannelClosedByBroker as exc:
             self.channel = self.connection.channel()
+            if exc.reply_code == 403:    # the operation already names the entity
+                return BrokerUnavailable(f"access refused: user '{amqp.user_of(self.url)}' may not {operation} in vhost "
+                                         f"'{amqp.vhost_of(self.url)}' ({exc.reply_text})")
             return amqp.translate(exc, self.url, operation)
         except pe.AMQPError as exc:
             return amqp.translate(exc, self.url, operation)

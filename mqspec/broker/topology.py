@@ -21,7 +21,7 @@ from mqspec import definitions, model
 from mqspec.broker import live as live_state
 from mqspec.broker.management import Management, q
 from mqspec.errors import MqspecError
-from mqspec.plan import Change, Kind, Outcome, Plan, Step
+from mqspec.plan import Change, Entity, Kind, Outcome, Plan, Step
 
 if TYPE_CHECKING:
     from mqspec.broker.amqp_declare import Declarer
@@ -118,7 +118,7 @@ class _Runner:
 
             self.declarer = Declarer(self.settings, min(CONNECTIONS, len(ops) // PER_CONNECTION))
         try:
-            errors = self.declarer.run([op.change.desired for op in ops if op.change.desired is not None])
+            errors = self.declarer.run([_desired(op.change) for op in ops])
         except MqspecError:
             self.settings = None
             self._each(ops, parallel=True)
@@ -252,6 +252,12 @@ def _stages(plan: Plan) -> list[tuple[list[_Op], bool, bool]]:
     ]
     stages += [(ops(kinds, ("delete",), True), parallel, False) for kinds, parallel in _BACKWARD]
     return [stage for stage in stages if stage[0]]
+
+
+def _desired(change: Change) -> Entity:
+    if change.desired is None:
+        raise ValueError(f"{change.label}: nothing to declare")
+    return change.desired
 
 
 def _needs(change: Change, vhost: str) -> list[tuple[str, str]]:
