@@ -43,7 +43,8 @@ def run(path: str, overrides: Overrides, options: DestroyOptions) -> int:
             plan = with_counts(plan, management, scenario.broker)
         json_out = options.output == "json"
         if plan.empty:
-            typer.echo(json.dumps({"plan": render.as_dict(plan), "deleted": []}) if json_out else NOTHING)
+            typer.echo(json.dumps({"plan": render.as_dict(plan), "complete": True, "steps": []}, indent=2) if json_out
+                       else NOTHING)
             return EXIT_OK
         heading = f"{'Would delete' if options.dry_run else 'Deleting'} from vhost '{plan.vhost}':"
         refused = [] if options.dry_run else refusals(plan, allow_replace=True, force=options.force)
