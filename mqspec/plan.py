@@ -466,7 +466,12 @@ def _arguments(prefix: str, live: Mapping[str, Any], wanted: Mapping[str, Any]) 
 
 
 def _same(a: Any, b: Any) -> bool:
-    return _canonical(a) == _canonical(b)
+    """Equal with the same JSON type: 1 is not 1.0 or true, "5" is not 5."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (dict, list, tuple)):
+        return _canonical(a) == _canonical(b)
+    return bool(a == b)
 
 
 def _canonical(value: Any) -> str:
