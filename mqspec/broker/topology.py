@@ -2,9 +2,10 @@
 
 Stages follow the plan's dependency order; the requests inside a stage are independent and run on a small
 thread pool. When there are many new exchanges, queues or bindings they are declared over several AMQP
-connections side by side, which on a 2-core machine takes about 60% of the time of the broker's own bulk
-`POST /api/definitions/{vhost}` of the same entities (measured; see benchmarks/topology_apply.py), and still
-names the entity of every failure. Without AMQP they go one management request each.
+connections side by side: for 2,000 queues and bindings on a 2-core machine, the whole `mqspec apply` (process
+start included) took 0.7-0.9 times as long as the broker's own `POST /api/definitions/{vhost}` of the same
+entities (benchmarks/topology_apply.py), and every failure still names its entity. Without AMQP (or when a
+connection is refused, e.g. by a vhost connection limit) they go one management request each.
 
 A failed change does not stop the others: only changes that depend on it (a binding on its queue, a
 permission on its user) are skipped. Every request is idempotent, so running apply again converges.
