@@ -8,6 +8,7 @@ Reject and nack fractions are deterministic (an accumulator), so counts are exac
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections import deque
@@ -17,12 +18,13 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from mqspec import model
-from mqspec.workload import marks
+from mqspec.workload import frames, marks
 from mqspec.workload.accounting import ConsumerTally, Track
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
 
 IDLE_CHECK_MAX = 0.25
+FAST = os.environ.get("MQSPEC_PLAIN_PIKA", "") == ""   # set MQSPEC_PLAIN_PIKA=1 to use pika's own paths
 
 
 class Consumer(Client):
@@ -49,6 +51,7 @@ class Consumer(Client):
         self.started = False
         self.last_sid = -1
         self.last_track: Track | None = None
+        self.raw_acks: Channel | None = None   # the channel whose acks go out as prebuilt frames
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -84,9 +87,24 @@ class Consumer(Client):
             arguments=arguments, callback=lambda _frame: self._on_consuming())
 
     def _on_consuming(self) -> None:
+        if FAST and frames.supported(self.connection):
+            self.later(0, self._install_parser)
         if not self.ready_once:
             self.became_ready()
             self.ctx.ready(self)
+
+    def _install_parser(self, attempts: int = 100) -> None:
+        """Take over the connection's incoming bytes once pika is between two messages."""
+        channel, connection = self.channel, self.connection
+        if channel is None or connection is None or not channel.is_open or self.done:
+            return
+        assembler = getattr(channel, "_content_assembler", None)
+        if assembler is None or getattr(assembler, "_method_frame", None) is not None:
+            if attempts:
+                self.later(0, lambda: self._install_parser(attempts - 1))
+            return
+        frames.InboundParser(connection, channel.channel_number, self._deliver).install()
+        self.raw_acks = channel
 
     def go(self, go_at: float) -> None:
         self.started = True
@@ -96,11 +114,17 @@ class Consumer(Client):
 
     # --- deliveries (hot path) --------------------------------------------------------------
 
-    def _on_message(self, channel: Channel, method: Basic.Deliver, properties: BasicProperties, body: bytes) -> None:
+    def _on_message(self, _channel: Channel, method: Basic.Deliver, properties: BasicProperties, body: bytes) -> None:
+        self._deliver(method.delivery_tag, method.redelivered, properties.headers, body)
+
+    def _deliver(self, delivery_tag: int, redelivered: bool, headers: Any, body: bytes) -> None:
+        channel = self.channel
+        if channel is None:
+            return
         if not self.accepting and not self.auto:
             # prefetched after we stopped taking messages: give it back, unaccounted
             if channel.is_open:
-                channel.basic_nack(method.delivery_tag, multiple=False, requeue=True)
+                channel.basic_nack(delivery_tag, multiple=False, requeue=True)
             return
         now_ns = time.time_ns()
         tally = self.tally
@@ -108,10 +132,8 @@ class Consumer(Client):
         if count == 1:
             tally.first_ns = now_ns
         tally.last_ns = now_ns
-        redelivered = method.redelivered
         if redelivered:
             tally.redelivered += 1
-        headers = properties.headers
         dead = headers is not None and "x-death" in headers
         if dead:
             tally.dead_lettered += 1
@@ -155,12 +177,12 @@ class Consumer(Client):
             counts[us] = counts.get(us, 0) + 1
         if not self.auto:
             if self.slow:
-                self.queue.append(method.delivery_tag)
+                self.queue.append(delivery_tag)
                 tally.held = len(self.queue)
                 if not self.busy:
                     self._process_next()
             else:
-                self._settle(channel, method.delivery_tag)
+                self._settle(channel, delivery_tag)
         crash_after, limit = self.spec.crash_after, self.spec.messages
         if crash_after is not None and count >= crash_after:
             self.crash()
@@ -184,17 +206,25 @@ class Consumer(Client):
                 return
         pending = self.pending + 1
         if pending >= self.multi:
-            channel.basic_ack(tag, multiple=pending > 1)
+            self._ack(channel, tag, pending > 1)
             tally.acked += pending
             pending = 0
         else:
             self.last_tag = tag
         self.pending = pending
 
+    def _ack(self, channel: Channel, tag: int, multiple: bool) -> None:
+        """basic.ack; a prebuilt frame when the inbound parser runs this channel (no pika objects)."""
+        raw = self.raw_acks is channel
+        if raw and self.connection is not None and channel.is_open:
+            self.connection._adapter_emit_data(frames.ack_frame(channel.channel_number, tag, multiple))
+        else:
+            channel.basic_ack(tag, multiple=multiple)
+
     def _flush_acks(self) -> None:
         channel = self.channel
         if self.pending and channel is not None and channel.is_open:
-            channel.basic_ack(self.last_tag, multiple=True)
+            self._ack(channel, self.last_tag, True)
             self.tally.acked += self.pending
         self.pending = 0
 
