@@ -280,6 +280,27 @@ expect:
     assert report["latency_ms"] is not None
 
 
+def test_bodies_larger_than_a_frame_and_empty_bodies_arrive_whole(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: sizes
+topology:
+  queues: [{name: q, durable: false}]
+workload:
+  producers:
+    - {name: big, queue: q, size: 300KiB, messages: 20, confirm: 5}
+    - {name: empty, queue: q, size: 0, messages: 10, confirm: 10}
+    - {name: headers, queue: q, headers: {tenant: acme, n: 7}, messages: 10, confirm: 10}
+  consumers: [{name: c, queue: q, prefetch: 5, multi_ack: 3}]
+expect:
+  - {consumer: c, received: 40}
+  - {consumer: c, foreign: 0}
+  - {no_loss: true}
+  - {no_duplicates: true}
+""")
+    assert result.exit_code == 0, result.output
+    assert report["latency_samples"] == 40
+
+
 def test_consumer_priority_gets_the_messages_first(tmp_path: Path, url: str) -> None:
     result, _ = apply(tmp_path, url, """
 name: priorities

@@ -43,7 +43,7 @@ def _n(value: float) -> str:
 def producers_table(run: RunResult) -> Table | None:
     if not run.producers:
         return None
-    table = Table(box=box.SIMPLE_HEAD, title="producers", title_justify="left", pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title="producers", title_justify="left", pad_edge=False)
     for column in ("producer", "inst", "published", "confirmed", "nacked", "returned", "unconfirmed", "reconnects",
                    "republished", "msg/s"):
         table.add_column(column, justify="left" if column == "producer" else "right")
@@ -56,7 +56,7 @@ def producers_table(run: RunResult) -> Table | None:
 def consumers_table(run: RunResult) -> Table | None:
     if not run.consumers:
         return None
-    table = Table(box=box.SIMPLE_HEAD, title="consumers", title_justify="left", pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title="consumers", title_justify="left", pad_edge=False)
     for column in ("consumer", "queue", "inst", "received", "acked", "rejected", "nacked", "redelivered", "duplicates",
                    "lost", "dead-lettered", "foreign", "msg/s"):
         table.add_column(column, justify="left" if column in ("consumer", "queue") else "right")
@@ -69,7 +69,7 @@ def consumers_table(run: RunResult) -> Table | None:
 def rpc_table(run: RunResult) -> Table | None:
     if not run.rpc_clients:
         return None
-    table = Table(box=box.SIMPLE_HEAD, title="RPC clients", title_justify="left", pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, title="RPC clients", title_justify="left", pad_edge=False)
     for column in ("client", "requests", "answered", "timeouts", "stray", "req/s"):
         table.add_column(column, justify="left" if column == "client" else "right")
     for c in run.rpc_clients.values():
@@ -146,7 +146,7 @@ class LiveProgress:
             return
         now = time.monotonic()
         span = max(now - self.previous_at, 1e-6)
-        table = Table(box=box.SIMPLE_HEAD, pad_edge=False,
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                       title=f"{self.scenario}: {live.phase} {live.elapsed:.1f}s", title_justify="left")
         for column in ("", "name", "count", "msg/s", "detail"):
             table.add_column(column, justify="right" if column in ("count", "msg/s") else "left")
