@@ -342,7 +342,7 @@ workload:
   consumers: [{name: c, queue: orders, prefetch: 50, multi_ack: 5, processing_time: 1ms}]
   faults:
     - {action: close_connections, at: 400ms}
-    - {action: close_connections, at: 1s}
+    - {action: close_connections, after_messages: 800}
 expect:
   - {producer: p, confirmed: 1200}
   - {consumer: c, lost: 0}
@@ -351,7 +351,7 @@ expect:
     assert result.exit_code == 0, result.output
     assert report["producers"]["p"]["reconnects"] == 2
     assert report["consumers"]["c"]["reconnects"] == 2
-    assert [f.split(":")[0] for f in report["faults"]] == ["close_connections at 0.4s", "close_connections at 1s"]
+    assert [f.split(":")[0] for f in report["faults"]] == ["close_connections at 0.4s", "close_connections after 800 messages"]
     assert report["messages"]["lost"] == 0
 
 
@@ -420,6 +420,24 @@ def test_cluster_urls_fail_over_to_the_next_node(vhost: str) -> None:
     connection = amqp.connect(settings, "mqspec-test-failover")
     assert connection.is_open
     connection.close()
+
+
+def test_workload_clients_fail_over_to_the_next_node(tmp_path: Path, vhost: str) -> None:
+    scenario = tmp_path / "cluster.yaml"
+    scenario.write_text(f"""version: 1
+name: cluster
+broker:
+  url: [amqp://guest:guest@127.0.0.1:5999/{vhost}, {vhost_url(vhost)}]
+topology:
+  queues: [{{name: q, durable: false}}]
+workload:
+  producers: [{{name: p, queue: q, messages: 20, confirm: 20}}]
+  consumers: [{{name: c, queue: q}}]
+expect:
+  - {{consumer: c, received: 20}}
+""")
+    result = mqspec("apply", str(scenario))
+    assert result.exit_code == 0, result.output
 
 
 def test_wrong_password_is_an_authentication_refusal() -> None:

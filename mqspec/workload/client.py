@@ -114,6 +114,10 @@ class Client:
     def _on_open_error(self, _connection: Any, error: BaseException) -> None:
         self.connection = None
         if not self.ready_once and not self.recovering():
+            if self.url_index + 1 < len(self.ctx.settings.urls):
+                self.url_index += 1     # cluster failover: the next node, at once
+                self._connect()
+                return
             self._fail(amqp.translate(error, self.url, self.operation))
             return
         self.url_index += 1

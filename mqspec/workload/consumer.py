@@ -24,6 +24,7 @@ from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
 
 IDLE_CHECK_MAX = 0.25
+RECV_BYTES = int(os.environ.get("MQSPEC_RECV_BYTES", "65536"))  # per recv() once the parser runs (pika: 4096)
 FAST = os.environ.get("MQSPEC_PLAIN_PIKA", "") == ""   # set MQSPEC_PLAIN_PIKA=1 to use pika's own paths
 
 
@@ -105,6 +106,9 @@ class Consumer(Client):
             return
         frames.InboundParser(connection, channel.channel_number, self._deliver).install()
         self.raw_acks = channel
+        transport = getattr(connection, "_transport", None)
+        if transport is not None and hasattr(transport, "_MAX_RECV_BYTES"):
+            transport._MAX_RECV_BYTES = RECV_BYTES
 
     def go(self, go_at: float) -> None:
         self.started = True

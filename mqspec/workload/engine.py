@@ -430,11 +430,17 @@ class Run:
             duplicates=accounting.duplicates_everywhere(consumers),
             ended=ended,
             elapsed=round(elapsed, 3),
-            unthrottled=any(p.rate is None for p in self.work.producers),
+            unthrottled=_unthrottled_consumed(self.work, producers, consumers),
             workers=len(self.jobs),
             faults=tuple(self.fault_runner.log),
             notes=tuple(notes),
         )
+
+
+def _unthrottled_consumed(work: model.Workload, producers: list[Any], consumers: list[Any]) -> bool:
+    """Did any consumer receive messages from a producer without a fixed rate (so latency is mostly queueing)?"""
+    consumed = {sid for tally in consumers for sid in tally.streams}
+    return any(work.producers[t.index].rate is None and t.sid in consumed for t in producers)
 
 
 def _client_result(spec: model.RpcClient, tallies: list[Any]) -> result.RpcClientResult:
