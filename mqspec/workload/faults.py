@@ -85,6 +85,11 @@ def _client_name(connection: dict[str, object]) -> str:
 
 def restart_broker(settings: model.BrokerSettings) -> None:
     """Run the restart commands in order, then wait until the broker accepts connections again."""
+    try:
+        _management_answers(settings)
+        management = True
+    except MqspecError:
+        management = False
     for command in settings.restart_command:
         try:
             done = subprocess.run(list(command), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
@@ -93,19 +98,30 @@ def restart_broker(settings: model.BrokerSettings) -> None:
         if done.returncode != 0:
             tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
             raise OperationFailed(f"restart_broker: '{' '.join(command)}' exited {done.returncode}: {tail[0]}")
-    wait_for_broker(settings)
+    wait_for_broker(settings, management=management)
 
 
-def wait_for_broker(settings: model.BrokerSettings, timeout: float = BROKER_BACK_TIMEOUT) -> None:
+def wait_for_broker(settings: model.BrokerSettings, timeout: float = BROKER_BACK_TIMEOUT, management: bool = True) -> None:
+    """Until AMQP accepts a connection and (if it answered before) the management API answers again."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            amqp.connect(settings, "mqspec:wait-for-broker").close()
-            return
-        except MqspecError:
-            if time.monotonic() >= deadline:
-                raise OperationFailed(f"the broker at {amqp.endpoint(settings.url)} did not come back within {timeout:g}s") from None
-            time.sleep(0.25)
+    checks: list[Callable[[], object]] = [lambda: amqp.connect(settings, "mqspec:wait-for-broker").close()]
+    if management:
+        checks.append(lambda: _management_answers(settings))
+    for check in checks:
+        while True:
+            try:
+                check()
+                break
+            except MqspecError:
+                if time.monotonic() >= deadline:
+                    raise OperationFailed(f"the broker at {amqp.endpoint(settings.url)} did not come back within "
+                                          f"{timeout:g}s") from None
+                time.sleep(0.25)
+
+
+def _management_answers(settings: model.BrokerSettings) -> None:
+    with Management(settings, timeout=5.0) as management:
+        management.overview()
 
 
 class FaultRunner:
