@@ -82,6 +82,15 @@ def test_report_has_the_documented_shape(tmp_path: Path, url: str) -> None:
     assert (suite.get("tests"), suite.get("failures")) == ("3", "0")
 
 
+def test_json_output_prints_the_run_report_on_stdout(tmp_path: Path, url: str) -> None:
+    scenario = tmp_path / "fanout.yaml"
+    scenario.write_text("version: 1\n" + FANOUT)
+    result = mqspec("--url", url, "apply", str(scenario), "--format", "json")
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert (report["scenario"], report["passed"], report["consumers"]["ca"]["received"]) == ("fanout-three", True, 300)
+
+
 def test_junit_marks_a_failed_expectation_as_a_failure(tmp_path: Path, url: str) -> None:
     junit = tmp_path / "junit.xml"
     text = FANOUT.replace("{no_duplicates: true}", "{consumer: ca, received: 301}")
@@ -114,6 +123,24 @@ expect:
     assert lives["redelivered"] >= 1
     assert report["consumers"]["dies"]["crashed"] == 1
     assert report["messages"]["lost"] == 0
+
+
+def test_a_crash_leaves_the_crashing_delivery_unacked_and_the_run_does_not_wait_for_a_queue_nobody_reads(
+        tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: lonely
+topology:
+  queues: [{name: jobs, durable: false}]
+workload:
+  producers: [{name: p, queue: jobs, messages: 50, confirm: 50}]
+  consumers: [{name: only, queue: jobs, prefetch: 5, crash_after: 10}]
+expect:
+  - {consumer: only, received: 10}
+  - {consumer: only, acked: 9}
+  - {queue: jobs, depth: 41}
+""")
+    assert result.exit_code == 0, result.output
+    assert (report["ended"], report["elapsed_s"] < 2) == ("done", True)
 
 
 def test_kill_consumer_fault_redelivers_its_messages_to_the_others(tmp_path: Path, url: str) -> None:

@@ -179,6 +179,10 @@ class Consumer(Client):
                 us = us >> shift << shift
             counts = tally.latency.counts
             counts[us] = counts.get(us, 0) + 1
+        crash_after = self.spec.crash_after
+        if crash_after is not None and count >= crash_after:
+            self.crash()  # dies holding this delivery (and any unprocessed ones) unacknowledged
+            return
         if not self.auto:
             if self.slow:
                 self.queue.append(delivery_tag)
@@ -187,10 +191,8 @@ class Consumer(Client):
                     self._process_next()
             else:
                 self._settle(channel, delivery_tag)
-        crash_after, limit = self.spec.crash_after, self.spec.messages
-        if crash_after is not None and count >= crash_after:
-            self.crash()
-        elif limit is not None and count >= limit and self.accepting:
+        limit = self.spec.messages
+        if limit is not None and count >= limit and self.accepting:
             self._stop_accepting("messages")
 
     def _settle(self, channel: Channel, tag: int) -> None:

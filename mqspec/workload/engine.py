@@ -199,8 +199,9 @@ class Run:
             if self.failure is not None:
                 raise self.failure
             if time.monotonic() > deadline:
+                allowed = settings.connect_timeout * len(settings.urls) + READY_MARGIN
                 raise BrokerUnavailable(f"workload clients could not connect and subscribe at {amqp.endpoint(settings.url)} "
-                                        f"within {deadline - time.monotonic() + READY_MARGIN:.0f}s")
+                                        f"within {allowed:g}s")
             self._show("connecting")
 
     def _go(self) -> None:
@@ -315,13 +316,21 @@ class Run:
         self.next_drain_check = now + DRAIN_CHECK_EVERY
         received = sum(row[2] for row in consumers) + sum(row[2] for s in self.snapshots.values() for row in s.rpc_servers)
         held = sum(row[3] for row in consumers if not row[4])
-        depths = self.monitor.depths(self.watched) if self.watched else {}
+        watched = self._drainable(consumers)
+        depths = self.monitor.depths(watched) if watched else {}
         if depths is None or held or any(depths.values()) or received != self.last_received:
             self.quiet = 0
             self.last_received = received
             return False
         self.quiet += 1
         return self.quiet >= DRAIN_QUIET_CHECKS
+
+    def _drainable(self, consumers: list[tuple[str, int, int, int, str, int]]) -> list[str]:
+        """Watched queues that can still empty: a consumed queue only while one of its consumers runs."""
+        queue_of = {c.name: c.queue for c in self.work.consumers}
+        consumed = {queue_of[row[0]] for row in consumers}
+        running = {queue_of[row[0]] for row in consumers if not row[4]} | {s.queue for s in self.work.rpc_servers}
+        return [name for name in self.watched if name in running or name not in consumed]
 
     def _fire_faults(self, now: float) -> None:
         if self.fault_runner.busy:

@@ -223,7 +223,7 @@ class Producer(Client):
         if self.templates:
             self._publish_frames(first, count, now_ns)
             tally.published = first + count
-            tally.last_ns = now_ns
+            tally.last_ns = time.time_ns()  # end of the batch: the publishing window includes it
             self.tag += count
             return
         publish = self.channel.basic_publish  # type: ignore[union-attr]
@@ -247,7 +247,7 @@ class Producer(Client):
             for seq in range(first, first + count):
                 self._publish_one(seq, now_ns, publish)
         tally.published = first + count
-        tally.last_ns = now_ns
+        tally.last_ns = time.time_ns()  # end of the batch: the publishing window includes it
         self.tag += count
 
     def _publish_frames(self, first: int, count: int, now_ns: int) -> None:
