@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import pika
 import pika.exceptions as pe
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed, redact
 from mqspec.model import BrokerSettings, TlsSettings
@@ -97,6 +98,8 @@ def connect(settings: BrokerSettings, connection_name: str | None = None) -> pik
     for url in settings.urls:
         try:
             return pika.BlockingConnection(parameters(settings, url, connection_name))
+        except AMQPConnectorException as exc:  # a handshake that timed out: try the next node
+            failure = translate(exc, url)
         except pe.AMQPError as exc:
             failure = translate(exc, url)
             if not isinstance(exc, (pe.AMQPConnectionError, pe.ConnectionClosed)) or isinstance(
@@ -126,7 +129,7 @@ def translate(exc: BaseException, url: str, operation: str | None = None) -> Mqs
         return BrokerUnavailable(f"broker at {where} closed the connection: {exc.reply_code} {exc.reply_text}")
     if isinstance(exc, pe.IncompatibleProtocolError):
         return BrokerUnavailable(f"no AMQP broker answered at {where} (the connection was dropped during the handshake)")
-    if isinstance(exc, (pe.AMQPConnectionError, pe.StreamLostError, pe.ConnectionClosed)):
+    if isinstance(exc, (pe.AMQPConnectionError, pe.StreamLostError, pe.ConnectionClosed, AMQPConnectorException)):
         return BrokerUnavailable(f"cannot connect to {where}: {_connect_reason(exc, where)}")
     return OperationFailed(f"AMQP error{_on(operation)} at {where}: {redact(str(exc)) or type(exc).__name__}")
 
