@@ -16,8 +16,7 @@ from rich.text import Text
 from mqspec.expect import ExpectationResult
 from mqspec.report.junit import shown
 from mqspec.report.run_json import latency_note
-from mqspec.workload.engine import Live
-from mqspec.workload.result import RunResult
+from mqspec.workload.result import Live, RunResult
 
 ENDINGS = {
     "done": "every producer and consumer finished",

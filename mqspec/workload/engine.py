@@ -25,7 +25,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, Operation
 from mqspec.workload import accounting, result
 from mqspec.workload.faults import FaultRunner, FaultSchedule, describe
 from mqspec.workload.monitor import QueueMonitor
+from mqspec.workload.result import Live
 from mqspec.workload.worker import Final, Job, Snapshot, main
 
 READY_MARGIN = 10.0
@@ -43,17 +43,6 @@ STOP_TIMEOUT = 10.0
 DRAIN_CHECK_EVERY = 0.1
 DRAIN_QUIET_CHECKS = 3
 PROGRESS_EVERY = 0.25
-
-
-@dataclass
-class Live:
-    """Aggregated live counters for the progress display."""
-
-    elapsed: float = 0.0
-    phase: str = "connecting"
-    producers: dict[str, dict[str, int]] = field(default_factory=dict)
-    consumers: dict[str, dict[str, int]] = field(default_factory=dict)
-    rpc: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Observer(Protocol):

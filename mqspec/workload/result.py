@@ -125,3 +125,14 @@ class RunResult:
     @property
     def interrupted(self) -> bool:
         return self.ended == "interrupted"
+
+
+@dataclass
+class Live:
+    """Aggregated live counters while a run is in progress (for the progress display)."""
+
+    elapsed: float = 0.0
+    phase: str = "connecting"
+    producers: dict[str, dict[str, int]] = field(default_factory=dict)
+    consumers: dict[str, dict[str, int]] = field(default_factory=dict)
+    rpc: dict[str, dict[str, int]] = field(default_factory=dict)
