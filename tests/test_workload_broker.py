@@ -64,6 +64,28 @@ def test_fanout_gives_each_of_three_consumers_every_message(tmp_path: Path, url:
     assert report["messages"] == {"expected": 300, "lost": 0, "duplicates": 0}
 
 
+def test_report_counts_equal_what_the_broker_saw(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: broker-agrees
+topology:
+  exchanges: [{name: copy, type: fanout, durable: false}]
+  queues: [{name: read, durable: false}, {name: kept, durable: false}]
+  bindings: [{exchange: copy, queue: read}, {exchange: copy, queue: kept}]
+workload:
+  producers: [{name: p, exchange: copy, messages: 777, confirm: 50, instances: 2}]
+  consumers: [{name: c, queue: read, messages: 1000, prefetch: 100}]
+""")
+    assert result.exit_code == 0, result.output
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    kept = channel.queue_declare("kept", passive=True).method.message_count
+    read = channel.queue_declare("read", passive=True).method.message_count
+    connection.close()
+    producer, consumer = report["producers"]["p"], report["consumers"]["c"]
+    assert producer["published"] == producer["confirmed"] == kept == 1554
+    assert (consumer["received"], consumer["acked"], read) == (1000, 1000, 554)
+
+
 def test_report_has_the_documented_shape(tmp_path: Path, url: str) -> None:
     junit = tmp_path / "junit.xml"
     result, report = apply(tmp_path, url, FANOUT, "--junit", str(junit))
