@@ -106,7 +106,7 @@ def connect(settings: BrokerSettings, connection_name: str | None = None) -> pik
                     exc, (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError)):
                 break
         except OSError as exc:
-            failure = BrokerUnavailable(f"cannot connect to {endpoint(url)}: {exc.strerror or exc}")
+            failure = BrokerUnavailable(f"cannot connect to {endpoint(url)}: {_os_reason(exc)}")
     assert failure is not None
     raise failure
 
@@ -182,6 +182,14 @@ def _connect_reason(exc: BaseException, where: str) -> str:
     if "SSL" in text or "certificate" in text.lower():
         return f"TLS handshake failed ({redact(text)[:200]})"
     return redact(" ".join(str(a) for a in exc.args))[:200] or type(exc).__name__
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS handshake failed: certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    return str(exc.strerror or exc)
 
 
 def _on(operation: str | None) -> str:
