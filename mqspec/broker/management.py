@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import sys
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -32,6 +33,7 @@ def management_base(settings: BrokerSettings) -> tuple[str, tuple[str, str]]:
 
 def _verify(tls: TlsSettings) -> ssl.SSLContext | bool:
     if tls.insecure:
+        sys.stderr.write("warning: TLS certificate verification of the management API is off (tls.insecure: true)\n")
         return False
     context = ssl.create_default_context(cafile=tls.ca_file)
     if tls.cert_file:
