@@ -12,7 +12,6 @@ import re
 import ssl
 import sys
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pika
@@ -198,13 +197,3 @@ def _on(operation: str | None) -> str:
 
 def _while(operation: str | None) -> str:
     return f" (while trying to {operation})" if operation else ""
-
-
-def describe_exception(exc: BaseException) -> str:
-    """Short text of any pika exception, redacted; for logs and reports."""
-    text = redact(" ".join(str(a) for a in getattr(exc, "args", ()) if a is not None))
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def client_properties(params: pika.URLParameters) -> dict[str, Any]:
-    return dict(params.client_properties or {})

@@ -336,6 +336,3 @@ class Consumer(Client):
     @property
     def active(self) -> bool:
         return not self.done and self.accepting
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.spec.name, "instance": self.instance, "received": self.tally.received}
