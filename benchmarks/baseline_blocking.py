@@ -10,9 +10,11 @@ from __future__ import annotations
 import pika
 from benchcli import (
     ACK_EVERY,
+    DRAIN_IDLE,
     FIRST_MESSAGE_TIMEOUT,
     PREFETCH,
     Args,
+    drain_cap,
     emit,
     now,
     parse_args,
@@ -52,12 +54,14 @@ class Counter:
         self.manual_ack = manual_ack
         self.count = 0
         self.start = 0.0
+        self.last = 0.0
         self.last_tag = 0
 
     def __call__(self, ch: BlockingChannel, method: Basic.Deliver,
                  _props: BasicProperties, _body: bytes) -> None:
+        self.last = now()
         if self.count == 0:
-            self.start = now()
+            self.start = self.last
         self.count += 1
         self.last_tag = method.delivery_tag
         if self.manual_ack and self.count % ACK_EVERY == 0:
@@ -75,15 +79,33 @@ def consume(args: Args) -> None:
     give_up = now() + FIRST_MESSAGE_TIMEOUT
     while counter.count == 0 and now() < give_up:
         conn.process_data_events(time_limit=0.05)
-    deadline = counter.start + args.seconds
-    while counter.count and now() < deadline:
-        conn.process_data_events(time_limit=min(0.05, max(deadline - now(), 0)))
-    elapsed = now() - counter.start if counter.count else 0.0
+    elapsed = 0.0
+    if counter.count:
+        measure = _for_window if args.measure == "window" else _until_drained
+        elapsed = measure(conn, counter, args.seconds)
     count = counter.count
     if manual and counter.last_tag:
         ch.basic_ack(counter.last_tag, multiple=True)
     conn.close()
     emit("consumer", count, elapsed)
+
+
+def _for_window(conn: pika.BlockingConnection, counter: Counter,
+                seconds: float) -> float:
+    """Consume for ``seconds`` from the first delivery; return the elapsed time."""
+    deadline = counter.start + seconds
+    while now() < deadline:
+        conn.process_data_events(time_limit=min(0.05, max(deadline - now(), 0)))
+    return now() - counter.start
+
+
+def _until_drained(conn: pika.BlockingConnection, counter: Counter,
+                   seconds: float) -> float:
+    """Consume until idle for DRAIN_IDLE; return first..last delivery time."""
+    cap = counter.start + drain_cap(seconds)
+    while now() - counter.last < DRAIN_IDLE and now() < cap:
+        conn.process_data_events(time_limit=0.1)
+    return counter.last - counter.start
 
 
 def main() -> None:

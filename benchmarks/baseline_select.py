@@ -13,7 +13,8 @@ Producer tuning:
     disable).
 
 Consumer tuning: prefetch 200 with ack multiple=True every 100 messages
-(workload b), auto-ack with no prefetch limit (workload a).
+(workload b), auto-ack with no prefetch limit (workload a). Pika's consumer
+path is used as is.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import pika
 from benchcli import (
     ACK_EVERY,
     CONFIRM_WINDOW,
+    DRAIN_IDLE,
     FIRST_MESSAGE_TIMEOUT,
     PREFETCH,
     Args,
+    drain_cap,
     emit,
     now,
     parse_args,
@@ -194,20 +197,34 @@ class Consumer(Client):
 
     def _on_message(self, ch: Channel, method: Basic.Deliver,
                     _props: BasicProperties, _body: bytes) -> None:
+        self.last = now()
         count = self.count = self.count + 1
         if count == 1:
-            self.start = now()
-            self.after(self.args.seconds, self._finish)
+            self.start = self.last
+            self._measure()
         if self.manual and count % ACK_EVERY == 0:
             ch.basic_ack(method.delivery_tag, multiple=True)
         self.last_tag = method.delivery_tag
+
+    def _measure(self) -> None:
+        if self.args.measure == "window":
+            self.after(self.args.seconds, lambda: self._finish(now()))
+        else:
+            self.cap = self.start + drain_cap(self.args.seconds)
+            self.after(DRAIN_IDLE / 4, self._check_idle)
+
+    def _check_idle(self) -> None:
+        if now() - self.last >= DRAIN_IDLE or now() >= self.cap:
+            self._finish(self.last)
+        else:
+            self.after(DRAIN_IDLE / 4, self._check_idle)
 
     def _give_up(self) -> None:
         if self.count == 0:
             self.conn.close()
 
-    def _finish(self) -> None:
-        self.elapsed = now() - self.start
+    def _finish(self, end: float) -> None:
+        self.elapsed = end - self.start
         self.final = self.count
         if self.manual:
             self.ch.basic_ack(self.last_tag, multiple=True)

@@ -43,9 +43,10 @@ class Management:
         if resp.status_code != 404:
             resp.raise_for_status()
 
-    def create_vhost(self, prefix: str) -> str:
-        """Create a fresh vhost the configured user may fully use."""
-        name = f"{prefix}-{secrets.token_hex(3)}"
+    def create_vhost(self, prefix: str, exact: bool = False) -> str:
+        """Create a fresh vhost (``prefix-<random>``, or exactly ``prefix``)
+        that the configured user may fully use."""
+        name = prefix if exact else f"{prefix}-{secrets.token_hex(3)}"
         self.put(f"/api/vhosts/{q(name)}", {})
         self.put(f"/api/permissions/{q(name)}/{q(self.user)}",
                  {"configure": ".*", "write": ".*", "read": ".*"})
@@ -78,6 +79,15 @@ def machine(mgmt: Management) -> dict[str, Any]:
         "pika": pika.__version__,
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def connect(base: str, user: str, password: str) -> tuple[Management, dict[str, Any]]:
+    """Management client plus machine description; exit cleanly if unreachable."""
+    mgmt = Management(base, user, password)
+    try:
+        return mgmt, machine(mgmt)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"RabbitMQ management API at {base} unavailable: {exc}") from None
 
 
 def describe(info: dict[str, Any]) -> str:

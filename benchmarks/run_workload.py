@@ -24,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from mgmt import DEFAULT_AMQP, DEFAULT_MGMT, Management, amqp_url, describe, machine, q
+import httpx
+from mgmt import DEFAULT_AMQP, DEFAULT_MGMT, Management, amqp_url, connect, describe, q
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -41,6 +42,7 @@ class Ctx(NamedTuple):
     workload: str
     seconds: float
     size: int
+    measure: str  # baseline consumers: "drain" (like mqspec) or "window"
     tmp: Path
 
 
@@ -101,7 +103,8 @@ def run_baseline(script: str, ctx: Ctx) -> tuple[float, float]:
     """Start the consumer, then the producer; return (consumer, producer) rates."""
     base = [sys.executable, str(HERE / script), "--url", ctx.url,
             "--queue", ctx.queue, "--seconds", str(ctx.seconds),
-            "--size", str(ctx.size), "--workload", ctx.workload]
+            "--size", str(ctx.size), "--workload", ctx.workload,
+            "--measure", ctx.measure]
     consumer = _spawn([*base, "--role", "consumer"])
     _wait_ready(consumer, timeout=15)
     producer = _spawn([*base, "--role", "producer"])
@@ -114,16 +117,27 @@ def run_baseline(script: str, ctx: Ctx) -> tuple[float, float]:
 def mqspec_command() -> str | None:
     """$MQSPEC_CMD, else the project's .venv/bin/mqspec, else PATH."""
     if override := os.environ.get("MQSPEC_CMD"):
-        return override
+        return shutil.which(override)
     local = ROOT / ".venv" / "bin" / "mqspec"
     return str(local) if local.exists() else shutil.which("mqspec")
 
 
+def run_command(argv: list[str], timeout: float) -> str:
+    """Run an external contender; its stdout, or Unavailable on any failure."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise Unavailable(str(exc)) from None
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        raise Unavailable(f"exit {proc.returncode}: {tail[:120]}")
+    return proc.stdout
+
+
 @functools.cache
 def _apply_takes_url(cmd: str) -> bool:
-    help_text = subprocess.run([cmd, "apply", "--help"], capture_output=True,
-                               text=True, timeout=60, check=False).stdout
-    return "--url" in help_text
+    return "--url" in run_command([cmd, "apply", "--help"], timeout=60)
 
 
 def mqspec_apply_argv(cmd: str, args: list[str], url: str) -> list[str]:
@@ -168,11 +182,7 @@ def run_mqspec(ctx: Ctx) -> tuple[float, float]:
     scenario.write_text(scenario_yaml(ctx))
     argv = mqspec_apply_argv(cmd, [str(scenario), "--report", str(report)],
                              ctx.url)
-    proc = subprocess.run(argv, capture_output=True, text=True,
-                          timeout=ctx.seconds + 120, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        raise Unavailable(f"exit {proc.returncode}: {tail[:120]}")
+    run_command(argv, timeout=ctx.seconds + 120)
     try:
         data = json.loads(report.read_text())
         return (float(data["consumers"]["c"]["rate"]),
@@ -205,10 +215,8 @@ def run_perftest(ctx: Ctx) -> tuple[float, float]:
             "--time", str(int(ctx.seconds))]
     args += ["--autoack"] if ctx.workload == "a" else [
         "--confirm", "100", "--qos", "200", "--multi-ack-every", "100"]
-    proc = subprocess.run([*cmd, *args], capture_output=True, text=True,
-                          timeout=ctx.seconds + 120, check=False)
-    return _perftest_rate(proc.stdout, "receiving"), _perftest_rate(
-        proc.stdout, "sending")
+    out = run_command([*cmd, *args], timeout=ctx.seconds + 120)
+    return _perftest_rate(out, "receiving"), _perftest_rate(out, "sending")
 
 
 def _perftest_rate(out: str, kind: str) -> float:
@@ -229,6 +237,15 @@ RUNNERS: dict[str, Callable[[Ctx], tuple[float, float]]] = {
 
 # --- orchestration --------------------------------------------------------
 
+def _missing(contender: str) -> str:
+    """Why an external contender cannot run here ('' when it can)."""
+    if contender == "mqspec" and mqspec_command() is None:
+        return "mqspec command not found"
+    if contender == "perftest" and perftest_command() is None:
+        return "PerfTest not found (set PERFTEST_JAR)"
+    return ""
+
+
 def _prepare(mgmt: Management, vhost: str, ctx: Ctx, contender: str) -> None:
     mgmt.create_queue(vhost, ctx.queue)
     if contender == "perftest" and perftest_command():
@@ -239,16 +256,38 @@ def _prepare(mgmt: Management, vhost: str, ctx: Ctx, contender: str) -> None:
 
 
 def run_one(mgmt: Management, vhost: str, ctx: Ctx, contender: str,
-            rnd: int) -> Run:
-    quiet = (cpu_busy(1.0), len(mgmt.get("/api/connections")))
-    _prepare(mgmt, vhost, ctx, contender)
+            rnd: int, max_wait: float) -> Run:
+    if missing := _missing(contender):
+        return Run(contender, ctx.workload, rnd, None, None, missing, 0.0, 0)
+    busy = 0.0
     try:
+        quiet = wait_for_quiet(mgmt, max_wait)
+        busy = quiet[0]
+        _prepare(mgmt, vhost, ctx, contender)
         rate, prod = RUNNERS[contender](ctx)
-        return Run(contender, ctx.workload, rnd, rate, prod, "", *quiet)
-    except (Unavailable, subprocess.TimeoutExpired) as exc:
-        return Run(contender, ctx.workload, rnd, None, None, str(exc), *quiet)
-    finally:
         mgmt.delete_queue(vhost, ctx.queue)
+    except (Unavailable, subprocess.TimeoutExpired, httpx.HTTPError) as exc:
+        best_effort(mgmt.delete_queue, vhost, ctx.queue)
+        return Run(contender, ctx.workload, rnd, None, None, str(exc), busy, -1)
+    return Run(contender, ctx.workload, rnd, rate, prod, "", *quiet)
+
+
+def best_effort(fn: Callable[..., None], *args: str) -> None:
+    """Best-effort cleanup: the broker may have gone away (restart, reset)."""
+    try:
+        fn(*args)
+    except httpx.HTTPError as exc:
+        print(f"cleanup failed: {exc}", file=sys.stderr)
+
+
+def wait_for_quiet(mgmt: Management, max_wait: float) -> tuple[float, int]:
+    """Wait (up to max_wait s) for idle CPUs and no other broker connections;
+    return the last readings (busy fraction, connection count)."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        quiet = (cpu_busy(1.0), len(mgmt.get("/api/connections")))
+        if (quiet[0] <= BUSY_LIMIT and not quiet[1]) or time.monotonic() > deadline:
+            return quiet
 
 
 def cpu_busy(interval: float) -> float:
@@ -282,28 +321,73 @@ def run_all(args: argparse.Namespace, mgmt: Management, vhost: str,
         for workload in WORKLOADS:
             for contender in _order(args.only, rnd):
                 queue = f"bench-{contender}-{workload}-{rnd}"
-                ctx = Ctx(url, queue, workload, args.seconds, args.size, tmp)
-                run = run_one(mgmt, vhost, ctx, contender, rnd)
+                ctx = Ctx(url, queue, workload, args.seconds, args.size,
+                          args.measure, tmp)
+                run = run_one(mgmt, vhost, ctx, contender, rnd, args.max_wait)
+                if run.rate is None and _broker_trouble(run.note):
+                    _progress(run, "retrying once the broker is back")
+                    _await_broker(mgmt, vhost)
+                    run = run_one(mgmt, vhost, ctx, contender, rnd, args.max_wait)
                 runs.append(run)
-                shown = f"{run.rate:,.0f} msg/s" if run.rate else f"n/a ({run.note})"
-                print(f"round {rnd + 1} workload {workload} {contender:9} {shown}"
-                      f"  [cpu busy before {run.busy_before:.0%}, "
-                      f"{run.other_connections} other connections]",
-                      file=sys.stderr, flush=True)
+                _progress(run, "")
     return runs
+
+
+BROKER_TROUBLE = ("Connection refused", "CONNECTION_FORCED", "StreamLost",
+                  "Connection reset", "ConnectionReset", "NOT_ALLOWED", "Not Found")
+
+
+def _broker_trouble(note: str) -> bool:
+    """Did the run fail because the broker went away (restart, reset)?"""
+    return any(marker in note for marker in BROKER_TROUBLE)
+
+
+def _await_broker(mgmt: Management, vhost: str, timeout: float = 180) -> None:
+    """Wait for the management API, and re-create the vhost if a reset lost it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            names = {v["name"] for v in mgmt.get("/api/vhosts")}
+            if vhost not in names:
+                mgmt.create_vhost(vhost, exact=True)
+            return
+        except httpx.HTTPError:
+            time.sleep(2)
+
+
+def _progress(run: Run, extra: str) -> None:
+    shown = f"{run.rate:,.0f} msg/s" if run.rate else f"n/a ({run.note})"
+    print(f"round {run.round + 1} workload {run.workload} {run.contender:9} "
+          f"{shown}  [cpu busy before {run.busy_before:.0%}, "
+          f"{run.other_connections} other connections] {extra}",
+          file=sys.stderr, flush=True)
 
 
 # --- report ---------------------------------------------------------------
 
-def medians(runs: list[Run]) -> dict[tuple[str, str], float | None]:
+def medians(runs: list[Run], field: str = "rate"
+            ) -> dict[tuple[str, str], float | None]:
     out: dict[tuple[str, str], float | None] = {}
     for run in runs:
         out.setdefault((run.contender, run.workload), None)
     for key in out:
-        rates = [r.rate for r in runs
-                 if (r.contender, r.workload) == key and r.rate is not None]
+        rates = [v for r in runs if (r.contender, r.workload) == key
+                 and (v := getattr(r, field)) is not None]
         out[key] = statistics.median(rates) if rates else None
     return out
+
+
+def producer_line(runs: list[Run], contenders: list[str]) -> str:
+    """Publish rates: in workload a a producer faster than its consumer
+    grows a backlog and competes with the consumer for the queue."""
+    med = medians(runs, "producer_rate")
+    parts = [f"{c} {' / '.join(_num(med.get((c, w))) for w in WORKLOADS)}"
+             for c in contenders]
+    return "Producer publish rate, median msg/s (a / b): " + "; ".join(parts) + "."
+
+
+def _num(x: float | None) -> str:
+    return f"{x:,.0f}" if x else "n/a"
 
 
 def _cell(runs: list[Run], contender: str, workload: str,
@@ -373,7 +457,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mgmt", default=DEFAULT_MGMT)
     p.add_argument("--user", default="guest")
     p.add_argument("--password", default="guest")
+    p.add_argument("--measure", choices=["drain", "window"], default="drain",
+                   help="baseline consumers: drain the queue and rate over first.."
+                        "last delivery, as mqspec reports (default), or count "
+                        "for --seconds from the first delivery")
     p.add_argument("--json", type=Path, help="save raw results here")
+    p.add_argument("--max-wait", type=float, default=60.0,
+                   help="seconds to wait for idle CPUs and no other broker "
+                        "connections before each run")
     args = p.parse_args()
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = set(args.only) - set(CONTENDERS)
@@ -384,18 +475,19 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    mgmt = Management(args.mgmt, args.user, args.password)
-    info = machine(mgmt)
+    mgmt, info = connect(args.mgmt, args.user, args.password)
     vhost = mgmt.create_vhost("bench-workload")
     try:
         with tempfile.TemporaryDirectory(prefix="mqspec-bench-") as tmp:
             runs = run_all(args, mgmt, vhost, Path(tmp))
     finally:
-        mgmt.delete_vhost(vhost)
-    print(f"## Throughput, consumer msg/s, median of {args.rounds} round(s), "
-          f"{args.seconds:g}s each, {args.size}-byte bodies\n")
+        best_effort(mgmt.delete_vhost, vhost)
+    print(f"## Throughput, consumer msg/s ({args.measure}), median of "
+          f"{args.rounds} round(s), {args.seconds:g}s each, {args.size}-byte "
+          "bodies\n")
     print(table(runs, args.only))
-    for line in (verdict(runs), disturbances(runs)):
+    for line in (producer_line(runs, args.only), verdict(runs),
+                 disturbances(runs)):
         if line:
             print(f"\n{line}")
     print(f"\n{describe(info)}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,9 +22,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pika
-from mgmt import DEFAULT_AMQP, DEFAULT_MGMT, Management, amqp_url, describe, machine, q
-from run_workload import mqspec_apply_argv, mqspec_command
+from mgmt import DEFAULT_AMQP, DEFAULT_MGMT, Management, amqp_url, connect, describe, q
+from run_workload import (
+    Unavailable,
+    best_effort,
+    mqspec_apply_argv,
+    mqspec_command,
+    run_command,
+    wait_for_quiet,
+)
 
 EXCHANGE = "topo.x"
 TTL = 60000
@@ -36,10 +43,6 @@ STEPS = {
     "d": "serial pika declare + bind (BlockingConnection)",
     "e": "definitions export (GET /api/definitions/{vhost})",
 }
-
-
-class Unavailable(Exception):
-    pass
 
 
 def queue_names(n: int) -> list[str]:
@@ -95,11 +98,7 @@ def mqspec_apply(path: Path, url: str) -> None:
     if cmd is None:
         raise Unavailable("mqspec command not found")
     argv = mqspec_apply_argv(cmd, [str(path), "--topology-only"], url)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900,
-                          check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        raise Unavailable(f"exit {proc.returncode}: {tail[:120]}")
+    run_command(argv, timeout=900)
 
 
 def pika_serial(url: str, n: int) -> None:
@@ -125,7 +124,7 @@ def check_topology(mgmt: Management, vhost: str, n: int) -> None:
 # --- one round ------------------------------------------------------------
 
 def one_round(mgmt: Management, base_url: str, n: int, path: Path,
-              order: list[str]) -> dict[str, float | str]:
+              order: list[str], max_wait: float) -> dict[str, float | str]:
     """Run every step once (a..e, rotated) in fresh vhosts; return times."""
     vhosts = {step: mgmt.create_vhost(f"bench-topo-{step}") for step in "abd"}
     defs = definitions(n)
@@ -136,19 +135,19 @@ def one_round(mgmt: Management, base_url: str, n: int, path: Path,
         "d": lambda: pika_serial(amqp_url(base_url, vhosts["d"]), n),
         "e": lambda: export_definitions(mgmt, vhosts["a"]),
     }
-    checked = {"a": "a", "b": "b", "d": "d"}
     out: dict[str, float | str] = {}
     try:
         for step in _dependency_order(order):
+            wait_for_quiet(mgmt, max_wait)
             out[step] = _measure(step, actions[step], out)
-            if step in checked and isinstance(out[step], float):
+            if step in vhosts and isinstance(out[step], float):
                 try:
-                    check_topology(mgmt, vhosts[checked[step]], n)
+                    check_topology(mgmt, vhosts[step], n)
                 except Unavailable as exc:
                     out[step] = f"wrong result: {exc}"
     finally:
         for vhost in vhosts.values():
-            mgmt.delete_vhost(vhost)
+            best_effort(mgmt.delete_vhost, vhost)
     return out
 
 
@@ -159,8 +158,8 @@ def _measure(step: str, action: Callable[[], None],
         return f"needs ({needs})"
     try:
         return timed(action)
-    except Unavailable as exc:
-        return str(exc)
+    except (Unavailable, httpx.HTTPError, pika.exceptions.AMQPError) as exc:
+        return str(exc) or type(exc).__name__
 
 
 def _dependency_order(order: list[str]) -> list[str]:
@@ -199,6 +198,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--queues", "-n", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--url", default=DEFAULT_AMQP, help="AMQP URL without vhost")
+    p.add_argument("--max-wait", type=float, default=60.0,
+                   help="seconds to wait for idle CPUs and no other broker "
+                        "connections before each step")
     p.add_argument("--mgmt", default=DEFAULT_MGMT)
     p.add_argument("--user", default="guest")
     p.add_argument("--password", default="guest")
@@ -207,15 +209,18 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    mgmt = Management(args.mgmt, args.user, args.password)
-    info = machine(mgmt)
+    mgmt, info = connect(args.mgmt, args.user, args.password)
     rounds: list[dict[str, float | str]] = []
     with tempfile.TemporaryDirectory(prefix="mqspec-topo-") as tmp:
         path = Path(tmp) / "topology.yaml"
         path.write_text(scenario_yaml(args.queues))
         for rnd in range(args.rounds):
             order = ["a", "b", "d"][rnd % 3:] + ["a", "b", "d"][:rnd % 3]
-            result = one_round(mgmt, args.url, args.queues, path, order)
+            try:
+                result = one_round(mgmt, args.url, args.queues, path, order,
+                                   args.max_wait)
+            except httpx.HTTPError as exc:  # e.g. the broker restarted
+                result = dict.fromkeys(STEPS, f"broker error: {exc}")
             rounds.append(result)
             print(f"round {rnd + 1}: " + ", ".join(
                 f"{k}={v:.2f}s" if isinstance(v, float) else f"{k}=n/a"
