@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +13,7 @@ from mqspec.broker.management import Management, ManagementUnreachable
 from mqspec.broker.topology import execute
 from mqspec.commands.options import ApplyOptions
 from mqspec.commands.plan import load_scenario, make_plan, show
-from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK, OperationFailed
+from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK
 from mqspec.loader import Overrides
 from mqspec.plan import Outcome, Plan, refusals
 from mqspec.report import plan as render
@@ -22,19 +21,13 @@ from mqspec.report import plan as render
 
 def run(path: str, overrides: Overrides, options: ApplyOptions) -> int:
     scenario = load_scenario(path, overrides)
-    workload_follows = not options.topology_only and not scenario.workload.empty
+    workload_follows = not options.topology_only and not (scenario.workload.empty and not scenario.expectations)
     code = apply_topology(scenario, options, to_stderr=workload_follows and options.output == "json")
     if code != EXIT_OK or not workload_follows:
         return code
-    try:
-        run_workload = importlib.import_module("mqspec.commands.run_workload")
-    except ModuleNotFoundError as exc:
-        if exc.name != "mqspec.commands.run_workload":
-            raise
-        raise OperationFailed("the topology is applied, but this build of mqspec cannot run workloads yet; "
-                              "use --topology-only") from None
-    result: int = run_workload.run(scenario, overrides, options)
-    return result
+    from mqspec.commands import run_workload
+
+    return run_workload.run(scenario, overrides, options)
 
 
 def apply_topology(scenario: model.Scenario, options: ApplyOptions, to_stderr: bool = False) -> int:
