@@ -7,9 +7,10 @@ import traceback
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 from mqspec import __version__
 from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, SECRETS, MqspecError
@@ -35,6 +36,39 @@ class GraphFormat(StrEnum):
     dot = "dot"
 
 
+def _choices(choices: type[StrEnum]) -> str:
+    return "[" + "|".join(choice.value for choice in choices) + "]"
+
+
+class _Command(TyperCommand):
+    """Shows arguments by their metavar (FILE, FILE..., NAME) in usage and help, as a conventional CLI does."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            pieces.extend([_argument_label(param)] if isinstance(param, TyperArgument) else param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        arguments: list[tuple[str, str]] = []
+        options: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                arguments.append((_argument_label(param), param.help or ""))
+            elif (record := param.get_help_record(ctx)) is not None:
+                options.append(record)
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _argument_label(param: TyperArgument) -> str:
+    label = param.metavar or (param.name or "").upper()
+    label = label if param.required else f"[{label}]"
+    return label if param.nargs == 1 else f"{label}..."
+
+
 class _State:
     url: str | None = None
     management_url: str | None = None
@@ -43,8 +77,9 @@ class _State:
 
 STATE = _State()
 
-FileArg = Annotated[Path, typer.Argument(help="Scenario file.", show_default=False)]
-FormatOpt = Annotated[Format, typer.Option("--format", help="Output format.")]
+FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="Scenario file.", show_default=False)]
+FormatOpt = Annotated[Format, typer.Option("--format", metavar=_choices(Format), help="Output format.")]
+OutputOpt = Annotated[Optional[Path], typer.Option("-o", "--output", metavar="PATH", help="Write here instead of stdout.")]
 
 
 def _overrides() -> Overrides:
@@ -59,9 +94,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    url: Annotated[Optional[str], typer.Option("--url", envvar="MQSPEC_URL", help="AMQP URL; its path is the vhost.",
+    url: Annotated[Optional[str], typer.Option("--url", envvar="MQSPEC_URL", metavar="URL", help="AMQP URL; its path is the vhost.",
                                                show_envvar=True)] = None,
-    management_url: Annotated[Optional[str], typer.Option("--management-url", envvar="MQSPEC_MANAGEMENT_URL",
+    management_url: Annotated[Optional[str], typer.Option("--management-url", envvar="MQSPEC_MANAGEMENT_URL", metavar="URL",
                                                           help="Management API URL (default: AMQP host, port 15672).",
                                                           show_envvar=True)] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")] = False,
@@ -88,9 +123,9 @@ def _run(command: Callable[[], int]) -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Scenario files.", show_default=False)],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE", help="Scenario files.", show_default=False)],
     output: FormatOpt = Format.text,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
 ) -> None:
@@ -100,7 +135,7 @@ def validate(
     _run(lambda: command.run([str(f) for f in files], output.value, strict, _overrides()))
 
 
-@app.command()
+@app.command(cls=_Command)
 def schema() -> None:
     """Print the JSON Schema of scenario files."""
     from mqspec.schema import schema_text
@@ -108,10 +143,10 @@ def schema() -> None:
     sys.stdout.write(schema_text())
 
 
-@app.command()
+@app.command(cls=_Command)
 def init(
-    name: Annotated[str, typer.Argument(help="Scenario name; writes NAME.yaml.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="File to write (default NAME.yaml).")] = None,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Scenario name; writes NAME.yaml.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="PATH", help="File to write (default NAME.yaml).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter scenario."""
@@ -120,7 +155,7 @@ def init(
     _run(lambda: command.run(name, output, force))
 
 
-@app.command()
+@app.command(cls=_Command)
 def plan(
     file: FileArg,
     output: FormatOpt = Format.text,
@@ -134,7 +169,7 @@ def plan(
     _run(lambda: command.run(str(file), _overrides(), PlanOptions(prune, output.value, detailed_exitcode)))
 
 
-@app.command()
+@app.command(cls=_Command)
 def apply(
     file: FileArg,
     topology_only: Annotated[bool, typer.Option("--topology-only", help="Stop after the topology; run no workload.")] = False,
@@ -142,9 +177,9 @@ def apply(
     force: Annotated[bool, typer.Option("--force", help="Allow replacing or pruning queues that hold messages.")] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Delete entities the file does not declare.")] = False,
     output: FormatOpt = Format.text,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write the run report as JSON.")] = None,
-    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write expectations as JUnit XML.")] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", min=1, help="Processes for the workload.")] = None,
+    report: Annotated[Optional[Path], typer.Option("--report", metavar="PATH", help="Write the run report as JSON.")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write expectations as JUnit XML.")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", min=1, metavar="N", help="Processes for the workload.")] = None,
 ) -> None:
     """Apply the topology, run the workload, check the expectations and report."""
     from mqspec.commands import apply as command
@@ -155,7 +190,7 @@ def apply(
     _run(lambda: command.run(str(file), _overrides(), options))
 
 
-@app.command()
+@app.command(cls=_Command)
 def destroy(
     file: FileArg,
     force: Annotated[bool, typer.Option("--force", help="Also delete queues that hold messages.")] = False,
@@ -169,10 +204,10 @@ def destroy(
     _run(lambda: command.run(str(file), _overrides(), DestroyOptions(force, dry_run, output.value)))
 
 
-@app.command()
+@app.command(cls=_Command)
 def export(
     file: FileArg,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
+    output: OutputOpt = None,
 ) -> None:
     """Write the topology in RabbitMQ's definitions format (no broker needed)."""
     from mqspec.commands import export as command
@@ -180,12 +215,13 @@ def export(
     _run(lambda: command.run(str(file), _overrides(), str(output) if output else None))
 
 
-@app.command(name="import")
+@app.command(name="import", cls=_Command)
 def import_(
     from_broker: Annotated[bool, typer.Option("--from-broker", help="Read the live vhost (from --url).")] = False,
-    from_definitions: Annotated[Optional[Path], typer.Option("--from-definitions", help="Read a definitions JSON file.")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here instead of stdout.")] = None,
-    name: Annotated[str, typer.Option("--name", help="Scenario name to write.")] = "imported",
+    from_definitions: Annotated[Optional[Path], typer.Option("--from-definitions", metavar="PATH",
+                                                             help="Read a definitions JSON file.")] = None,
+    output: OutputOpt = None,
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="Scenario name to write.")] = "imported",
 ) -> None:
     """Turn existing topology into a scenario file."""
     from mqspec.commands import import_ as command
@@ -194,12 +230,12 @@ def import_(
                              str(output) if output else None, name, _overrides()))
 
 
-@app.command()
+@app.command(cls=_Command)
 def route(
     file: FileArg,
-    exchange: Annotated[str, typer.Option("--exchange", "-e", help="Exchange to publish to ('' is the default exchange).")],
-    key: Annotated[str, typer.Option("--key", "-k", help="Routing key.")] = "",
-    header: Annotated[Optional[list[str]], typer.Option("--header", "-H", help="Message header k=v (repeatable).")] = None,
+    exchange: Annotated[str, typer.Option("--exchange", "-e", metavar="NAME", help="Exchange to publish to ('' is the default exchange).")],
+    key: Annotated[str, typer.Option("--key", "-k", metavar="KEY", help="Routing key.")] = "",
+    header: Annotated[Optional[list[str]], typer.Option("--header", "-H", metavar="K=V", help="Message header K=V (repeatable).")] = None,
     mandatory: Annotated[bool, typer.Option("--mandatory", help="Say the message would be returned if unroutable.")] = False,
     output: FormatOpt = Format.text,
 ) -> None:
@@ -209,11 +245,13 @@ def route(
     _run(lambda: command.run(str(file), exchange, key, header or [], mandatory, output.value))
 
 
-@app.command()
+@app.command(cls=_Command)
 def graph(
     file: FileArg,
-    graph_format: Annotated[GraphFormat, typer.Option("--format", help="Graph language.")] = GraphFormat.mermaid,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here; .svg/.png render through Graphviz.")] = None,
+    graph_format: Annotated[GraphFormat, typer.Option("--format", metavar=_choices(GraphFormat),
+                                                      help="Graph language.")] = GraphFormat.mermaid,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="PATH",
+                                                   help="Write here; .svg/.png render through Graphviz.")] = None,
 ) -> None:
     """Draw the topology and workload as a Mermaid or Graphviz graph."""
     from mqspec.commands import graph as command

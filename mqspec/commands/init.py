@@ -11,6 +11,7 @@ from mqspec.errors import EXIT_OK, InvalidInput
 
 _TEMPLATE = """\
 # yaml-language-server: $schema=https://raw.githubusercontent.com/mqspec/mqspec/main/schemas/mqspec.schema.json
+# Offline editor: run `mqspec schema > mqspec.schema.json` and point $schema above at ./mqspec.schema.json
 # A scenario: topology, workload and expectations. Run `mqspec validate {file}`, then `mqspec apply {file}`.
 version: 1
 name: {name}
@@ -48,11 +49,23 @@ expect:
 
 
 def run(name: str, output: Path | None, force: bool) -> int:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise InvalidInput(f"scenario name '{name}' must be letters, digits, '.', '_' or '-' (it becomes entity names)")
+    _check_name(name)
     target = output or Path(f"{name}.yaml")
+    if target.is_dir():
+        raise InvalidInput(f"cannot write {target}: it is a directory")
     if target.exists() and not force:
         raise InvalidInput(f"{target} exists; pass --force to overwrite it")
-    target.write_text(_TEMPLATE.format(name=name, file=target), encoding="utf-8")
+    try:
+        target.write_text(_TEMPLATE.format(name=name, file=target), encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {target}: {exc.strerror or exc}") from exc
     typer.echo(f"wrote {target}")
     return EXIT_OK
+
+
+def _check_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise InvalidInput(f"scenario name '{name}' must be letters, digits, '.', '_' or '-' (it becomes entity names)")
+    if f"{name}.".startswith("amq."):
+        raise InvalidInput(f"scenario name '{name}' would make entity names such as '{name}.events', "
+                           "and RabbitMQ reserves names starting with 'amq.'; choose another name")
