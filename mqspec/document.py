@@ -7,6 +7,7 @@ ${ENV} variables while it still knows each scalar's line and column.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -16,15 +17,18 @@ from typing import Any
 
 import yaml
 
+from mqspec.errors import SECRETS
 from mqspec.problems import Problem
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 1_000_000
+MERGE_KEY = "<<"
 
 PathKey = tuple[str | int, ...]
 Mark = tuple[int, int]
 
+_SAFE_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")}
 _LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{([^}]*)\}?")
 
@@ -194,6 +198,9 @@ class _Builder:
         self._count(1, event)
         path = self._child_path()
         self.doc.marks.setdefault(path, _mark(event))
+        if event.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+            self.problems.append(self.doc_problem(_mark(event), path, f"unsupported YAML tag {_short_tag(event.tag)}",
+                                                  "remove the tag"))
         value: dict[str, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
         self.stack.append(_Frame(value, path, event.anchor, self.nodes))
 
@@ -223,7 +230,7 @@ class _Builder:
         if isinstance(event, yaml.AliasEvent):
             raise _Limit(_mark(event), "an alias cannot be used as a mapping key", "write the key out")
         key = str(event.value)
-        if key in top.value or key in top.key_marks:
+        if key in top.key_marks and key != MERGE_KEY:
             first = top.key_marks[key]
             self.problems.append(self.doc_problem(_mark(event), (*top.path, key),
                                                   f"duplicate key '{key}' (first defined at line {first[0]})",
@@ -242,10 +249,27 @@ class _Builder:
         top = self.stack[-1]
         if isinstance(top.value, list):
             top.value.append(value)
+        elif top.pending_key == MERGE_KEY:
+            self._merge(top, value)
+            top.pending_key = None
         else:
             assert top.pending_key is not None
             top.value[top.pending_key] = value
             top.pending_key = None
+
+    def _merge(self, top: _Frame, value: Any) -> None:
+        """YAML merge keys (<<: *defaults): keys written in the mapping itself win."""
+        assert isinstance(top.value, dict)
+        sources = value if isinstance(value, list) else [value]
+        if not all(isinstance(source, dict) for source in sources):
+            self.problems.append(self.doc_problem(top.key_marks[MERGE_KEY], (*top.path, MERGE_KEY),
+                                                  "a merge key (<<) takes a mapping or a list of mappings",
+                                                  "write <<: *anchor where &anchor names a mapping"))
+            return
+        for source in sources:
+            for key, item in source.items():
+                if key not in top.key_marks:
+                    top.value.setdefault(key, item)
 
     def _alias(self, event: Any) -> None:
         if event.anchor not in self.anchors:
@@ -258,16 +282,41 @@ class _Builder:
             return event.value
         value: str = event.value
         plain = event.implicit[0]
-        if "$" in value and event.tag in (None, "!", "tag:yaml.org,2002:str"):
-            value = self._interpolate(value, event)
+        path = self._child_path()
         tag = event.tag
+        if tag not in (None, "!") and tag not in _SAFE_TAGS:
+            self.problems.append(self.doc_problem(_mark(event), path, f"unsupported YAML tag {_short_tag(tag)}",
+                                                  "remove the tag; scenario values are plain strings, numbers and booleans"))
+            return value
+        if "$" in value and tag in (None, "!", "tag:yaml.org,2002:str"):
+            value = self._interpolate(value, event)
+            if path and path[-1] == "password":
+                SECRETS.add(value)
+                return value  # a password stays text, whatever it looks like
         if tag is None or tag == "!":
             tag = self.resolver.resolve(yaml.ScalarNode, value, (plain, not plain))  # type: ignore[no-untyped-call]
         node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
         try:
-            return self.constructor.construct_object(node)
+            constructed = self.constructor.construct_object(node)
         except yaml.YAMLError as exc:
-            raise _Limit(_mark(event), f"cannot read value {value!r}: {getattr(exc, 'problem', exc)}", "quote the value") from None
+            self.problems.append(self.doc_problem(_mark(event), path, f"cannot read value {value!r}: {getattr(exc, 'problem', exc)}",
+                                                  "write it as a plain string, number or boolean"))
+            return value
+        return self._number(constructed, event, path)
+
+    def _number(self, value: Any, event: Any, path: PathKey) -> Any:
+        """Numbers the broker can carry: whole floats become ints; NaN, infinity and huge ints are refused."""
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                self.problems.append(self.doc_problem(_mark(event), path, f"{event.value} is not a finite number",
+                                                      "write an ordinary number"))
+                return None
+            return int(value) if value.is_integer() and abs(value) < 2**63 else value
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            self.problems.append(self.doc_problem(_mark(event), path, f"number {event.value} is too large (AMQP carries 64-bit integers)",
+                                                  "use a smaller number"))
+            return None
+        return value
 
     def _interpolate(self, value: str, event: Any) -> str:
         path = self._child_path()
@@ -296,6 +345,10 @@ class _Builder:
         return result
 
 
+def _short_tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
 def _mark(event: Any) -> Mark:
     return (event.start_mark.line + 1, event.start_mark.column + 1)
 
@@ -314,4 +367,6 @@ def _yaml_problem(path: str, exc: yaml.YAMLError, text: str) -> Problem:
     lines = text.splitlines()
     has_tab = 0 < line <= len(lines) and "\t" in lines[line - 1][: col + 1]
     hint = "indent with spaces; YAML does not allow tabs" if has_tab else "check indentation and quoting"
+    if 0 < line <= len(lines) and "${" in lines[line - 1] and "{" in lines[line - 1].split("${")[0]:
+        hint = "quote values that contain ${...} inside a {...} flow mapping, e.g. max_length: \"${LIMIT:-10}\""
     return Problem(path, line, col, "$", message, hint)

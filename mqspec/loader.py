@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,11 +38,61 @@ def load(path: str, overrides: Overrides = Overrides(), env: Mapping[str, str] |
     seen = {p.path for p in doc.problems}
     problems = doc.problems + [p for p in schema.check(doc) if p.path not in seen]
     if errors(problems):
-        return Loaded(None, problems)
+        return Loaded(None, problems + _semantics_of_the_rest(doc, overrides, problems))
     scenario = build(doc, overrides)
     _register_secrets(scenario)
     problems += semantics.check(scenario, doc)
     return Loaded(None if errors(problems) else scenario, problems)
+
+
+def _semantics_of_the_rest(doc: Document, overrides: Overrides, found: list[Problem]) -> list[Problem]:
+    """RabbitMQ's rules on what is left when the values with schema problems are taken out.
+
+    So that a typo does not hide a dangling binding elsewhere. Values are removed from mappings only (list
+    items keep their indexes, so paths stay true); when that cannot make the document valid, or a `type`
+    had to go (its default would mislead the checks), the semantic layer waits for the next run.
+    """
+    bad = [path for path, _ in schema.errors_at(doc)] + [_path_of(doc, p.path) for p in found if p in doc.problems]
+    data = copy.deepcopy(doc.data)
+    for path in bad:
+        if not path or isinstance(path[-1], int) or path[-1] == "type" or not _remove(data, path):
+            return []
+    rest = Document(doc.path, data, doc.marks, doc.interpolated)
+    if schema.errors_at(rest):
+        return []
+    bad_paths = {json_path(path) for path in bad}
+    try:
+        checked = semantics.check(build(rest, overrides), rest)
+    except Exception:  # noqa: BLE001 - best effort on a document already known to be invalid
+        return []
+    return [p for p in checked if not any(_related(p.path, b) for b in bad_paths)]
+
+
+def _related(path: str, bad: str) -> bool:
+    """The same place, inside it, or around it: a problem there may only echo the removed value."""
+    inside = path.startswith((bad + ".", bad + "["))
+    around = bad.startswith((path + ".", path + "["))
+    return path == bad or inside or around
+
+
+def _path_of(doc: Document, text: str) -> tuple[str | int, ...]:
+    for path in doc.marks:
+        if json_path(path) == text:
+            return path
+    return ()
+
+
+def _remove(data: Any, path: tuple[str | int, ...]) -> bool:
+    parent = data
+    for part in path[:-1]:
+        try:
+            parent = parent[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if isinstance(parent, dict):
+        parent.pop(path[-1], None)
+        return True
+    return False
 
 
 def _register_secrets(scenario: model.Scenario) -> None:

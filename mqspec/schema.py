@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
@@ -41,7 +42,7 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 def check(doc: Document) -> list[Problem]:
     """Every schema problem in the document, one per place, in document order."""
-    found = [_problem(doc, error) for error in _leaf_errors(_validator().iter_errors(doc.data))]
+    found = [problem for error in _leaf_errors(_validator().iter_errors(doc.data)) for problem in _problems(doc, error)]
     unique = {(p.line, p.col, p.path, p.message): p for p in found}
     return sorted(unique.values(), key=lambda p: (p.line, p.col))
 
@@ -59,19 +60,30 @@ def _is_value_format(error: ValidationError) -> bool:
     return isinstance(error.schema, dict) and "description" in error.schema and error.validator == "anyOf"
 
 
-def _problem(doc: Document, error: ValidationError) -> Problem:
+def errors_at(doc: Document) -> list[tuple[PathKey, str]]:
+    """(path, validator) of every schema error: the places a partial check must leave out."""
+    found: list[tuple[PathKey, str]] = []
+    for error in _leaf_errors(_validator().iter_errors(doc.data)):
+        path: PathKey = tuple(error.absolute_path)
+        if error.validator == "additionalProperties":
+            found += [((*path, key), "additionalProperties") for key in _unknown_keys(error)]
+        else:
+            found.append((path, str(error.validator)))
+    return found
+
+
+def _problems(doc: Document, error: ValidationError) -> list[Problem]:
     path: PathKey = tuple(error.absolute_path)
-    message, hint = _explain(error)
+    if path and path[-1] == "password":  # never echo what might be a secret
+        return [doc.problem(path, "password must be text", "write password: ${APP_PASSWORD} and export APP_PASSWORD")]
     if error.validator == "additionalProperties":
-        extra = _unknown_keys(error)
-        if extra:
-            path = (*path, extra[0])
-    return doc.problem(path, message, hint)
+        return [doc.problem((*path, key), *_explain_unknown(error, key)) for key in _unknown_keys(error)]
+    message, hint = _explain(error)
+    return [doc.problem(path, message, hint)]
 
 
 def _explain(error: ValidationError) -> tuple[str, str]:
     explain = {
-        "additionalProperties": _explain_unknown,
         "required": _explain_required,
         "type": _explain_type,
         "enum": _explain_enum,
@@ -89,17 +101,20 @@ def _explain(error: ValidationError) -> tuple[str, str]:
 
 
 def _unknown_keys(error: ValidationError) -> list[str]:
-    allowed = set(error.schema.get("properties", {})) if isinstance(error.schema, dict) else set()
+    node: dict[str, Any] = error.schema if isinstance(error.schema, dict) else {}
+    allowed = set(node.get("properties", {}))
+    patterns = [re.compile(pattern) for pattern in node.get("patternProperties", {})]
     instance = error.instance if isinstance(error.instance, dict) else {}
-    return [key for key in instance if key not in allowed]
+    return [key for key in instance if key not in allowed and not any(p.search(key) for p in patterns)]
 
 
-def _explain_unknown(error: ValidationError) -> tuple[str, str]:
+def _explain_unknown(error: ValidationError, key: str) -> tuple[str, str]:
     allowed = sorted(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
-    key = _unknown_keys(error)[0]
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     if close:
         return f"unknown key '{key}'; did you mean '{close[0]}'?", f"rename it to '{close[0]}'"
+    if key == "<<":
+        return "unknown key '<<'", "a merge key needs an alias: <<: *defaults"
     return f"unknown key '{key}'", "allowed keys here: " + ", ".join(allowed)
 
 
@@ -129,7 +144,11 @@ def _explain_type(error: ValidationError) -> tuple[str, str]:
     wanted = error.validator_value
     kinds = wanted if isinstance(wanted, list) else [wanted]
     names = " or ".join(_TYPE_NAMES.get(str(k), str(k)) for k in kinds)
-    return f"expected {names}, got {_describe(error.instance)}", _hint_from_description(error) or f"write {names}, unquoted"
+    if "string" in kinds and not isinstance(error.instance, (str, dict, list)) and error.instance is not None:
+        return f"expected {names}, got {_describe(error.instance)}", "put it in quotes; YAML read it as a number, boolean or date"
+    if isinstance(error.instance, str) and "string" not in kinds:
+        return f"expected {names}, got {_describe(error.instance)}", f"write {names} without quotes"
+    return f"expected {names}, got {_describe(error.instance)}", _hint_from_description(error) or f"write {names}"
 
 
 def _explain_enum(error: ValidationError) -> tuple[str, str]:

@@ -5,13 +5,22 @@ from __future__ import annotations
 import typer
 
 from mqspec import lint
-from mqspec.errors import EXIT_INVALID, EXIT_OK
+from mqspec.errors import EXIT_INVALID, EXIT_OK, SECRETS
 from mqspec.loader import Overrides, load
 from mqspec.problems import Problem, errors, warnings
 from mqspec.report import problems as render
 
 
 def check_file(path: str, overrides: Overrides) -> list[Problem]:
+    """Every problem in one file; a bug in a check becomes a problem of that file, not the end of the run."""
+    try:
+        return _check(path, overrides)
+    except Exception as exc:  # noqa: BLE001 - the other files still get their results
+        return [Problem(path, 1, 1, "$", f"mqspec failed while checking this file ({type(exc).__name__}: {SECRETS(str(exc))})",
+                        "this is a bug in mqspec; please report it with the file")]
+
+
+def _check(path: str, overrides: Overrides) -> list[Problem]:
     loaded = load(path, overrides)
     found = list(loaded.problems)
     if loaded.scenario is not None:
