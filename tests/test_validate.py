@@ -136,3 +136,55 @@ def test_sizes_parse_to_bytes(text: str | int, expected: int) -> None:
 @pytest.mark.parametrize(("text", "expected"), [(250, 250.0), ("1000/s", 1000.0), ("60/m", 1.0)])
 def test_rates_parse_to_messages_per_second(text: str | int, expected: float) -> None:
     assert units.per_second(text) == expected
+
+
+def test_merge_keys_and_x_fields_reuse_defaults_and_local_keys_win(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: m\nx-queue-defaults: &q {durable: true, message_ttl: 1h, max_length: 100000}\n"
+                            "topology:\n  queues:\n    - {<<: *q, name: orders}\n    - {<<: *q, name: invoices, max_length: 500}\n")
+    loaded = load(str(path), env={})
+    assert loaded.scenario is not None, loaded.problems
+    assert [dict(q.arguments) for q in loaded.scenario.topology.queues] == [
+        {"x-message-ttl": 3600000, "x-max-length": 100000}, {"x-message-ttl": 3600000, "x-max-length": 500}]
+
+
+def test_a_typo_does_not_hide_a_dangling_binding(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: t\ntopology:\n  queues:\n    - {name: q, durabel: true, exclsuive: false}\n"
+                            "  bindings:\n    - {exchange: nope, queue: q}\n")
+    result = mqspec("validate", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{path}:5:17: $.topology.queues[0].durabel: unknown key 'durabel'; did you mean 'durable'? (hint: rename it to 'durable')",
+        f"{path}:5:32: $.topology.queues[0].exclsuive: unknown key 'exclsuive'; did you mean 'exclusive'? "
+        "(hint: rename it to 'exclusive')",
+        f"{path}:7:8: $.topology.bindings[0].exchange: binding source exchange 'nope' is not declared "
+        "(hint: declare it under topology.exchanges, or mark it `external: true` there if it exists already)",
+    ]
+
+
+def test_a_numeric_password_from_the_environment_stays_text_and_secret(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: p\ntopology:\n  users:\n    - name: app\n      password: ${APP_PW}\n")
+    loaded = load(str(path), env={"APP_PW": "987654"})
+    assert loaded.scenario is not None, loaded.problems
+    assert loaded.scenario.topology.users[0].password == "987654"
+    broken = _write(tmp_path, "version: 1\nname: p\ntopology:\n  users:\n    - {name: app, password: [1, 2]}\n", "b.yaml")
+    result = mqspec("validate", str(broken))
+    assert result.stderr == (f"{broken}:5:19: $.topology.users[0].password: password must be text "
+                             "(hint: write password: ${APP_PASSWORD} and export APP_PASSWORD)\n")
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (".inf", ".inf is not a finite number (hint: write an ordinary number)"),
+    ("99999999999999999999999", "number 99999999999999999999999 is too large (AMQP carries 64-bit integers) (hint: use a smaller number)"),
+    ("!!binary aGk=", "unsupported YAML tag !!binary (hint: remove the tag; scenario values are plain strings, numbers and booleans)"),
+])
+def test_values_amqp_cannot_carry_are_refused_at_their_place(tmp_path: Path, value: str, message: str) -> None:
+    path = _write(tmp_path, f"version: 1\nname: n\ntopology:\n  queues:\n    - name: q\n      max_length: {value}\n")
+    result = mqspec("validate", str(path))
+    assert (result.exit_code, result.stderr) == (2, f"{path}:6:19: $.topology.queues[0].max_length: {message}\n")
+
+
+def test_whole_floats_become_integers(tmp_path: Path) -> None:
+    path = _write(tmp_path, "version: 1\nname: f\ntopology:\n  queues:\n    - {name: q, max_length: 10.0, max_length_bytes: 100.0}\n")
+    loaded = load(str(path), env={})
+    assert loaded.scenario is not None, loaded.problems
+    assert loaded.scenario.topology.queues[0].arguments == {"x-max-length": 10, "x-max-length-bytes": 100}
