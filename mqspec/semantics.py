@@ -5,7 +5,9 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 from mqspec import model
 from mqspec.document import Document
@@ -17,7 +19,27 @@ BUILTIN_EXCHANGES = {
 }
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 MAX_NAME_BYTES = 255
+MAX_TIMER_MS = 4294967295  # 2^32 - 1: the largest TTL or expiry a 32-bit millisecond timer holds
 _LAST_SEGMENT = re.compile(r"(\.[^.\[]+|\[[^\]]*\])$")
+_QUOTED_KEY = re.compile(r"\['([^'\]]*)'\]")
+
+# Types RabbitMQ checks x-arguments against at declare time ("expected integer, got longstr").
+_ARGUMENT_TYPES: dict[str, tuple[str, type]] = {
+    **{arg: ("a whole number", int) for arg in ("x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes",
+                                                "x-max-priority", "x-delivery-limit")},
+    "x-single-active-consumer": ("true or false", bool),
+    **{arg: ("a string", str) for arg in ("x-overflow", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+                                          "x-queue-mode", "x-queue-type")},
+}
+# Queue arguments each type refuses ("invalid arg 'x-max-length' ... of queue type rabbit_stream_queue").
+_REFUSED_BY_TYPE = {
+    "stream": ("x-max-length", "x-queue-mode", "x-expires", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+               "x-single-active-consumer", "x-message-ttl"),
+    "quorum": ("x-queue-mode",),
+}
+_FRIENDLY = {arg: name for name, arg in model.QUEUE_ARGUMENT_NAMES.items()}
+_FRIENDLY["x-dead-letter-exchange"] = "dead_letter.exchange"
+_FRIENDLY["x-dead-letter-routing-key"] = "dead_letter.routing_key"
 
 _OVERFLOW_BY_TYPE = {
     "classic": {"drop-head", "reject-publish", "reject-publish-dlx"},
@@ -30,7 +52,7 @@ def locate(scenario: model.Scenario, where: str) -> tuple[int, int]:
     """The line and column of a JSON path, or of its nearest ancestor that was marked."""
     path = where
     while path:
-        mark = scenario.marks.get(path)
+        mark = scenario.marks.get(path) or scenario.marks.get(_QUOTED_KEY.sub(r".\1", path))
         if mark is not None:
             return mark
         trimmed = _LAST_SEGMENT.sub("", path)
@@ -51,10 +73,11 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
 
 
 def check(scenario: model.Scenario, doc: Document | None = None) -> list[Problem]:
-    checks = (_names, _queues, _exchanges, _bindings, _workload, _expectations)
+    checks = (_names, _queues, _exchanges, _bindings, _workload, _expectations, _broker)
     found = [p for run in checks for p in run(scenario)]
     if doc is not None:
-        found += list(_expectation_shapes(scenario, doc))
+        raw_checks = (_expectation_shapes, _raw_queues, _raw_bindings, _raw_broker, _raw_producers)
+        found += [p for raw in raw_checks for p in raw(scenario, doc)]
     return sorted(found, key=lambda p: (p.line, p.col))
 
 
@@ -94,9 +117,13 @@ def _names(scenario: model.Scenario) -> Iterator[Problem]:
     ]
     for kind, entries in groups:
         yield from _duplicates(scenario, kind, entries)
-    for kind, entries in groups[:2]:
+    declared = ([("exchange", e.name, e.where) for e in topo.exchanges if not e.external]
+                + [("queue", q.name, q.where) for q in topo.queues if not q.external])
+    for kind, name, where in declared:
+        yield from _reserved_rule(scenario, kind, name, f"{where}.name")
+    for kind, entries in groups[:6]:
         for name, where in entries:
-            yield from _name_rules(scenario, kind, name, f"{where}.name")
+            yield from _length_rule(scenario, f"{kind} name", name, f"{where}.name")
 
 
 def _duplicates(scenario: model.Scenario, kind: str, entries: list[tuple[str, str]]) -> Iterator[Problem]:
@@ -110,13 +137,18 @@ def _duplicates(scenario: model.Scenario, kind: str, entries: list[tuple[str, st
             seen[name] = where
 
 
-def _name_rules(scenario: model.Scenario, kind: str, name: str, where: str) -> Iterator[Problem]:
+def _reserved_rule(scenario: model.Scenario, kind: str, name: str, where: str) -> Iterator[Problem]:
+    """Declaring an amq.* name is refused; referencing one marked `external: true` declares nothing."""
     if name.startswith("amq."):
         yield problem(scenario, where, f"{kind} name '{name}' starts with 'amq.', which RabbitMQ reserves (ACCESS_REFUSED)",
                       "choose a name without the 'amq.' prefix")
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        yield problem(scenario, where, f"{kind} name is {len(name.encode('utf-8'))} bytes; RabbitMQ allows at most {MAX_NAME_BYTES}",
-                      "shorten the name")
+
+
+def _length_rule(scenario: model.Scenario, what: str, text: str, where: str) -> Iterator[Problem]:
+    size = len(text.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        yield problem(scenario, where, f"{what} is {size} bytes; RabbitMQ allows at most {MAX_NAME_BYTES}",
+                      f"shorten the {what.split()[-1]}")
 
 
 def _queues(scenario: model.Scenario) -> Iterator[Problem]:
@@ -143,22 +175,60 @@ def _queue_type_rules(scenario: model.Scenario, queue: model.Queue) -> Iterator[
         if queue.type != "classic":
             yield problem(scenario, f"{where}.max_priority", f"max_priority is only supported by classic queues, not {queue.type}",
                           "remove max_priority or use type: classic")
-        elif not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= 255:
+        elif _is_int(priority) and not 1 <= priority <= 255:
             yield problem(scenario, f"{where}.max_priority", f"max_priority must be between 1 and 255, got {priority!r}",
                           "use a value from 1 to 255 (RabbitMQ recommends at most 10)")
     overflow = queue.arguments.get("x-overflow")
-    if overflow is not None and overflow not in _OVERFLOW_BY_TYPE.get(queue.type, set()):
+    if isinstance(overflow, str) and overflow not in _OVERFLOW_BY_TYPE.get(queue.type, set()):
         allowed = ", ".join(sorted(_OVERFLOW_BY_TYPE.get(queue.type, set()))) or "none"
         yield problem(scenario, f"{where}.overflow", f"overflow '{overflow}' is not supported by {queue.type} queues (allowed: {allowed})",
                       "pick an allowed overflow mode or change the queue type")
     if "x-delivery-limit" in queue.arguments and queue.type != "quorum":
         yield problem(scenario, f"{where}.delivery_limit", f"delivery_limit only applies to quorum queues, not {queue.type}",
                       "use type: quorum or remove delivery_limit")
-    if queue.type == "stream":
-        for arg in ("x-message-ttl", "x-expires", "x-dead-letter-exchange", "x-single-active-consumer"):
-            if arg in queue.arguments:
-                yield problem(scenario, where, f"stream queue '{queue.name}' does not support {arg}",
-                              "streams use x-max-age and x-max-length-bytes for retention")
+    for arg in _REFUSED_BY_TYPE.get(queue.type, ()):
+        if arg in queue.arguments:
+            hint = ("streams use x-max-age and x-max-length-bytes for retention" if queue.type == "stream"
+                    else "remove it; quorum queues always keep messages on disk")
+            yield problem(scenario, _argument_where(scenario, queue, arg),
+                          f"{queue.type} queue '{queue.name}' does not support {arg}", hint)
+    yield from _timer_rules(scenario, queue)
+    routing_key = queue.dead_letter_routing_key
+    if routing_key is not None:
+        yield from _length_rule(scenario, "dead-letter routing key", routing_key,
+                                _argument_where(scenario, queue, "x-dead-letter-routing-key"))
+
+
+def _argument_where(scenario: model.Scenario, queue: model.Queue, arg: str) -> str:
+    """Where an x-argument was written: under raw `arguments`, or as its friendly field."""
+    raw = f"{queue.where}.arguments['{arg}']"
+    if raw in scenario.marks or f"{queue.where}.arguments.{arg}" in scenario.marks:
+        return raw
+    return f"{queue.where}.{_FRIENDLY.get(arg, 'arguments')}"
+
+
+def _timer_rules(scenario: model.Scenario, queue: model.Queue) -> Iterator[Problem]:
+    expires = queue.arguments.get("x-expires")
+    if _is_int(expires) and expires <= 0:
+        yield problem(scenario, _argument_where(scenario, queue, "x-expires"),
+                      f"expires must be greater than 0 ms, got {expires} (RabbitMQ refuses it: value_zero)",
+                      "remove expires to keep the queue, or give a positive duration such as 30m")
+    ttl = queue.arguments.get("x-message-ttl")
+    if _is_int(ttl) and ttl < 0:
+        yield problem(scenario, _argument_where(scenario, queue, "x-message-ttl"),
+                      f"message_ttl must be at least 0 ms, got {ttl} (RabbitMQ refuses it: value_negative)",
+                      "give a duration such as 60s")
+    for arg in ("x-message-ttl", "x-expires"):
+        value = queue.arguments.get(arg)
+        if _is_int(value) and value > MAX_TIMER_MS:
+            yield problem(scenario, _argument_where(scenario, queue, arg),
+                          f"{_FRIENDLY[arg]} is {value} ms, more than {MAX_TIMER_MS} ms (about 49.7 days)",
+                          "RabbitMQ 3.10 accepts it, but a 32-bit millisecond timer cannot hold it; check the unit",
+                          severity="warning")
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _exchanges(scenario: model.Scenario) -> Iterator[Problem]:
@@ -173,7 +243,6 @@ def _exchanges(scenario: model.Scenario) -> Iterator[Problem]:
 
 def _bindings(scenario: model.Scenario) -> Iterator[Problem]:
     known = _Known(scenario)
-    exchange_types = dict(BUILTIN_EXCHANGES) | {e.name: e.type for e in scenario.topology.exchanges}
     for binding in scenario.topology.bindings:
         where = binding.where
         if binding.source == "":
@@ -183,7 +252,10 @@ def _bindings(scenario: model.Scenario) -> Iterator[Problem]:
         found = known.exchange_problem(scenario, binding.source, f"{where}.exchange", "binding source exchange")
         if found:
             yield found
-        if binding.destination_type == "exchange":
+        if binding.destination_type == "exchange" and binding.destination == "":
+            found = problem(scenario, f"{where}.to_exchange", "the default exchange cannot be a binding destination "
+                            "(RabbitMQ refuses it: ACCESS_REFUSED)", "bind to a queue with `queue: NAME`, or to a named exchange")
+        elif binding.destination_type == "exchange":
             found = known.exchange_problem(scenario, binding.destination, f"{where}.to_exchange", "binding destination exchange")
         elif binding.destination == "":
             found = problem(scenario, where, "binding has no destination", "add `queue: NAME` or `to_exchange: NAME`")
@@ -191,9 +263,6 @@ def _bindings(scenario: model.Scenario) -> Iterator[Problem]:
             found = known.queue_problem(scenario, binding.destination, f"{where}.queue", "binding destination queue")
         if found:
             yield found
-        if "x-match" in binding.arguments and exchange_types.get(binding.source, "headers") != "headers":
-            yield problem(scenario, f"{where}.match", f"match/headers only affect headers exchanges; '{binding.source}' is "
-                          f"{exchange_types[binding.source]}", "remove match and headers, or bind a headers exchange")
         if len(binding.routing_key.encode("utf-8")) > MAX_NAME_BYTES:
             yield problem(scenario, f"{where}.keys", "binding key is longer than 255 bytes", "shorten the key")
 
@@ -201,6 +270,8 @@ def _bindings(scenario: model.Scenario) -> Iterator[Problem]:
 def _workload(scenario: model.Scenario) -> Iterator[Problem]:
     known = _Known(scenario)
     work = scenario.workload
+    for field_name in ("duration", "timeout", "drain_timeout"):
+        yield from _positive(scenario, f"$.workload.{field_name}", getattr(work, field_name), "a duration such as 10s")
     for producer in work.producers:
         yield from _producer_rules(scenario, known, producer)
     for consumer in work.consumers:
@@ -246,6 +317,16 @@ def _producer_rules(scenario: model.Scenario, known: _Known, producer: model.Pro
             yield problem(scenario, f"{where}.routing_keys", "routing key is longer than 255 bytes", "shorten the key")
     if producer.body is not None and producer.body_template is not None:
         yield problem(scenario, where, "give either `body` or `body_file`, not both", "remove one")
+    yield from _positive(scenario, f"{where}.duration", producer.duration, "a duration such as 10s")
+    yield from _positive(scenario, f"{where}.rate", producer.rate, "a rate such as 100/s, or leave rate out for no limit")
+    for name in producer.headers:
+        yield from _length_rule(scenario, "header name", name, f"{where}.headers")
+
+
+def _positive(scenario: model.Scenario, where: str, value: float | None, example: str) -> Iterator[Problem]:
+    if value is not None and value <= 0:
+        field_name = where.rsplit(".", 1)[-1]
+        yield problem(scenario, where, f"{field_name} must be greater than 0", f"give {example}")
 
 
 def _expectations(scenario: model.Scenario) -> Iterator[Problem]:
@@ -318,3 +399,116 @@ def _shape_problem(entry: dict[str, Any]) -> tuple[str, str] | None:
         return (f"a {subjects[0]} expectation takes exactly one of: {', '.join(allowed)}"
                 + (f" (not {', '.join(wrong)})" if wrong else ""), "write one expectation per entry")
     return None
+
+
+def _broker(scenario: model.Scenario) -> Iterator[Problem]:
+    tls = scenario.broker.tls
+    base = Path(scenario.path).parent
+    for field_name in ("ca_file", "cert_file", "key_file"):
+        value = getattr(tls, field_name)
+        if value and not (base / Path(value).expanduser()).is_file():
+            yield problem(scenario, f"$.broker.tls.{field_name}", f"{field_name} '{value}' does not exist",
+                          "give the path of a PEM file; a relative path starts at the scenario file's folder")
+    if tls.key_file and not tls.cert_file:
+        yield problem(scenario, "$.broker.tls.key_file", "key_file needs cert_file: the key belongs to a client certificate",
+                      "add cert_file, or remove key_file")
+
+
+def _raw_broker(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
+    broker = doc.data.get("broker", {})
+    urls = broker.get("url", [])
+    entries = [(("broker", "url"), urls)] if isinstance(urls, str) else [(("broker", "url", i), u) for i, u in enumerate(urls)]
+    for path, url in entries:
+        message = _url_problem(url, ("amqp", "amqps"))
+        if message:
+            yield doc.problem(path, message, "write amqp://USER:PASSWORD@HOST:5672/VHOST, or amqps:// for TLS")
+    management = broker.get("management_url")
+    if isinstance(management, str):
+        message = _url_problem(management, ("http", "https"))
+        if message:
+            yield doc.problem(("broker", "management_url"), message, "write http://HOST:15672, or https:// for TLS")
+
+
+def _url_problem(url: str, schemes: tuple[str, ...]) -> str:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        return "not a valid URL: the port is not a number" if "port" in str(exc).lower() else f"not a valid URL ({exc})"
+    wanted = " or ".join(f"{s}://" for s in schemes)
+    if parts.scheme not in schemes:
+        return f"URL must start with {wanted}" + (f", not {parts.scheme}://" if parts.scheme else "")
+    if not host:
+        return f"URL '{parts.scheme}://...' names no host"
+    return ""
+
+
+_WRITE_AS = {int: "write a whole number without quotes", bool: "write true or false without quotes", str: "write it as text"}
+
+
+def _raw_queues(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
+    """x-arguments given raw under `arguments:`, checked as the broker checks them at declare time."""
+    for i, entry in enumerate(doc.data.get("topology", {}).get("queues", [])):
+        raw = entry.get("arguments", {})
+        for arg, value in raw.items():
+            expected = _ARGUMENT_TYPES.get(arg)
+            if expected is not None and not _has_type(value, expected[1]):
+                friendly = _FRIENDLY.get(arg, "type")
+                yield problem(scenario, f"$.topology.queues[{i}].arguments['{arg}']", f"{arg} must be {expected[0]}, got {_show(value)}",
+                              f"{_WRITE_AS[expected[1]]}, or use the field `{friendly}:` instead")
+        declared = raw.get("x-queue-type")
+        where = f"$.topology.queues[{i}].arguments['x-queue-type']"
+        if isinstance(declared, str) and declared not in ("classic", "quorum", "stream"):
+            yield problem(scenario, where, f"x-queue-type '{declared}' is not one of: classic, quorum, stream",
+                          "use `type: classic|quorum|stream` instead")
+        elif isinstance(declared, str) and "type" in entry and entry["type"] != declared:
+            yield problem(scenario, where, f"x-queue-type '{declared}' disagrees with type: {entry['type']}",
+                          "remove x-queue-type from arguments; `type:` is enough")
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    if kind is int:
+        return _is_int(value)
+    return isinstance(value, kind)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'" if len(value) <= 40 else "a long string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else str(value)
+
+
+def _raw_bindings(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
+    exchange_types = dict(BUILTIN_EXCHANGES) | {e.name: e.type for e in scenario.topology.exchanges}
+    for i, entry in enumerate(doc.data.get("topology", {}).get("bindings", [])):
+        path = ("topology", "bindings", i)
+        if "queue" in entry and "to_exchange" in entry:
+            yield doc.problem((*path, "to_exchange"), "a binding has one destination: `queue` or `to_exchange`, not both",
+                              "write two bindings, one for the queue and one for the exchange")
+        source_type = exchange_types.get(entry.get("exchange", ""), "headers")
+        given = [key for key in ("match", "headers") if key in entry]
+        if given and source_type != "headers":
+            yield doc.problem((*path, given[0]), f"match/headers only affect headers exchanges; '{entry['exchange']}' is "
+                              f"{source_type}", "remove match and headers, or bind a headers exchange")
+        for name in entry.get("headers", {}):
+            yield from _length_rule(scenario, "header name", str(name), json_path_of((*path, "headers")))
+
+
+def json_path_of(path: tuple[str | int, ...]) -> str:
+    return "$" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+
+
+def _raw_producers(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
+    base = Path(scenario.path).parent
+    for i, entry in enumerate(doc.data.get("workload", {}).get("producers", [])):
+        body_file = entry.get("body_file")
+        if isinstance(body_file, str) and not (base / Path(body_file).expanduser()).is_file():
+            yield doc.problem(("workload", "producers", i, "body_file"), f"body_file '{body_file}' does not exist",
+                              "give the path of a file; a relative path starts at the scenario file's folder")

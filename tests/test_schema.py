@@ -49,3 +49,23 @@ def test_every_object_in_the_schema_refuses_unknown_keys() -> None:
 def test_every_shipped_scenario_validates(scenario: Path) -> None:
     result = mqspec("validate", "--strict", str(scenario))
     assert result.exit_code == 0, result.output
+
+
+def _undocumented(node: object, where: str = "$") -> list[str]:
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, prop in node.get("properties", {}).items():
+            ref = prop.get("$ref", "") if isinstance(prop, dict) else ""
+            target = schema()["$defs"].get(ref.rsplit("/", 1)[-1], {}) if ref else {}
+            if not prop.get("description") and not target.get("description"):
+                found.append(f"{where}.{key}")
+        for key, value in node.items():
+            found += _undocumented(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _undocumented(value, f"{where}[{i}]")
+    return found
+
+
+def test_every_property_in_the_schema_has_a_description() -> None:
+    assert _undocumented(schema()) == []
