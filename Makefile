@@ -6,8 +6,31 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit broker venv bench clean
 
+# Before creating the venv: Python 3.11 or newer, and a working `python3 -m venv` (Debian/Ubuntu: python3-venv).
+define CREATE_VENV
+if [ -x $(BIN)/python ]; then \
+  $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' && $(BIN)/python -m pip --version >/dev/null 2>&1 || { \
+    echo "make: $(VENV) is unusable (needs Python 3.11 or newer with pip); remove it with 'rm -rf $(VENV)' and rerun make" >&2; \
+    exit 1; }; \
+  exit 0; \
+fi; \
+command -v $(PYTHON) >/dev/null || { \
+  echo "make: $(PYTHON) not found; install Python 3.11 or newer, e.g.: sudo apt-get install python3 python3-venv" >&2; \
+  exit 1; }; \
+$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+  echo "make: mqspec needs Python 3.11 or newer, but $(PYTHON) is $$($(PYTHON) -V 2>&1)." >&2; \
+  echo "make: install a newer one (e.g. sudo apt-get install python3.11 python3.11-venv) and run: make PYTHON=python3.11 ..." >&2; \
+  exit 1; }; \
+out=$$($(PYTHON) -m venv $(VENV) 2>&1) || { \
+  rm -rf $(VENV); \
+  echo "$$out" >&2; \
+  echo "make: '$(PYTHON) -m venv' does not work; on Debian/Ubuntu install it with: sudo apt-get install python3-venv" >&2; \
+  echo "make: (for another Python version, install its pythonX.Y-venv package)" >&2; \
+  exit 1; }
+endef
+
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(CREATE_VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)

@@ -1,7 +1,8 @@
-"""scripts/ensure-broker against the real, running broker: it is never stopped or restarted here.
+"""Bootstrap from a fresh clone: the Makefile's Python checks and scripts/ensure-broker.
 
-Paths that would start a broker are exercised as an unprivileged user against a port nothing listens on,
-where the script must refuse with instructions instead of touching anything.
+ensure-broker runs against the real, running broker, which is never stopped or restarted here. Paths that would
+start a broker are exercised as an unprivileged user against a port nothing listens on, where the script must
+refuse with instructions instead of touching anything.
 """
 
 from __future__ import annotations
@@ -90,11 +91,12 @@ def test_an_unprivileged_user_is_told_how_to_start_the_broker_without_waiting(pu
                   unprivileged=True)
     server = _installed("rabbitmq-server")
     if server:
-        expected = (f"RabbitMQ is installed ({server}) but not running on 127.0.0.1:{port}, and starting it needs root",
-                    "start it as root, then enable the management API:",
-                    "  sudo systemctl start rabbitmq-server      # with systemd",
-                    "  sudo rabbitmq-server -detached            # without systemd",
-                    "  sudo rabbitmq-plugins enable rabbitmq_management")
+        expected: tuple[str, ...] = (
+            f"RabbitMQ is installed ({server}) but not running on 127.0.0.1:{port}, and starting it needs root",
+            "start it as root, then enable the management API:",
+            "  sudo systemctl start rabbitmq-server      # with systemd",
+            "  sudo rabbitmq-server -detached            # without systemd",
+            "  sudo rabbitmq-plugins enable rabbitmq_management")
     else:
         expected = ("RabbitMQ is not installed. Install it and enable the management API, e.g.:",
                     "  sudo apt-get install rabbitmq-server",
@@ -116,3 +118,57 @@ def test_an_unprivileged_user_is_told_how_to_enable_the_management_api(managemen
     else:
         assert last == "ensure-broker: rabbitmq-plugins not found; is RabbitMQ installed?"
     assert result.returncode == 1
+
+
+def _fake_python(folder: Path, name: str, body: str) -> Path:
+    script = folder / name
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return script
+
+
+def _create_venv(python: str | Path, venv: Path) -> subprocess.CompletedProcess[str]:
+    """Run only the Makefile's venv-creation step, so no package is installed."""
+    make = shutil.which("make")
+    assert make, "make is needed to run this test"
+    return subprocess.run([make, "-s", "-C", str(ROOT), "--eval", "check-venv: ; @$(CREATE_VENV)", "check-venv",
+                           f"VENV={venv}", f"PYTHON={python}"], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_make_refuses_a_python_older_than_3_11_and_names_the_fix(tmp_path: Path) -> None:
+    old = _fake_python(tmp_path, "python3", 'case "$1" in -V) echo "Python 3.9.2";; *) exit 1;; esac\n')
+    result = _create_venv(old, tmp_path / "venv")
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[:2] == [
+        f"make: mqspec needs Python 3.11 or newer, but {old} is Python 3.9.2.",
+        "make: install a newer one (e.g. sudo apt-get install python3.11 python3.11-venv) and run: make PYTHON=python3.11 ..."]
+    assert not (tmp_path / "venv").exists()
+
+
+def test_make_says_to_install_python3_venv_when_venv_does_not_work(tmp_path: Path) -> None:
+    debian = _fake_python(tmp_path, "python3", f"""if [ "$1" = -m ] && [ "$2" = venv ]; then
+  mkdir -p "$3/bin"; echo "ensurepip is not available"; exit 1
+fi
+exec {os.path.realpath(sys.executable)} "$@"
+""")
+    result = _create_venv(debian, tmp_path / "venv")
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[:3] == [
+        "ensurepip is not available",
+        f"make: '{debian} -m venv' does not work; on Debian/Ubuntu install it with: sudo apt-get install python3-venv",
+        "make: (for another Python version, install its pythonX.Y-venv package)"]
+    assert not (tmp_path / "venv").exists(), "a half-made venv would be mistaken for a working one next time"
+
+
+def test_make_names_a_missing_python(tmp_path: Path) -> None:
+    result = _create_venv(tmp_path / "no-such-python", tmp_path / "venv")
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0] == (f"make: {tmp_path}/no-such-python not found; install Python 3.11 or newer, "
+                                             "e.g.: sudo apt-get install python3 python3-venv")
+
+
+def test_make_creates_a_venv_with_a_working_python(tmp_path: Path) -> None:
+    result = _create_venv(os.path.realpath(sys.executable), tmp_path / "venv")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert subprocess.run([tmp_path / "venv" / "bin" / "python", "-m", "pip", "--version"],
+                          capture_output=True, check=False).returncode == 0
