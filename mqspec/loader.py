@@ -113,7 +113,7 @@ def vhost_of(url: str) -> str:
 
 def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
     data: dict[str, Any] = doc.data
-    broker = _broker(data.get("broker", {}), overrides)
+    broker = _broker(data.get("broker", {}), overrides, Path(doc.path).parent)
     vhost = vhost_of(broker.url)
     marks = {json_path(path): mark for path, mark in doc.marks.items()}
     literal = tuple(json_path(("topology", "users", i, "password")) for i, user in enumerate(data.get("topology", {}).get("users", []))
@@ -131,7 +131,13 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
     )
 
 
-def _broker(data: dict[str, Any], overrides: Overrides) -> model.BrokerSettings:
+def _tls(data: dict[str, Any], base: Path) -> model.TlsSettings:
+    """TLS files are relative to the scenario file, like body_file."""
+    files = {key: str(base / data[key]) for key in ("ca_file", "cert_file", "key_file") if key in data}
+    return model.TlsSettings(**{**data, **files})
+
+
+def _broker(data: dict[str, Any], overrides: Overrides, base: Path) -> model.BrokerSettings:
     urls_in_file = data.get("url", DEFAULT_URL)
     urls = (overrides.url,) if overrides.url else tuple(urls_in_file if isinstance(urls_in_file, list) else [urls_in_file])
     tls = data.get("tls", {})
@@ -143,7 +149,7 @@ def _broker(data: dict[str, Any], overrides: Overrides) -> model.BrokerSettings:
         heartbeat=units.seconds(data["heartbeat"]) if "heartbeat" in data else None,
         connect_timeout=units.seconds(data.get("connect_timeout", 5)),
         connection_name=data.get("connection_name"),
-        tls=model.TlsSettings(**tls),
+        tls=_tls(tls, base),
         restart_command=tuple(tuple(c) for c in restart) if restart else defaults.restart_command,
     )
 

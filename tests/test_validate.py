@@ -188,3 +188,11 @@ def test_whole_floats_become_integers(tmp_path: Path) -> None:
     loaded = load(str(path), env={})
     assert loaded.scenario is not None, loaded.problems
     assert loaded.scenario.topology.queues[0].arguments == {"x-max-length": 10, "x-max-length-bytes": 100}
+
+
+def test_tls_files_are_relative_to_the_scenario_file(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not checked here")
+    path = _write(tmp_path, "version: 1\nname: t\nbroker:\n  url: amqps://app@rabbit:5671/%2F\n  tls: {ca_file: ca.pem}\n")
+    loaded = load(str(path), env={})
+    assert loaded.scenario is not None, loaded.problems
+    assert loaded.scenario.broker.tls.ca_file == str(tmp_path / "ca.pem")
