@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -422,3 +423,64 @@ def test_user_without_password_in_the_file_keeps_its_password_when_its_tags_chan
     finally:
         management.delete(f"/users/{q(user)}", "user")
         management.delete(f"/users/{q(fresh)}", "user")
+
+
+def test_destroy_of_a_declared_vhost_counts_a_message_published_a_moment_before(management: Management,
+                                                                               tmp_path: Path) -> None:
+    name = f"mqspec-test-fresh-{uuid.uuid4().hex[:8]}"
+    file = scenario(tmp_path, f"version: 1\nname: t\ntopology:\n  vhosts: [{{name: {name}}}]\n  queues: [{{name: mine}}]\n")
+    try:
+        assert mqspec("--url", vhost_url(name), "apply", file, "--topology-only").exit_code == 0
+        management.put(f"/queues/{q(name)}/extra", "queue", {"durable": True})
+        management.put(f"/exchanges/{q(name)}/side", "exchange", {"type": "fanout"})
+        _until_management_counts(management, name, "extra")    # it reports 0 now, and lags ~5 s behind from here
+        publish(vhost_url(name), "extra", 1)
+        dry = mqspec("--url", vhost_url(name), "destroy", file, "--dry-run")
+        assert dry.stdout == (
+            f"Would delete from vhost '{name}':\n\n"
+            "  - queue 'mine' (holds 0 messages, 0 consumers)\n"
+            f"  - vhost '{name}' (its queues hold 1 message)\n\n"
+            f"note: deleting vhost '{name}' also deletes queue 'extra', which the file does not declare "
+            "(holds 1 message; blocks the destroy without --force)\n"
+            f"note: deleting vhost '{name}' also deletes exchange 'side', which the file does not declare\n"
+            "Plan: 0 to create, 0 to update, 0 to replace, 2 to delete.\n"
+            "Dry run: nothing was deleted.\n")
+        refused = mqspec("--url", vhost_url(name), "destroy", file)
+        assert refused.exit_code == 1
+        assert refused.stderr == (f"error: refusing to delete vhost '{name}' with all its queues: it holds 1 message "
+                                  "that would be lost; rerun with --force to discard them\nNothing was deleted.\n")
+        assert ready(vhost_url(name), "extra") == 1
+        forced = mqspec("--url", vhost_url(name), "destroy", file, "--force")
+        assert forced.stdout.endswith("Destroy complete: 2 deleted.\n"), forced.output
+        assert not management.vhost_exists(name)
+    finally:
+        management.delete_vhost(name)
+
+
+def _until_management_counts(management: Management, vhost: str, queue: str) -> None:
+    deadline = time.monotonic() + 15
+    while management.get(f"/queues/{q(vhost)}/{q(queue)}", "queue").get("messages") is None:
+        assert time.monotonic() < deadline, "the management API never reported a message count"
+        time.sleep(0.2)
+
+
+def test_management_api_refusal_is_one_readable_line(url: str, vhost: str, tmp_path: Path) -> None:
+    file = scenario(tmp_path, "version: 1\nname: t\ntopology:\n"
+                              "  policies: [{name: p, pattern: x, definition: {max-length: \"abc\"}}]\n")
+    result = mqspec("--url", url, "apply", file, "--topology-only")
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: broker refused policy 'p' in vhost '{vhost}': Validation failed "
+                             "<<\"abc\">> is not a valid maximum length (HTTP 400)\n")
+
+
+def test_replace_whose_new_definition_is_refused_says_the_queue_is_gone_and_the_file_must_change(
+        url: str, vhost: str, tmp_path: Path) -> None:
+    old = scenario(tmp_path, "version: 1\nname: t\ntopology:\n  queues: [{name: q1, message_ttl: 60s}]\n")
+    new = scenario(tmp_path, "version: 1\nname: t\ntopology:\n  queues: [{name: q1, arguments: {x-max-length: -1}}]\n",
+                   "new.yaml")
+    assert mqspec("--url", url, "apply", old, "--topology-only").exit_code == 0
+    result = mqspec("--url", url, "apply", new, "--topology-only", "--allow-replace")
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: queue 'q1' in vhost '{vhost}' was deleted but its new definition was refused: "
+                             f"invalid arg 'x-max-length' for queue 'q1' in vhost '{vhost}': {{value_negative,-1}} "
+                             "(HTTP 400); fix the file and apply again to create it\n")

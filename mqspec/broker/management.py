@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import ssl
 import sys
 from typing import Any
@@ -125,12 +127,18 @@ def _reason(exc: Exception) -> str:
     return text.split("\n")[0]
 
 
+def _one_line(reason: str) -> str:
+    """The broker's reason as one readable line: HTML entities decoded ("&lt;&lt;" is "<<"), whitespace collapsed."""
+    return re.sub(r"\s+", " ", html.unescape(reason)).strip()
+
+
 def _http_error(response: httpx.Response, what: str, user: str) -> Exception:
     try:
-        reason = str(response.json().get("reason", response.text))
+        body = response.json()
+        reason = str(body.get("reason", response.text)) if isinstance(body, dict) else response.text
     except ValueError:
         reason = response.text.strip()[:200]
-    reason = redact(reason)
+    reason = _one_line(redact(reason))
     if response.status_code == 401 and reason not in _NOT_PERMITTED:
         return BrokerUnavailable(f"management API refused the credentials of user '{user}' (HTTP 401)")
     if response.status_code in (401, 403):

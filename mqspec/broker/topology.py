@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mqspec import definitions, model
 from mqspec.broker import live as live_state
 from mqspec.broker.management import Management, q
-from mqspec.errors import MqspecError
+from mqspec.errors import MqspecError, OperationFailed
 from mqspec.plan import Change, Entity, Kind, Outcome, Plan, Step
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class _Runner:
     def _record(self, op: _Op, error: MqspecError | None) -> None:
         with self._lock:
             if error is not None:
-                self.steps[op.position] = Step(op.change, "failed", _describe_failure(op, error), error.exit_code)
+                self.steps[op.position] = Step(op.change, "failed", self._describe_failure(op, error), error.exit_code)
                 self.failed[(op.change.kind, op.change.name)] = op.change.label
             elif not (op.delete and op.change.action == "replace"):
                 self.steps[op.position] = Step(op.change, "done")
@@ -132,6 +132,16 @@ class _Runner:
             self.declarer.close()
 
     # --- one entity ------------------------------------------------------------------------------------------
+
+    def _describe_failure(self, op: _Op, error: MqspecError) -> str:
+        """A failed declare after the delete half of a replace leaves the entity missing: say so, and what to do."""
+        if op.change.action != "replace" or op.delete:
+            return error.message
+        what = self._what(op.change)
+        if isinstance(error, OperationFailed):    # the broker refused the file's definition: apply again won't help
+            reason = error.message.removeprefix(f"broker refused {what}: ")
+            return f"{what} was deleted but its new definition was refused: {reason}; fix the file and apply again to create it"
+        return f"{what} was deleted but declaring it again failed: {error.message}; apply again to create it"
 
     def _what(self, change: Change) -> str:
         scoped = change.kind in ("policy", "operator_policy", "exchange", "queue", "binding")
@@ -274,12 +284,6 @@ def _needs(change: Change, vhost: str) -> list[tuple[str, str]]:
     elif isinstance(entity, (model.Permission, model.TopicPermission)):
         needs += [("user", entity.user), ("vhost", entity.vhost)]
     return needs
-
-
-def _describe_failure(op: _Op, error: MqspecError) -> str:
-    if op.change.action == "replace" and not op.delete:
-        return f"{error.message}; it was deleted and is now missing (run apply again)"
-    return error.message
 
 
 # --- request bodies ----------------------------------------------------------------------------------------

@@ -2,26 +2,30 @@
 
 Never built-in exchanges (`amq.*`, the default exchange) and never `external: true` entities. Users and vhosts
 go only when the file declares them under topology.users / topology.vhosts; the target vhost itself is
-deleted only when it is declared there, and then the message guard counts every queue in it. The user
+deleted only when it is declared there, and then the message guard counts every queue in it (the larger of the
+management API's lagging count and an exact passive declare over AMQP), and the plan notes each queue and exchange
+the file does not declare that would go with it. The user
 mqspec is logged in as is kept, so that the rest of the run can finish.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
 
 import typer
 
 from mqspec.broker import live
-from mqspec.broker.management import Management, ManagementUnreachable
+from mqspec.broker.management import Management, ManagementUnreachable, q
 from mqspec.broker.topology import execute
 from mqspec.commands.options import DestroyOptions
 from mqspec.commands.plan import load_scenario, show, with_counts
+from mqspec.definitions import is_builtin_exchange
 from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable, MqspecError
 from mqspec.loader import Overrides
-from mqspec.model import BrokerSettings
+from mqspec.model import BrokerSettings, Topology
 from mqspec.plan import destroy, refusals
 from mqspec.report import plan as render
 
@@ -37,10 +41,13 @@ def run(path: str, overrides: Overrides, options: DestroyOptions) -> int:
         except ManagementUnreachable as exc:
             raise BrokerUnavailable(f"{exc.message} (destroy needs the management API)") from None
         present = {v.name for v in found.topology.vhosts}
-        counts = {v.name: _vhost_messages(management, scenario.broker, v.name) for v in topology.vhosts if v.name in present}
-        plan = destroy(topology, found, management.user, counts)
+        contents = {v.name: _vhost_contents(management, scenario.broker, topology, v.name)
+                    for v in topology.vhosts if v.name in present}
+        plan = destroy(topology, found, management.user, {name: c.messages for name, c in contents.items()})
         if found.vhost_exists:
             plan = with_counts(plan, management, scenario.broker)
+        if not plan.empty:
+            plan = replace(plan, notes=(*plan.notes, *(n for name, c in contents.items() for n in _undeclared_notes(name, c))))
         json_out = options.output == "json"
         if plan.empty:
             typer.echo(json.dumps({"plan": render.as_dict(plan), "complete": True, "steps": []}, indent=2) if json_out
@@ -69,18 +76,61 @@ def run(path: str, overrides: Overrides, options: DestroyOptions) -> int:
     return outcome.exit_code
 
 
-def _vhost_messages(management: Management, settings: BrokerSettings, vhost: str) -> int | None:
-    """Messages in all queues of a vhost; queues the management API has no count for yet are asked over AMQP."""
-    stats = live.vhost_queue_stats(management, vhost)
-    unknown = [name for name, found in stats.items() if found.messages is None]
-    exact = {}
-    if unknown:
+@dataclass(frozen=True)
+class _VhostContents:
+    """What deleting a vhost takes with it: message counts of every queue, and what the file does not declare."""
+
+    counts: Mapping[str, int | None]
+    undeclared_queues: tuple[str, ...]
+    undeclared_exchanges: tuple[str, ...]
+
+    @property
+    def messages(self) -> int | None:
+        return None if any(c is None for c in self.counts.values()) else sum(c or 0 for c in self.counts.values())
+
+
+def _vhost_contents(management: Management, settings: BrokerSettings, topology: Topology, vhost: str) -> _VhostContents:
+    """Every queue of the vhost counted twice: by the management API (which lags ~5 s behind but includes
+    unacknowledged messages) and by a passive declare over AMQP (exact now, ready messages only); the larger wins."""
+    reported = live.vhost_queue_stats(management, vhost)
+    url = urlsplit(settings.url)._replace(path="/" + quote(vhost, safe="")).geturl()
+    try:
         from mqspec.broker.amqp_declare import queue_counts
 
-        url = urlsplit(settings.url)._replace(path="/" + quote(vhost, safe="")).geturl()
-        try:
-            exact = queue_counts(replace(settings, urls=(url,)), unknown)
-        except MqspecError:
-            return None
-    counts = [exact[name].messages if name in exact else found.messages for name, found in stats.items()]
-    return None if any(c is None for c in counts) else sum(c or 0 for c in counts)
+        exact = queue_counts(replace(settings, urls=(url,)), list(reported))
+    except MqspecError:
+        exact = {}
+    counts = {name: _larger(stats.messages, exact[name].messages if name in exact else None)
+              for name, stats in reported.items()}
+    same_vhost = vhost == topology.vhost
+    declared_queues = {qu.name for qu in topology.queues} if same_vhost else set()
+    declared_exchanges = {e.name for e in topology.exchanges} if same_vhost else set()
+    exchanges = management.get(f"/exchanges/{q(vhost)}?columns=name", f"the exchanges of vhost '{vhost}'",
+                               missing_ok=True) or []
+    return _VhostContents(
+        counts,
+        tuple(sorted(name for name in counts if name not in declared_queues)),
+        tuple(sorted(e["name"] for e in exchanges
+                     if not is_builtin_exchange(e["name"]) and e["name"] not in declared_exchanges)),
+    )
+
+
+def _larger(reported: int | None, exact: int | None) -> int | None:
+    known = [c for c in (reported, exact) if c is not None]
+    return max(known) if known else None
+
+
+def _undeclared_notes(vhost: str, contents: _VhostContents) -> list[str]:
+    notes = [f"deleting vhost '{vhost}' also deletes queue '{name}', which the file does not declare "
+             f"({_queue_state(contents.counts.get(name))})" for name in contents.undeclared_queues]
+    notes += [f"deleting vhost '{vhost}' also deletes exchange '{name}', which the file does not declare"
+              for name in contents.undeclared_exchanges]
+    return notes
+
+
+def _queue_state(messages: int | None) -> str:
+    if messages is None:
+        return "message count unknown; blocks the destroy without --force"
+    if messages == 0:
+        return "empty"
+    return f"holds {messages} message{'' if messages == 1 else 's'}; blocks the destroy without --force"
