@@ -133,8 +133,11 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
 
 def _tls(data: dict[str, Any], base: Path) -> model.TlsSettings:
     """TLS files are relative to the scenario file, like body_file."""
-    files = {key: str(base / data[key]) for key in ("ca_file", "cert_file", "key_file") if key in data}
-    return model.TlsSettings(**{**data, **files})
+    settings: dict[str, Any] = dict(data)
+    for key in ("ca_file", "cert_file", "key_file"):
+        if key in settings:
+            settings[key] = str(base / settings[key])
+    return model.TlsSettings(**settings)
 
 
 def _broker(data: dict[str, Any], overrides: Overrides, base: Path) -> model.BrokerSettings:
