@@ -380,6 +380,10 @@ def test_detailed_exitcode_is_one_for_any_error(tmp_path: Path) -> None:
     assert mqspec("--url", f"{AMQP_ROOT}/%2F", "plan", broken).exit_code == 2
 
 
+DECLARED_OVER_AMQP = ("Declared 1 exchange and 1 queue over AMQP (arguments the broker does not compare, like "
+                      "x-consumer-timeout, cannot be checked without the management API).\n")
+
+
 def test_without_management_api_apply_declares_over_amqp_and_plan_says_it_needs_it(url: str, vhost: str,
                                                                                   tmp_path: Path) -> None:
     no_api = ("--url", url, "--management-url", "http://127.0.0.1:1")
@@ -390,9 +394,11 @@ def test_without_management_api_apply_declares_over_amqp_and_plan_says_it_needs_
     assert first.stdout == ("note: cannot reach the management API at http://127.0.0.1:1 ([Errno 111] Connection refused); "
                             "is the rabbitmq_management plugin enabled?\n"
                             "note: declaring exchanges, queues and bindings over AMQP instead\n"
-                            "Apply complete: 2 created.\n"
+                            "Apply complete: 2 created.\n" + DECLARED_OVER_AMQP +
                             "Declared 1 binding (over AMQP a new binding cannot be told apart from an existing one).\n")
-    assert "Exchanges and queues are up to date.\n" in mqspec(*no_api, "apply", file, "--topology-only").stdout
+    again = mqspec(*no_api, "apply", file, "--topology-only")
+    assert again.stdout.endswith("instead\n" + DECLARED_OVER_AMQP +
+                                 "Declared 1 binding (over AMQP a new binding cannot be told apart from an existing one).\n")
     changed = scenario(tmp_path, "version: 1\nname: t\ntopology:\n  queues: [{name: q, message_ttl: 90s}]\n"
                                  "  policies: [{name: p, pattern: x, definition: {max-length: 1}}]\n", "changed.yaml")
     refused = mqspec(*no_api, "apply", changed, "--topology-only")
@@ -484,3 +490,44 @@ def test_replace_whose_new_definition_is_refused_says_the_queue_is_gone_and_the_
     assert result.stderr == (f"error: queue 'q1' in vhost '{vhost}' was deleted but its new definition was refused: "
                              f"invalid arg 'x-max-length' for queue 'q1' in vhost '{vhost}': {{value_negative,-1}} "
                              "(HTTP 400); fix the file and apply again to create it\n")
+
+
+def test_without_management_api_a_differing_queue_is_a_replace_that_needs_the_management_api(
+        url: str, vhost: str, tmp_path: Path) -> None:
+    no_api = ("--url", url, "--management-url", "http://127.0.0.1:1")
+    assert mqspec(*no_api, "apply", scenario(tmp_path, "version: 1\nname: t\ntopology:\n  queues: [{name: q, message_ttl: 60s}]\n"),
+                  "--topology-only").exit_code == 0
+    publish(url, "q", 2)
+    changed = scenario(tmp_path, "version: 1\nname: t\ntopology:\n  queues: [{name: q, message_ttl: 90s}]\n", "changed.yaml")
+    mismatch = (f"queue 'q' in vhost '{vhost}' exists with a different 'x-message-ttl' (while trying to declare queue 'q') "
+                f"(PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '{vhost}': received "
+                "'90000' but current is '60000')")
+    refused = mqspec(*no_api, "apply", changed, "--topology-only")
+    assert refused.exit_code == 1
+    assert f"  failed:        -/+ queue 'q' (holds 2 messages, 0 consumers): {mismatch}" in refused.stdout
+    assert refused.stderr == f"error: {mismatch}; replacing it needs --allow-replace and the management API\n"
+    allowed = mqspec(*no_api, "apply", changed, "--topology-only", "--allow-replace")
+    assert (allowed.exit_code, allowed.stderr) == (1, f"error: {mismatch}; not replaced: replacing needs the management API\n")
+    assert ready(url, "q") == 2
+
+
+def test_without_management_api_an_existing_queue_the_user_may_not_declare_is_not_called_a_replace(
+        url: str, vhost: str, management: Management, tmp_path: Path) -> None:
+    user = f"mqspec-test-amqp-{uuid.uuid4().hex[:8]}"
+    management.put(f"/users/{q(user)}", "user", {"password": "pw-amqp", "tags": ""})
+    management.set_permissions(user, vhost, r"^app\.", ".*", ".*")
+    management.put(f"/queues/{q(vhost)}/q", "queue", {"durable": True})
+    file = scenario(tmp_path, "version: 1\nname: t\ntopology:\n  queues: [{name: q}, {name: app.q}]\n")
+    try:
+        result = mqspec("--url", f"amqp://{user}:pw-amqp@127.0.0.1:5672/{q(vhost)}",
+                        "--management-url", "http://127.0.0.1:1", "apply", file, "--topology-only")
+    finally:
+        management.delete(f"/users/{q(user)}", "user")
+    assert result.exit_code == 3
+    assert "-/+" not in result.stdout
+    assert result.stdout.endswith("Apply complete: 1 created.\nDeclared 0 exchanges and 1 queue over AMQP (arguments the "
+                                  "broker does not compare, like x-consumer-timeout, cannot be checked without the "
+                                  "management API).\n")
+    assert result.stderr == (f"error: queue 'q' exists but could not be checked: access refused: user '{user}' may not "
+                             f"declare queue 'q' in vhost '{vhost}' (ACCESS_REFUSED - access to queue 'q' in vhost "
+                             f"'{vhost}' refused for user '{user}')\n")

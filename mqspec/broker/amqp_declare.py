@@ -1,7 +1,9 @@
 """Apply without the management API: declare exchanges, queues and bindings over AMQP.
 
-A passive declare tells whether an entity exists; an existing one is then declared with the file's
-properties, which the broker refuses (PRECONDITION_FAILED) when a property it compares differs.
+A passive declare tells whether an entity exists (and a queue's exact message and consumer counts); an existing
+one is then declared with the file's properties, which the broker refuses (PRECONDITION_FAILED, naming the
+argument) when a property it compares differs. Such a difference is reported as a replace that did not happen:
+mqspec replaces only through the management API.
 Arguments the broker does not compare (x-consumer-timeout, custom keys) cannot be checked this way,
 and bindings cannot be listed over AMQP, so binding declares are reported as done every time.
 Users, permissions, policies and vhosts need the management API.
@@ -13,6 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pika.exceptions as pe
@@ -36,35 +39,64 @@ def needs_management(topology: model.Topology) -> list[str]:
     return labels
 
 
-def declare(settings: model.BrokerSettings, topology: model.Topology) -> tuple[Outcome, int]:
-    """Declare every exchange, queue and binding of the topology.
+@dataclass(frozen=True)
+class Declared:
+    """What an apply over AMQP did.
 
-    The outcome has one step per exchange or queue that was created or refused, and one per binding that
-    failed; the number is of bindings declared, since AMQP cannot tell a new binding from an existing one.
+    `outcome` has a step per exchange or queue created or failed to create, a failed replace per existing one
+    whose properties differ (PRECONDITION_FAILED: replacing needs the management API), and a failed step per
+    binding that failed. `unchecked` holds the errors of existing entities that could not be declared again for
+    another reason (ACCESS_REFUSED, say): nothing is known about them. The numbers count successful declares;
+    AMQP cannot tell a new binding from an existing one.
     """
+
+    outcome: Outcome
+    unchecked: tuple[MqspecError, ...] = ()
+    exchanges: int = 0
+    queues: int = 0
+    bindings: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        return max([self.outcome.exit_code, *(e.exit_code for e in self.unchecked)])
+
+
+def declare(settings: model.BrokerSettings, topology: model.Topology, allow_replace: bool = False) -> Declared:
+    """Declare every exchange, queue and binding of the topology."""
     connection = amqp.connect(settings, connection_name="mqspec apply (AMQP fallback)")
     try:
-        session = _Session(connection, settings.url)
-        steps = [step for e in definitions.declarable_exchanges(topology.exchanges) if (step := session.exchange(e))]
-        steps += [step for qu in definitions.declarable_queues(topology.queues) if (step := session.queue(qu))]
+        session = _Session(connection, settings.url, allow_replace)
+        exchanges = [session.exchange(e) for e in definitions.declarable_exchanges(topology.exchanges)]
+        queues = [session.queue(qu) for qu in definitions.declarable_queues(topology.queues)]
         bound = [session.binding(b) for b in topology.bindings]
-        steps += [step for step in bound if step.status != "done"]
-        return Outcome(tuple(steps)), sum(1 for step in bound if step.status == "done")
+        results = [*exchanges, *queues]
+        steps = [r for r in results if isinstance(r, Step)] + [step for step in bound if step.status != "done"]
+        return Declared(Outcome(tuple(steps)), tuple(r for r in results if isinstance(r, MqspecError)),
+                        sum(1 for r in exchanges if _accepted(r)), sum(1 for r in queues if _accepted(r)),
+                        sum(1 for step in bound if step.status == "done"))
     finally:
         if connection.is_open:
             connection.close()
 
 
+def _accepted(result: Step | MqspecError | None) -> bool:
+    return result is None or (isinstance(result, Step) and result.status == "done")
+
+
 class _Session:
-    def __init__(self, connection: Any, url: str) -> None:
+    def __init__(self, connection: Any, url: str, allow_replace: bool = False) -> None:
         self.connection = connection
         self.url = url
+        self.allow_replace = allow_replace
         self.channel = connection.channel()
+        self.mismatch = False       # the last failed _call was PRECONDITION_FAILED
 
     def _call(self, operation: str, action: Callable[[], object]) -> MqspecError | None:
+        self.mismatch = False
         try:
             action()
         except pe.ChannelClosedByBroker as exc:
+            self.mismatch = exc.reply_code == 406
             self.channel = self.connection.channel()
             if exc.reply_code == 403:    # the operation already names the entity
                 return BrokerUnavailable(f"access refused: user '{amqp.user_of(self.url)}' may not {operation} in vhost "
@@ -74,28 +106,43 @@ class _Session:
             return amqp.translate(exc, self.url, operation)
         return None
 
-    def _exists(self, check: Callable[[], object]) -> bool:
+    def _passive(self, check: Callable[[], Any]) -> Any:
+        """The passive declare's answer, or None when the entity does not exist."""
         try:
-            check()
+            return check()
         except pe.ChannelClosedByBroker as exc:
             self.channel = self.connection.channel()
             if exc.reply_code == 404:
-                return False
+                return None
             raise amqp.translate(exc, self.url) from None
-        return True
 
-    def exchange(self, exchange: model.Exchange) -> Step | None:
-        existed = self._exists(lambda: self.channel.exchange_declare(exchange.name, passive=True))
+    def exchange(self, exchange: model.Exchange) -> Step | MqspecError | None:
+        """A step for a created or mismatched exchange; the error when an existing one could not be checked."""
+        existed = self._passive(lambda: self.channel.exchange_declare(exchange.name, passive=True)) is not None
         error = self._call(f"declare exchange '{exchange.name}'", lambda: self.channel.exchange_declare(
             exchange.name, exchange.type, durable=exchange.durable, auto_delete=exchange.auto_delete,
             internal=exchange.internal, arguments=dict(exchange.arguments) or None))
-        return _step(Change("create", "exchange", exchange.name, (), exchange), existed, error)
+        return self._result(Change("create", "exchange", exchange.name, (), exchange), existed, error)
 
-    def queue(self, queue: model.Queue) -> Step | None:
-        existed = self._exists(lambda: self.channel.queue_declare(queue.name, passive=True))
+    def queue(self, queue: model.Queue) -> Step | MqspecError | None:
+        found = self._passive(lambda: self.channel.queue_declare(queue.name, passive=True))
         error = self._call(f"declare queue '{queue.name}'", lambda: self.channel.queue_declare(
             queue.name, durable=queue.durable, auto_delete=queue.auto_delete, arguments=queue.broker_arguments() or None))
-        return _step(Change("create", "queue", queue.name, (), queue), existed, error)
+        change = Change("create", "queue", queue.name, (), queue)
+        if found is not None:
+            change = replace(change, messages=found.method.message_count, consumers=found.method.consumer_count)
+        return self._result(change, found is not None, error)
+
+    def _result(self, change: Change, existed: bool, error: MqspecError | None) -> Step | MqspecError | None:
+        if error is None:
+            return None if existed else Step(change, "done")
+        if not existed:
+            return Step(change, "failed", error.message, error.exit_code)
+        if not self.mismatch:
+            return type(error)(f"{change.label} exists but could not be checked: {error.message}")
+        advice = ("not replaced: replacing needs the management API" if self.allow_replace
+                  else "replacing it needs --allow-replace and the management API")
+        return Step(replace(change, action="replace"), "failed", f"{error.message}; {advice}", error.exit_code)
 
     def binding(self, binding: model.Binding) -> Step:
         change = Change("create", "binding", binding_name(binding), (), binding)
@@ -125,13 +172,6 @@ class _Session:
         return self._call(f"bind queue '{binding.destination}' to exchange '{binding.source}'",
                           lambda: self.channel.queue_bind(binding.destination, binding.source,
                                                           routing_key=binding.routing_key, arguments=args))
-
-
-def _step(change: Change, existed: bool, error: MqspecError | None) -> Step | None:
-    if error is not None:
-        return Step(change if not existed else Change("replace", change.kind, change.name, (), change.desired),
-                    "failed", error.message, error.exit_code)
-    return None if existed else Step(change, "done")
 
 
 def queue_counts(settings: model.BrokerSettings, names: list[str]) -> dict[str, QueueStats]:

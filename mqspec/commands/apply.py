@@ -37,7 +37,7 @@ def apply_topology(scenario: model.Scenario, options: ApplyOptions, to_stderr: b
         try:
             plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
         except ManagementUnreachable as exc:
-            return _over_amqp(scenario, exc.message, out)
+            return _over_amqp(scenario, exc.message, out, options.allow_replace)
         if plan.empty:
             out.result(plan, "no changes", None, [])
             return EXIT_OK
@@ -51,24 +51,23 @@ def apply_topology(scenario: model.Scenario, options: ApplyOptions, to_stderr: b
     return outcome.exit_code
 
 
-def _over_amqp(scenario: model.Scenario, reason: str, out: _Output) -> int:
+def _over_amqp(scenario: model.Scenario, reason: str, out: _Output, allow_replace: bool) -> int:
     """No management API: exchanges, queues and bindings over AMQP; the rest needs the plugin."""
     from mqspec.broker import amqp_declare
 
     missing = amqp_declare.needs_management(scenario.topology)
     out.say(f"note: {reason}\nnote: declaring exchanges, queues and bindings over AMQP instead")
-    outcome, bound = amqp_declare.declare(scenario.broker, scenario.topology)
-    if outcome.steps:
-        out.outcome(outcome)
-    else:
-        out.say("Exchanges and queues are up to date.")
-    if bound:
-        out.say(f"Declared {bound} binding{'' if bound == 1 else 's'} (over AMQP a new binding cannot be told apart "
-                "from an existing one).")
+    declared = amqp_declare.declare(scenario.broker, scenario.topology, allow_replace)
+    if declared.outcome.steps:
+        out.outcome(declared.outcome)
+    for line in render.amqp_summary(declared.exchanges, declared.queues, declared.bindings):
+        out.say(line)
+    for error in declared.unchecked:
+        out.error(error.message)
     for label in missing:
         out.error(f"{label} was not applied: users, permissions, policies and vhosts need the management plugin")
-    if not outcome.ok:
-        return outcome.exit_code
+    if declared.exit_code != EXIT_OK:
+        return declared.exit_code
     return EXIT_BROKER if missing else EXIT_OK
 
 

@@ -26,9 +26,11 @@ def _counts(change: Change) -> str:
         return f"its queues hold {_plural(change.messages, 'message')}"
     if change.kind != "queue" or change.action not in ("replace", "delete"):
         return ""
-    messages = "messages unknown" if change.messages is None else _plural(change.messages, "message")
-    consumers = "consumers unknown" if change.consumers is None else _plural(change.consumers, "consumer")
-    return f"holds {messages}, {consumers}"
+    if change.messages is None and change.consumers is None:
+        return "message and consumer counts unknown"
+    messages = "message count unknown" if change.messages is None else f"holds {_plural(change.messages, 'message')}"
+    consumers = "consumer count unknown" if change.consumers is None else _plural(change.consumers, "consumer")
+    return f"{messages}, {consumers}"
 
 
 def _plural(n: int, noun: str) -> str:
@@ -126,6 +128,18 @@ def outcome_text(outcome: Outcome, verb: str = "Apply") -> str:
     lines += [_step_line(s) for s in outcome.steps]
     lines.append(f"Fix the cause and run {verb.lower()} again; it continues from what is on the broker now.")
     return "\n".join(lines)
+
+
+def amqp_summary(exchanges: int, queues: int, bindings: int) -> list[str]:
+    """What an apply over AMQP declared, and what it cannot know."""
+    lines = []
+    if exchanges or queues:
+        lines.append(f"Declared {_plural(exchanges, 'exchange')} and {_plural(queues, 'queue')} over AMQP (arguments the "
+                     "broker does not compare, like x-consumer-timeout, cannot be checked without the management API).")
+    if bindings:
+        lines.append(f"Declared {_plural(bindings, 'binding')} (over AMQP a new binding cannot be told apart from an "
+                     "existing one).")
+    return lines
 
 
 def _step_line(step: Step) -> str:
