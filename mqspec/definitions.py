@@ -363,6 +363,14 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _duration(ms: int) -> str:
+    """Milliseconds in the largest unit that keeps them whole: 3600000 is "1h", 90000 "90s", 1500 "1500ms"."""
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
 def _queue_doc(queue: model.Queue) -> dict[str, Any]:
     doc: dict[str, Any] = {"name": queue.name}
     if queue.type != "classic":
@@ -376,7 +384,7 @@ def _queue_doc(queue: model.Queue) -> dict[str, Any]:
     for friendly in ("message_ttl", "expires"):
         key = model.QUEUE_ARGUMENT_NAMES[friendly]
         if _whole(args.get(key)):
-            doc[friendly] = f"{args.pop(key)}ms"
+            doc[friendly] = _duration(args.pop(key))
     for friendly in ("max_length", "max_length_bytes", "max_priority", "delivery_limit"):
         key = model.QUEUE_ARGUMENT_NAMES[friendly]
         if _whole(args.get(key)):

@@ -164,7 +164,7 @@ def test_scenario_topology_uses_friendly_field_names() -> None:
         "permissions": [{"user": "app", "configure": ".*", "write": ".*", "read": ".*"}],
         "exchanges": [{"name": "orders", "type": "topic", "alternate_exchange": "lost"}, {"name": "match", "type": "headers"},
                       {"name": "lost", "external": True}, {"name": "dlx", "external": True}],
-        "queues": [{"name": "orders.q", "message_ttl": "60000ms", "max_length": 10, "overflow": "reject-publish",
+        "queues": [{"name": "orders.q", "message_ttl": "1m", "max_length": 10, "overflow": "reject-publish",
                     "dead_letter": {"exchange": "dlx", "routing_key": "dead"}, "arguments": {"x-consumer-timeout": 5000}}],
         "bindings": [{"exchange": "orders", "queue": "orders.q", "keys": ["a", "b"]},
                      {"exchange": "match", "queue": "orders.q", "match": "all", "headers": {"kind": "x"}}],

@@ -319,7 +319,7 @@ def test_import_from_broker_applied_elsewhere_reproduces_the_topology(url: str, 
     result = mqspec("--url", url, "import", "--from-broker", "-o", str(imported), "--name", "copy")
     assert result.exit_code == 0, result.output
     text = imported.read_text()
-    assert "message_ttl: 60000ms" in text and "dead_letter:" in text and "amq." not in text
+    assert "message_ttl: 1m" in text and "dead_letter:" in text and "amq." not in text
     elsewhere = vhost_url(other_vhost)
     applied = mqspec("--url", elsewhere, "apply", str(imported), "--topology-only")
     assert applied.exit_code == 0, applied.output
@@ -531,3 +531,38 @@ def test_without_management_api_an_existing_queue_the_user_may_not_declare_is_no
     assert result.stderr == (f"error: queue 'q' exists but could not be checked: access refused: user '{user}' may not "
                              f"declare queue 'q' in vhost '{vhost}' (ACCESS_REFUSED - access to queue 'q' in vhost "
                              f"'{vhost}' refused for user '{user}')\n")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"queues": ["x"]}', "is not a definitions file RabbitMQ would accept: queues[0] must be an object, found a string \"x\""),
+    ('[{"name": "q"}]', "is not a definitions file: expected a JSON object at the top, found a list"),
+    ('{"queues": [', "is not a JSON definitions file: Expecting value: line 1 column 13 (char 12)"),
+    ('{"exchanges": [{"name": "e"}], "bindings": {}}',
+     "is not a definitions file RabbitMQ would accept: exchanges[0] has no 'type'; 'bindings' must be a list of objects, "
+     "found an object"),
+])
+def test_malformed_definitions_file_is_an_input_error_naming_the_file(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "defs.json"
+    path.write_text(content)
+    result = mqspec("import", "--from-definitions", str(path))
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", f"error: {path} {message}\n")
+
+
+def test_import_from_broker_leaves_out_the_importing_users_permissions_and_writes_whole_units(
+        url: str, vhost: str, management: Management, tmp_path: Path) -> None:
+    user = f"mqspec-test-reader-{uuid.uuid4().hex[:8]}"
+    management.put(f"/users/{q(user)}", "user", {"password": "pw-reader", "tags": ""})
+    management.set_permissions(user, vhost, "", "", ".*")
+    management.put(f"/queues/{q(vhost)}/timed", "queue", {"durable": True, "arguments": {
+        "x-message-ttl": 3600000, "x-expires": 90000}})
+    try:
+        result = mqspec("--url", url, "import", "--from-broker", "--name", "copy")
+    finally:
+        management.delete(f"/users/{q(user)}", "user")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("# Imported by `mqspec import`. Users are not imported: their passwords cannot be "
+                                    "read back.\n# The permissions below need their users to exist where this file is "
+                                    "applied.\n")
+    assert (f"  permissions:\n  - user: {user}\n    configure: ''\n    write: ''\n    read: .*\n"
+            "  queues:\n  - name: timed\n    message_ttl: 1h\n    expires: 90s\n") in result.stdout
+    assert "guest" not in result.stdout

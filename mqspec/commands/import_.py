@@ -2,7 +2,9 @@
 
 Built-in exchanges, server-named and exclusive queues are left out. Users are left out too: their passwords
 cannot be read back, and a user without a password in a file would be created unable to log in. Permissions
-of the vhost are kept, written without a vhost so the file applies to whichever vhost --url names.
+of the vhost are kept, written without a vhost so the file applies to whichever vhost --url names, except
+(with --from-broker) those of the user mqspec imports as: that is the operator's access, not the application's.
+Durations are written in the largest unit that keeps them whole (3600000 ms is "1h").
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def scenario_text(topology: model.Topology, name: str, source: str) -> str:
     if section:
         document["topology"] = section
     header = "# Imported by `mqspec import`. Users are not imported: their passwords cannot be read back.\n"
+    if topology.permissions or topology.topic_permissions:
+        header += "# The permissions below need their users to exist where this file is applied.\n"
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
 
 
@@ -64,7 +68,11 @@ def _from_broker(overrides: Overrides) -> tuple[model.Topology, str]:
         if not found.vhost_exists:
             raise OperationFailed(f"vhost '{vhost}' not found (NOT_FOUND)")
         permissions, topic_permissions = live.vhost_permissions(management, vhost)
-    topology = replace(found.topology, permissions=permissions, topic_permissions=topic_permissions)
+        importer = management.user
+    # The importing user's own access is the operator's, not the application's: applying it elsewhere would
+    # fail where that user does not exist, or change an administrator's permissions.
+    topology = replace(found.topology, permissions=tuple(p for p in permissions if p.user != importer),
+                       topic_permissions=tuple(p for p in topic_permissions if p.user != importer))
     return topology, f"vhost '{vhost}' at {management.base}"
 
 
@@ -76,12 +84,46 @@ def _from_file(path: str, overrides: Overrides) -> tuple[model.Topology, str]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"{path} is not a JSON definitions file: {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidInput(f"{path} is not a definitions file: expected a JSON object at the top")
+        raise InvalidInput(f"{path} is not a definitions file: expected a JSON object at the top, found {_json_type(data)}")
+    wrong = _shape_problems(data)
+    if wrong:
+        raise InvalidInput(f"{path} is not a definitions file RabbitMQ would accept: {'; '.join(wrong)}")
     vhost = _vhost_for(path, data, overrides)
     try:
         return from_definitions(data, vhost), f"{Path(path).name} (vhost '{vhost}')"
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise InvalidInput(f"{path} is not a definitions file RabbitMQ would accept: {type(exc).__name__} {exc}") from None
+
+
+# The keys each entry of a definitions section needs for mqspec to read it.
+_REQUIRED = {
+    "vhosts": ("name",), "users": ("name",), "permissions": ("user",), "topic_permissions": ("user", "exchange"),
+    "policies": ("name", "pattern", "definition"), "parameters": ("component", "name"), "exchanges": ("name", "type"),
+    "queues": ("name",), "bindings": ("source", "destination", "destination_type"),
+}
+
+
+def _shape_problems(data: dict[str, Any]) -> list[str]:
+    """What is wrong with the shape of each section: a list of objects, each with the keys it needs."""
+    found: list[str] = []
+    for section, keys in _REQUIRED.items():
+        entries = data.get(section, [])
+        if not isinstance(entries, list):
+            found.append(f"'{section}' must be a list of objects, found {_json_type(entries)}")
+            continue
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                found.append(f"{section}[{index}] must be an object, found {_json_type(entry)} {json.dumps(entry)[:40]}")
+                continue
+            missing = [key for key in keys if key not in entry]
+            if missing:
+                found.append(f"{section}[{index}] has no {' or '.join(repr(k) for k in missing)}")
+    return found
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _vhost_for(path: str, data: dict[str, Any], overrides: Overrides) -> str:
