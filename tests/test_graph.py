@@ -186,3 +186,31 @@ def test_the_readme_graph_in_docs_is_what_the_command_writes_for_the_topics_scen
     assert scenario is not None
     assert (root / "docs" / "graph-05-topics.md").read_text() == markdown(scenario), \
         "regenerate: mqspec graph scenarios/05-topics.yaml -o docs/graph-05-topics.md"
+
+
+@pytest.mark.parametrize("name", ["g.jpg", "graph"])
+def test_graph_refuses_an_output_extension_it_cannot_write(shop_file: Path, tmp_path: Path, name: str) -> None:
+    result = mqspec("graph", str(shop_file), "-o", str(tmp_path / name))
+    found = "extension '.jpg'" if name.endswith(".jpg") else "no extension"
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        2, "", f"error: -o {tmp_path / name}: {found} is not one mqspec can write; use one of "
+               ".mmd, .mermaid, .dot, .gv, .md, .svg, .png, .pdf\n")
+    assert not (tmp_path / name).exists()
+
+
+def test_graph_refuses_dot_asked_for_into_a_mermaid_file(shop_file: Path, tmp_path: Path) -> None:
+    result = mqspec("graph", str(shop_file), "--format", "dot", "-o", str(tmp_path / "g.mmd"))
+    assert (result.exit_code, result.stderr) == (
+        2, f"error: -o {tmp_path / 'g.mmd'} is a Mermaid file but --format dot was given; use -o with .dot or .gv for "
+           "Graphviz text\n")
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz is optional; its absence is tested above")
+def test_mermaid_format_rendered_to_an_image_says_the_image_comes_from_dot(shop_file: Path, tmp_path: Path) -> None:
+    image = tmp_path / "g.svg"
+    result = mqspec("graph", str(shop_file), "--format", "mermaid", "-o", str(image))
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0, f"wrote {image} (rendered by Graphviz dot)\n",
+        f"note: {image} is rendered from the Graphviz (dot) form of the graph; Mermaid text is written only to .mmd, "
+        ".mermaid or .md files\n")
+    assert image.read_bytes().startswith(b"<?xml")

@@ -1,4 +1,9 @@
-"""mqspec graph: the topology and workload as Mermaid or Graphviz text, or rendered through Graphviz."""
+"""mqspec graph: the topology and workload as Mermaid or Graphviz text, or rendered through Graphviz.
+
+With -o, the file's extension decides what is written: .mmd/.mermaid Mermaid, .md Markdown around Mermaid,
+.dot/.gv Graphviz text, .svg/.png/.pdf an image rendered by Graphviz from the dot form (said on stderr when
+--format is mermaid). Any other extension is refused.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import typer
 
 from mqspec import graph
 from mqspec.commands.route import load_valid
-from mqspec.errors import EXIT_OK, OperationFailed
+from mqspec.errors import EXIT_OK, InvalidInput, OperationFailed
 from mqspec.model import Scenario
 
 TEXT_SUFFIXES = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot"}
@@ -19,19 +24,35 @@ RENDER_TIMEOUT = 120.0
 
 
 def run(path: str, graph_format: str, output: str | None) -> int:
+    suffix = Path(output).suffix.lower() if output is not None else ""
+    if output is not None:
+        _check_output(output, suffix, graph_format)
     scenario = load_valid(path)
     if output is None:
         typer.echo(_text(scenario, graph_format), nl=False)
         return EXIT_OK
-    suffix = Path(output).suffix.lower()
     if suffix in RENDERED_SUFFIXES:
         render(graph.dot(scenario), output, suffix[1:])
+        if graph_format != "dot":
+            typer.echo(f"note: {output} is rendered from the Graphviz (dot) form of the graph; Mermaid text is written "
+                       "only to .mmd, .mermaid or .md files", err=True)
         typer.echo(f"wrote {output} (rendered by Graphviz dot)")
         return EXIT_OK
     text = markdown(scenario) if suffix == ".md" else _text(scenario, TEXT_SUFFIXES.get(suffix, graph_format))
     _write(output, text)
     typer.echo(f"wrote {output}")
     return EXIT_OK
+
+
+def _check_output(output: str, suffix: str, graph_format: str) -> None:
+    """The extension decides what is written; refuse one that means nothing, or Mermaid asked for as dot."""
+    known = [*TEXT_SUFFIXES, ".md", *RENDERED_SUFFIXES]
+    if suffix not in known:
+        found = f"extension '{suffix}'" if suffix else "no extension"
+        raise InvalidInput(f"-o {output}: {found} is not one mqspec can write; use one of {', '.join(known)}")
+    if graph_format == "dot" and (suffix == ".md" or TEXT_SUFFIXES.get(suffix) == "mermaid"):
+        raise InvalidInput(f"-o {output} is a Mermaid file but --format dot was given; use -o with .dot or .gv for "
+                           "Graphviz text")
 
 
 def _text(scenario: Scenario, graph_format: str) -> str:
