@@ -91,10 +91,12 @@ def test_plugin_exchange_types_are_not_guessed(shop: str) -> None:
         1, "unknown: exchange 'hash' has plugin type 'x-consistent-hash'; mqspec cannot predict where it routes messages\n")
 
 
-def test_external_exchange_answer_comes_with_a_note(shop: str) -> None:
+def test_external_exchange_is_an_unknown_answer_not_a_dropped_message(shop: str) -> None:
     result = mqspec("route", shop, "-e", "legacy")
-    assert (result.exit_code, result.stdout) == (0, "unroutable: dropped\n")
-    assert result.stderr.startswith("note: exchange 'legacy' is external; bindings made outside this file are not known\n")
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1, "unknown: exchange 'legacy' is external; bindings made outside this file are not known\n", "")
+    as_json = json.loads(mqspec("route", shop, "-e", "legacy", "--format", "json").stdout)
+    assert (as_json["status"], as_json["outcome"], as_json["external"]) == ("unknown", "unknown", ["legacy"])
 
 
 def test_unknown_exchange_is_an_input_error_with_a_suggestion(shop: str) -> None:

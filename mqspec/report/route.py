@@ -14,7 +14,7 @@ RETURNED = "unroutable: returned to the publisher (mandatory)"
 def status(result: RoutingResult) -> str:
     if result.refused:
         return "refused"
-    if result.unpredictable:
+    if result.unpredictable or result.external:
         return "unknown"
     return "routed" if result.deliveries else "unroutable"
 
@@ -36,16 +36,16 @@ def text(result: RoutingResult, mandatory: bool) -> str:
     lines = [delivery.path() for delivery in result.deliveries]
     lines += [f"unknown: exchange '{name}' has plugin type '{kind}'; mqspec cannot predict where it routes messages"
               for name, kind in result.unpredictable]
-    if result.unroutable:
+    lines += [f"unknown: exchange '{name}' is external; bindings made outside this file are not known" for name in result.external]
+    if result.unroutable and not result.external:
         lines.append(RETURNED if mandatory else DROPPED)
     return "\n".join(lines)
 
 
 def notes(result: RoutingResult) -> list[str]:
     """stderr: what a person should know about the answer."""
-    found = [f"note: exchange '{name}' is external; bindings made outside this file are not known" for name in result.external]
-    found += [f"note: exchange '{name}' does not exist; RabbitMQ skips it" for name in result.missing]
-    if result.unroutable:
+    found = [f"note: exchange '{name}' does not exist; RabbitMQ skips it" for name in result.missing]
+    if result.unroutable and not result.external:
         passed = ", ".join(display(name) for name in result.visited)
         found.append(f"note: the message passed through {passed} and matched no binding to a queue")
     return found
