@@ -283,19 +283,19 @@ def test_many_new_entities_go_in_bulk_and_a_refused_one_is_named(url: str, vhost
                                                                  tmp_path: Path) -> None:
     queues = "".join(f"    - {{name: bulk.{i}, message_ttl: 60s}}\n" for i in range(30))
     bindings = "".join(f"    - {{exchange: bulk, queue: bulk.{i}, keys: ['k.{i}']}}\n" for i in range(30))
-    bad = "    - {name: bad, arguments: {x-message-ttl: soon}}\n"
+    bad = "    - {name: bad, arguments: {x-max-length: -1}}\n"     # valid to mqspec, refused by the broker
     text = f"version: 1\nname: bulk\ntopology:\n  exchanges: [{{name: bulk, type: topic}}]\n  queues:\n{queues}{bad}" \
            f"  bindings:\n{bindings}"
     file = scenario(tmp_path, text)
     first = mqspec("--url", url, "apply", file, "--topology-only")
     assert first.exit_code == 1
     assert first.stderr == (f"error: precondition failed (while trying to declare queue 'bad') in vhost '{vhost}': "
-                            f"PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'bad' in vhost '{vhost}': "
-                            "\"expected integer, got longstr\"\n")
+                            f"PRECONDITION_FAILED - invalid arg 'x-max-length' for queue 'bad' in vhost '{vhost}': "
+                            "{value_negative,-1}\n")
     assert "Apply incomplete: 61 of 62 changes done.\n" in first.stdout
     live = definitions(management, vhost)
     assert (len(live["queues"]), len(live["bindings"])) == (30, 30)
-    fixed = scenario(tmp_path, text.replace("x-message-ttl: soon", "x-message-ttl: 1000"), "fixed.yaml")
+    fixed = scenario(tmp_path, text.replace("x-max-length: -1", "x-max-length: 1000"), "fixed.yaml")
     assert mqspec("--url", url, "apply", fixed, "--topology-only").stdout.endswith("Apply complete: 1 created.\n")
     assert mqspec("--url", url, "plan", fixed, "--detailed-exitcode").exit_code == 0
 
