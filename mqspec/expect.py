@@ -139,16 +139,22 @@ def _balanced(expectation: model.Balanced, run: RunResult) -> ExpectationResult:
 
 
 def _every_message(expectation: model.EveryMessage, run: RunResult) -> ExpectationResult:
+    """Each consumer against the expected messages of the producers that route to its queue."""
     names = expectation.consumers
     description = expectation.description or f"every message reached each of {', '.join(repr(n) for n in names)}"
-    got = {name: _distinct(run.consumers.get(name), run.expected) for name in names}
-    ok = run.expected > 0 and all(value == run.expected for value in got.values())
-    detail = "" if run.expected else "no message was expected (nothing published and confirmed)"
-    return ExpectationResult(description, ok, run.expected, got, detail, expectation.where)
+    consumers = {name: run.consumers.get(name) for name in names}
+    wanted = {name: run.expected if c is None else c.expected for name, c in consumers.items()}
+    got = {name: 0 if c is None else c.expected - c.missing for name, c in consumers.items()}
+    short = [f"'{name}' got {got[name]} of the {wanted[name]} expected messages routed to "
+             f"{_queue_of(consumers[name])}" for name in names if got[name] != wanted[name]]
+    ok = run.expected > 0 and not short and all(wanted.values())
+    detail = "; ".join(short) if run.expected else "no message was expected (nothing published and confirmed)"
+    shown: Any = run.expected if all(value == run.expected for value in wanted.values()) else wanted
+    return ExpectationResult(description, ok, shown, got, detail, expectation.where)
 
 
-def _distinct(consumer: ConsumerResult | None, expected: int) -> int:
-    return 0 if consumer is None else expected - consumer.missing
+def _queue_of(consumer: ConsumerResult | None) -> str:
+    return "its queue" if consumer is None else f"queue '{consumer.queue}'"
 
 
 def _latency(expectation: model.LatencyBound, run: RunResult) -> ExpectationResult:

@@ -99,10 +99,28 @@ def test_round_robin_slot_masks_match_seq_modulo_keys() -> None:
             assert [seq for seq in range(100) if mask >> seq & 1] == list(range(slot, 100, keys))
 
 
-def test_every_message_counts_what_one_consumer_missed_of_all_streams() -> None:
+def test_every_message_counts_only_the_streams_that_route_to_the_queue() -> None:
     streams = Streams.of([_producer(5, index=0), _producer(5, index=1)])
-    consumer = _consumer("q", [0, 1, 2, 3, 4], sid=marks.stream_id(0, 0))
-    assert accounting.missing_for(streams, [consumer]) == 5
+    consumer = _consumer("q", [0, 1, 3], sid=marks.stream_id(0, 0))
+    routed = accounting.expected_on_queue(streams, [consumer])
+    assert routed == {marks.stream_id(0, 0): 0b11111}
+    assert accounting.missing_for(routed, [consumer]) == 2
+
+
+def test_a_queue_that_received_nothing_is_expected_to_get_every_message() -> None:
+    streams = Streams.of([_producer(5, index=0), _producer(5, index=1)])
+    nothing = ConsumerTally("c", "q", 0)
+    assert accounting.missing_for(accounting.expected_on_queue(streams, [nothing]), [nothing]) == 10
+
+
+def test_consumer_results_give_each_consumer_the_expected_count_of_its_queue() -> None:
+    workload = model.Workload(producers=(model.Producer(name="p", exchange="x"), model.Producer(name="q", exchange="x")),
+                              consumers=(model.Consumer(name="a", queue="qa"), model.Consumer(name="b", queue="qb")))
+    streams = Streams.of([_producer(5, index=0), _producer(3, index=1)])
+    a = _consumer("qa", [0, 1, 2, 3, 4], sid=marks.stream_id(0, 0), name="a")
+    b = _consumer("qb", [0, 2], sid=marks.stream_id(1, 0), name="b")
+    results = accounting.consumer_results(workload, streams, [a, b])
+    assert [(r.expected, r.missing) for r in results.values()] == [(5, 0), (3, 1)]
 
 
 def test_bitmaps_stay_small_for_a_million_messages() -> None:
@@ -151,12 +169,27 @@ def test_producer_results_sum_instances_and_rate_uses_the_publishing_window() ->
 
 def test_marks_round_trip_in_body_and_header() -> None:
     buffer = marks.body_buffer(100)
-    marks.PREFIX.pack_into(buffer, 0, marks.MAGIC, marks.stream_id(3, 2), 41, 123)
-    assert marks.read_mark(bytes(buffer), None) == (marks.stream_id(3, 2), 41, 123)
-    header = {marks.HEADER: marks.header_mark(7, 8, 9)}
-    assert marks.read_mark(b"hello", header) == (7, 8, 9)
+    marks.PREFIX.pack_into(buffer, 0, marks.MAGIC, 99, marks.stream_id(3, 2), 41, 123)
+    assert marks.PREFIX_SIZE == 24
+    assert marks.read_mark(bytes(buffer), None) == (99, marks.stream_id(3, 2), 41, 123)
+    header = {marks.HEADER: marks.header_mark(6, 7, 8, 9)}
+    assert marks.read_mark(b"hello", header) == (6, 7, 8, 9)
 
 
 def test_messages_without_marks_are_foreign() -> None:
     assert marks.read_mark(b"plain body from another program", {"x-mqspec": "garbage"}) is None
     assert marks.read_mark(b"MQs\x01short", None) is None
+
+
+def test_header_marks_without_a_run_id_or_with_absurd_numbers_are_foreign() -> None:
+    assert marks.read_mark(b"x", {"x-mqspec": "0:1073741824:1700000000000000000"}) is None
+    assert marks.read_mark(b"x", {"x-mqspec": f"1:0:{2**32}:5"}) is None
+    assert marks.read_mark(b"x", {"x-mqspec": "1:0:" + "9" * 400 + ":5"}) is None
+
+
+def test_every_producer_stream_of_the_run_has_a_sequence_bound() -> None:
+    from mqspec.workload.worker import stream_caps
+    workload = model.Workload(producers=(model.Producer(name="a", exchange="x", messages=10, instances=2),
+                                         model.Producer(name="b", exchange="x")))
+    assert stream_caps(workload) == {marks.stream_id(0, 0): 10, marks.stream_id(0, 1): 10,
+                                     marks.stream_id(1, 0): 2**32}

@@ -12,9 +12,9 @@ def _run(**fields: object) -> RunResult:
     base: dict[str, object] = {
         "scenario": "s",
         "producers": {"p": ProducerResult("p", published=10, confirmed=10, returned=2)},
-        "consumers": {"a": ConsumerResult("a", "qa", received=10, dead_lettered=3),
-                      "b": ConsumerResult("b", "qb", received=7, missing=3),
-                      "c": ConsumerResult("c", "qa", received=4)},
+        "consumers": {"a": ConsumerResult("a", "qa", received=10, dead_lettered=3, expected=10),
+                      "b": ConsumerResult("b", "qb", received=7, missing=3, expected=10),
+                      "c": ConsumerResult("c", "qa", received=4, expected=10, missing=6)},
         "expected": 10,
     }
     base.update(fields)
@@ -82,6 +82,15 @@ def test_balanced_compares_the_spread_with_the_tolerance() -> None:
 def test_every_message_reports_what_each_consumer_got_of_the_expected() -> None:
     result = _one(model.EveryMessage(("a", "b")))
     assert (result.passed, result.expected, result.actual) == (False, 10, {"a": 10, "b": 7})
+    assert result.detail == "'b' got 7 of the 10 expected messages routed to queue 'qb'"
+
+
+def test_every_message_compares_each_consumer_with_what_routes_to_its_queue() -> None:
+    consumers = {"a": ConsumerResult("a", "qa", received=10, expected=10),
+                 "other": ConsumerResult("other", "qo", received=5, expected=5)}
+    result = _one(model.EveryMessage(("a", "other")), _run(consumers=consumers, expected=15))
+    assert (result.passed, result.expected, result.actual, result.detail) == (
+        True, {"a": 10, "other": 5}, {"a": 10, "other": 5}, "")
 
 
 def test_every_message_fails_when_nothing_was_expected() -> None:

@@ -567,3 +567,84 @@ def test_the_engine_does_not_leave_worker_processes_behind(tmp_path: Path, url: 
 
     assert [p for p in multiprocessing.active_children() if p.name.startswith("mqspec-worker")] == []
     assert sys.modules["mqspec.workload.engine"] is not None
+
+
+def _publish_raw(url: str, queue: str, body: bytes, headers: dict[str, Any] | None = None, durable: bool = False) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=durable)
+    channel.basic_publish("", queue, body, pika.BasicProperties(headers=headers))
+    connection.close()
+
+
+LISTENER = """
+name: hostile
+topology:
+  queues: [{name: inbox, durable: false}]
+workload:
+  timeout: 12s
+  consumers: [{name: listener, queue: inbox, idle_timeout: 1s}]
+expect:
+  - {consumer: listener, received: 1}
+  - {consumer: listener, foreign: 1}
+"""
+
+
+@pytest.mark.parametrize(("body", "headers"), [
+    (b"MQs\x01" + b"\xff" * 20, None),
+    (b"MQs\x02" + b"\xff" * 20, None),
+    (b"forged", {"x-mqspec": f"0:1073741824:{time.time_ns()}"}),
+    (b"forged", {"x-mqspec": f"0:0:1073741824:{time.time_ns()}"}),
+], ids=["old-prefix", "prefix-with-huge-seq", "old-header", "header-with-huge-seq"])
+def test_a_forged_mark_is_a_foreign_message_acked_once(tmp_path: Path, url: str, body: bytes,
+                                                       headers: dict[str, Any] | None) -> None:
+    _publish_raw(url, "inbox", body, headers)
+    started = time.monotonic()
+    result, report = apply(tmp_path, url, LISTENER)
+    assert result.exit_code == 0, result.output
+    consumer = report["consumers"]["listener"]
+    assert (consumer["received"], consumer["redelivered"], consumer["acked"], consumer["foreign"],
+            consumer["duplicates"]) == (1, 0, 1, 1, 0)
+    assert report["latency_ms"] is None
+    assert time.monotonic() - started < 8  # ended by idle_timeout, not by the 12 s timeout
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    assert connection.channel().queue_declare("inbox", passive=True).method.message_count == 0
+    connection.close()
+
+
+def test_leftovers_of_an_earlier_run_are_foreign_not_duplicates(tmp_path: Path, url: str) -> None:
+    producer_only = """
+name: leftovers
+topology:
+  queues: [{name: kept, durable: true}]
+workload:
+  producers: [{name: p, queue: kept, messages: 10, confirm: 10}]
+"""
+    first, _ = apply(tmp_path, url, producer_only)
+    assert first.exit_code == 0, first.output
+    result, report = apply(tmp_path, url, producer_only.replace("confirm: 10}]", "confirm: 10}]\n  consumers: "
+                                                                "[{name: c, queue: kept, idle_timeout: 1s}]") + """
+expect:
+  - {no_duplicates: true}
+  - {no_loss: true}
+  - {consumer: c, foreign: 10}
+""")
+    assert result.exit_code == 0, result.output
+    consumer = report["consumers"]["c"]
+    assert (consumer["received"], consumer["foreign"], consumer["duplicates"], consumer["lost"]) == (20, 10, 0, 0)
+
+
+def test_every_message_ignores_a_producer_that_routes_elsewhere(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: two-producers
+topology:
+  queues: [{name: orders, durable: false}, {name: audit, durable: false}]
+workload:
+  producers: [{name: shop, queue: orders, messages: 50, confirm: 10}, {name: audit, queue: audit, messages: 20, confirm: 10}]
+  consumers: [{name: billing, queue: orders}, {name: auditor, queue: audit}]
+expect:
+  - {every_message: [billing, auditor]}
+""")
+    assert result.exit_code == 0, result.output
+    assert report["expectations"][0]["expected"] == {"billing": 50, "auditor": 20}
+    assert report["expectations"][0]["actual"] == {"billing": 50, "auditor": 20}

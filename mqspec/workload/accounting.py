@@ -283,14 +283,14 @@ def lost_everywhere(streams: Streams, consumers: Sequence[ConsumerTally]) -> int
     return sum(popcount(bits & ~seen.get(sid, _Seen()).any) for sid, bits in streams.expected.items())
 
 
-def missing_for(streams: Streams, consumers: Sequence[ConsumerTally]) -> int:
-    """Expected messages (of every stream) these consumer instances never saw: for every_message."""
-    return lost_everywhere(streams, consumers)
+def expected_on_queue(streams: Streams, consumers: Sequence[ConsumerTally]) -> dict[int, int]:
+    """The expected messages (sid -> bitmap) routed to the queue these consumers read.
 
-
-def lost_on_queue(streams: Streams, consumers: Sequence[ConsumerTally]) -> int:
-    """Expected messages of the key slots this queue receives that its consumers never got directly."""
-    lost = 0
+    Only streams the queue is seen to receive count, and of those only the key slots it is seen to
+    receive. A queue that received nothing at all is charged with every expected message, so a
+    consumer that got nothing never passes vacuously.
+    """
+    routed: dict[int, int] = {}
     for sid, seen in _seen_by(consumers).items():
         expected = streams.expected.get(sid)
         direct = seen.direct
@@ -300,8 +300,21 @@ def lost_on_queue(streams: Streams, consumers: Sequence[ConsumerTally]) -> int:
         if keys > 1:
             masks = [slot_mask(slot, keys, order, published) for slot in range(keys)]
             expected &= sum_masks(mask for mask in masks if mask & direct)
-        lost += popcount(expected & ~direct)
-    return lost
+        routed[sid] = expected
+    return routed if routed else dict(streams.expected)
+
+
+def missing_for(expected: Mapping[int, int], consumers: Sequence[ConsumerTally]) -> int:
+    """Of these expected messages, how many the consumer instances never saw: for every_message."""
+    seen = _seen_by(consumers)
+    return sum(popcount(bits & ~seen.get(sid, _Seen()).any) for sid, bits in expected.items())
+
+
+def lost_on_queue(streams: Streams, consumers: Sequence[ConsumerTally]) -> int:
+    """Expected messages of the key slots this queue receives that its consumers never got directly."""
+    seen = _seen_by(consumers)
+    return sum(popcount(bits & ~seen[sid].direct) for sid, bits in expected_on_queue(streams, consumers).items()
+               if sid in seen and seen[sid].direct)
 
 
 def sum_masks(masks: Iterable[int]) -> int:
@@ -354,6 +367,7 @@ def consumer_results(workload: model.Workload, streams: Streams,
     for tally in tallies:
         by_queue.setdefault(tally.queue, []).append(tally)
     lost = {queue: lost_on_queue(streams, group) for queue, group in by_queue.items()}
+    routed = {queue: expected_on_queue(streams, group) for queue, group in by_queue.items()}
     out: dict[str, result.ConsumerResult] = {}
     for consumer in workload.consumers:
         mine = sorted((t for t in tallies if t.name == consumer.name), key=lambda t: t.instance)
@@ -367,7 +381,8 @@ def consumer_results(workload: model.Workload, streams: Streams,
             dead_lettered=sum(t.dead_lettered for t in mine), foreign=sum(t.foreign for t in mine),
             reconnects=sum(t.reconnects for t in mine), crashed=sum(1 for t in mine if t.crashed),
             rate=round(_rate(received, first, last), 1), per_instance=tuple(t.received for t in mine),
-            missing=missing_for(streams, mine))
+            missing=missing_for(routed.get(consumer.queue, streams.expected), mine),
+            expected=sum(popcount(bits) for bits in routed.get(consumer.queue, streams.expected).values()))
     return out
 
 

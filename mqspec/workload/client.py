@@ -36,6 +36,9 @@ class Context(Protocol):
     topology: model.Topology
     connection_prefix: str
     recovering: bool
+    run_id: int
+    stream_caps: dict[int, int]
+    started_ns: int
 
     def fatal(self, error: MqspecError) -> None: ...
 

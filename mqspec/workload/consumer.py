@@ -24,6 +24,8 @@ from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
 
 IDLE_CHECK_MAX = 0.25
+CLOCK_SLACK_US = 1_000_000         # publish times up to 1 s in the future are clock noise (recorded as 0)
+START_SLACK_NS = 5_000_000_000     # publish times before the worker started (minus this) are not this run's
 RECV_BYTES = int(os.environ.get("MQSPEC_RECV_BYTES", "65536"))  # per recv() once the parser runs (pika: 4096)
 FAST = os.environ.get("MQSPEC_PLAIN_PIKA", "") == ""   # set MQSPEC_PLAIN_PIKA=1 to use pika's own paths
 
@@ -53,6 +55,9 @@ class Consumer(Client):
         self.last_sid = -1
         self.last_track: Track | None = None
         self.raw_acks: Channel | None = None   # the channel whose acks go out as prebuilt frames
+        self.run_id = ctx.run_id
+        self.stream_caps = ctx.stream_caps     # this run's streams -> bound on their sequence numbers
+        self.earliest_ns = ctx.started_ns - START_SLACK_NS
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -141,44 +146,10 @@ class Consumer(Client):
         dead = headers is not None and "x-death" in headers
         if dead:
             tally.dead_lettered += 1
-        if body[:4] == marks.MAGIC and len(body) >= marks.PREFIX_SIZE:
-            sid, seq, ts = marks.MARK.unpack_from(body, 4)
-        else:
-            mark = marks.read_header_mark(headers)
-            if mark is None:
-                tally.foreign += 1
-                sid = -1
-            else:
-                sid, seq, ts = mark
-        if sid >= 0:
-            track = self.last_track
-            if sid != self.last_sid or track is None:
-                track = self.last_track = tally.track(sid)
-                self.last_sid = sid
-            index = seq >> 3
-            if index >= len(track.first):
-                track.grow(index)
-            bit = 1 << (seq & 7)
-            if dead:
-                track.dead[index] |= bit
-            elif redelivered:
-                track.again[index] |= bit
-            elif track.first[index] & bit:
-                tally.duplicates += 1
-            else:
-                track.first[index] |= bit
-                if seq < track.top:
-                    tally.out_of_order += 1
-                else:
-                    track.top = seq
-            us = (now_ns - ts) // 1000
-            if us < 0:
-                us = 0
-            shift = us.bit_length() - 8
-            if shift > 0:
-                us = us >> shift << shift
-            counts = tally.latency.counts
-            counts[us] = counts.get(us, 0) + 1
+        try:
+            self._account(tally, headers, body, now_ns, redelivered, dead)
+        except Exception:  # noqa: BLE001 - a message we cannot make sense of never kills the channel
+            tally.foreign += 1
         crash_after = self.spec.crash_after
         if crash_after is not None and count >= crash_after:
             self.crash()  # dies holding this delivery (and any unprocessed ones) unacknowledged
@@ -194,6 +165,51 @@ class Consumer(Client):
         limit = self.spec.messages
         if limit is not None and count >= limit and self.accepting:
             self._stop_accepting("messages")
+
+    def _account(self, tally: ConsumerTally, headers: Any, body: bytes, now_ns: int, redelivered: bool,
+                 dead: bool) -> None:
+        """Account one delivery: a mark of this run's own producers, else a foreign message."""
+        if body[:4] == marks.MAGIC and len(body) >= marks.PREFIX_SIZE:
+            run, sid, seq, ts = marks.MARK.unpack_from(body, 4)
+        else:
+            mark = marks.read_header_mark(headers)
+            if mark is None:
+                tally.foreign += 1
+                return
+            run, sid, seq, ts = mark
+        if run != self.run_id or seq >= self.stream_caps.get(sid, 0):
+            tally.foreign += 1
+            return
+        track = self.last_track
+        if sid != self.last_sid or track is None:
+            track = self.last_track = tally.track(sid)
+            self.last_sid = sid
+        index = seq >> 3
+        if index >= len(track.first):
+            track.grow(index)
+        bit = 1 << (seq & 7)
+        if dead:
+            track.dead[index] |= bit
+        elif redelivered:
+            track.again[index] |= bit
+        elif track.first[index] & bit:
+            tally.duplicates += 1
+        else:
+            track.first[index] |= bit
+            if seq < track.top:
+                tally.out_of_order += 1
+            else:
+                track.top = seq
+        us = (now_ns - ts) // 1000
+        if us < -CLOCK_SLACK_US or ts < self.earliest_ns:
+            return  # a timestamp from before this run or from the future: not a latency
+        if us < 0:
+            us = 0
+        shift = us.bit_length() - 8
+        if shift > 0:
+            us = us >> shift << shift
+        counts = tally.latency.counts
+        counts[us] = counts.get(us, 0) + 1
 
     def _settle(self, channel: Channel, tag: int) -> None:
         tally = self.tally

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from mqspec import model
 from mqspec.broker import amqp
 from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed
-from mqspec.workload import accounting, result
+from mqspec.workload import accounting, marks, result
 from mqspec.workload.faults import FaultRunner, FaultSchedule, describe
 from mqspec.workload.monitor import QueueMonitor
 from mqspec.workload.result import Live
@@ -68,7 +68,7 @@ def worker_count(workload: model.Workload, requested: int | None) -> int:
 
 
 def assign(workload: model.Workload, settings: model.BrokerSettings, topology: model.Topology, workers: int,
-           prefix: str) -> list[Job]:
+           prefix: str, run_id: int = 0) -> list[Job]:
     """Round-robin over workers: consumers, RPC servers, RPC clients, then producers."""
     slots: list[tuple[str, Any]] = []
     slots += [("consumers", (i, n)) for i, c in enumerate(workload.consumers) for n in range(c.instances)]
@@ -80,7 +80,7 @@ def assign(workload: model.Workload, settings: model.BrokerSettings, topology: m
     for position, (kind, item) in enumerate(slots):
         buckets[position % workers][kind].append(item)
     return [Job(worker=w, settings=settings, topology=topology, workload=workload, connection_prefix=prefix,
-                producers=tuple(b["producers"]), consumers=tuple(b["consumers"]), rpc_servers=tuple(b["rpc_servers"]),
+                run_id=run_id, producers=tuple(b["producers"]), consumers=tuple(b["consumers"]), rpc_servers=tuple(b["rpc_servers"]),
                 rpc_clients=tuple(b["rpc_clients"]))
             for w, b in enumerate(buckets) if any(b.values())]
 
@@ -124,7 +124,9 @@ class Run:
         self.work = scenario.workload
         self.observer: Observer = observer or _Quiet()
         self.prefix = f"{scenario.broker.connection_name or 'mqspec'}:{scenario.name}:{uuid.uuid4().hex[:6]}"
-        self.jobs = assign(self.work, scenario.broker, scenario.topology, worker_count(self.work, workers), self.prefix)
+        self.run_id = marks.new_run_id()
+        self.jobs = assign(self.work, scenario.broker, scenario.topology, worker_count(self.work, workers), self.prefix,
+                           self.run_id)
         self.processes: dict[int, BaseProcess] = {}
         self.pipes: dict[int, Connection] = {}
         self.snapshots: dict[int, Snapshot] = {}

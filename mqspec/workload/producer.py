@@ -57,10 +57,11 @@ class Producer(Client):
         self.templated = any("{" in k for k in keys)
         self.tally = ProducerTally(spec.name, index, instance, len(keys), spec.key_order, spec.confirm is not None)
         self.sid = self.tally.sid
+        self.run_id = ctx.run_id
         self.exchange = spec.exchange if spec.queue is None else ""
         self.window = spec.confirm or 0
         self.refill = max(1, self.window // 2)
-        self.limit = spec.messages
+        self.limit = spec.messages if spec.messages is not None else marks.SEQ_LIMIT  # seq numbers are 32-bit
         self.duration = spec.duration if spec.duration is not None else (None if spec.messages else default_duration)
         self.properties = _properties(spec)
         self.prefix_mark = spec.body is None and spec.body_template is None and marks.fits_prefix(spec.size)
@@ -231,16 +232,16 @@ class Producer(Client):
         keys = self.keys
         nkeys = len(keys)
         if self.prefix_mark and not self.templated:
-            pack, buffer, magic, sid = marks.PREFIX.pack_into, self.buffer, marks.MAGIC, self.sid
+            pack, buffer, magic, run, sid = marks.PREFIX.pack_into, self.buffer, marks.MAGIC, self.run_id, self.sid
             if nkeys == 1:
                 key = keys[0]
                 for seq in range(first, first + count):
-                    pack(buffer, 0, magic, sid, seq, now_ns)
+                    pack(buffer, 0, magic, run, sid, seq, now_ns)
                     publish(exchange, key, bytes(buffer), properties, mandatory)
             else:
                 random_order = self.spec.key_order == "random"
                 for seq in range(first, first + count):
-                    pack(buffer, 0, magic, sid, seq, now_ns)
+                    pack(buffer, 0, magic, run, sid, seq, now_ns)
                     key = keys[(mix(seq) if random_order else seq) % nkeys]
                     publish(exchange, key, bytes(buffer), properties, mandatory)
         else:
@@ -252,7 +253,7 @@ class Producer(Client):
 
     def _publish_frames(self, first: int, count: int, now_ns: int) -> None:
         """One write for the whole batch: the template repeated, each copy's mark packed in place."""
-        pack, magic, sid = marks.PREFIX.pack_into, marks.MAGIC, self.sid
+        pack, magic, run, sid = marks.PREFIX.pack_into, marks.MAGIC, self.run_id, self.sid
         templates = self.templates
         if len(templates) == 1:
             template = templates[0]
@@ -260,7 +261,7 @@ class Producer(Client):
             batch = template.message * count
             offset = template.mark_offset
             for seq in range(first, first + count):
-                pack(batch, offset, magic, sid, seq, now_ns)
+                pack(batch, offset, magic, run, sid, seq, now_ns)
                 offset += size
         else:
             random_order = self.spec.key_order == "random"
@@ -268,7 +269,7 @@ class Producer(Client):
             parts = []
             for seq in range(first, first + count):
                 template = templates[(mix(seq) if random_order else seq) % nkeys]
-                pack(template.message, template.mark_offset, magic, sid, seq, now_ns)
+                pack(template.message, template.mark_offset, magic, run, sid, seq, now_ns)
                 parts.append(bytes(template.message))
             batch = bytearray(b"".join(parts))
         connection: Any = self.connection
@@ -280,10 +281,10 @@ class Producer(Client):
         """Any message: templated key, user body with a header mark; used for republishing too."""
         key = self._key(seq)
         if self.prefix_mark:
-            marks.PREFIX.pack_into(self.buffer, 0, marks.MAGIC, self.sid, seq, now_ns)
+            marks.PREFIX.pack_into(self.buffer, 0, marks.MAGIC, self.run_id, self.sid, seq, now_ns)
             body = bytes(self.buffer)
         else:
-            self.headers[marks.HEADER] = marks.header_mark(self.sid, seq, now_ns)
+            self.headers[marks.HEADER] = marks.header_mark(self.run_id, self.sid, seq, now_ns)
             body = self._body(seq)
         publish(self.exchange, key, body, self.properties, self.spec.mandatory)
 
@@ -375,10 +376,10 @@ class Producer(Client):
 
     def _on_return(self, _channel: Channel, _method: Any, properties: BasicProperties, body: bytes) -> None:
         mark = marks.read_mark(body, properties.headers)
-        if mark is None or mark[0] != self.sid:
+        if mark is None or mark[0] != self.run_id or mark[1] != self.sid:
             return
         self.tally.returned += 1
-        self.tally.fail(mark[1])
+        self.tally.fail(mark[2])
 
     def unconfirmed_seqs(self) -> list[int]:
         above = self.acked_above

@@ -46,8 +46,9 @@ class ConsumerResult:
     crashed: int = 0
     rate: float = 0.0
     per_instance: tuple[int, ...] = ()
-    # of the messages every producer was expected to deliver, how many this consumer never saw
+    # of the expected messages routed to this consumer's queue, how many this consumer never saw
     missing: int = 0
+    expected: int = 0   # expected messages routed to this consumer's queue
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pika.adapters.select_connection import IOLoop
 
 from mqspec import model
 from mqspec.errors import MqspecError
+from mqspec.workload import marks
 from mqspec.workload.client import Client
 from mqspec.workload.consumer import Consumer
 from mqspec.workload.producer import Producer
@@ -40,6 +41,7 @@ class Job:
     topology: model.Topology
     workload: model.Workload
     connection_prefix: str
+    run_id: int = 0
     producers: tuple[tuple[int, int], ...] = ()
     consumers: tuple[tuple[int, int], ...] = ()
     rpc_servers: tuple[tuple[int, int], ...] = ()
@@ -83,7 +85,10 @@ class Worker:
         self.topology = job.topology
         self.connection_prefix = job.connection_prefix
         self.recovering = False
+        self.run_id = job.run_id
+        self.started_ns = time.time_ns()
         work = job.workload
+        self.stream_caps = stream_caps(work)
         self.producers = [Producer(self, work.producers[i], i, n, work.duration) for i, n in job.producers]
         self.consumers = [Consumer(self, work.consumers[i], n) for i, n in job.consumers]
         self.servers = [RpcServer(self, work.rpc_servers[i], n) for i, n in job.rpc_servers]
@@ -198,6 +203,12 @@ class Worker:
             consumer.tally.latency.fold()
         return Final(tuple(p.tally for p in self.producers), tuple(c.tally for c in self.consumers),
                      tuple(r.tally for r in self.rpc_clients), tuple(s.tally for s in self.servers))
+
+
+def stream_caps(workload: model.Workload) -> dict[int, int]:
+    """Every producer stream of the run -> one more than the highest sequence number it can publish."""
+    return {marks.stream_id(index, instance): marks.SEQ_LIMIT if producer.messages is None else producer.messages
+            for index, producer in enumerate(workload.producers) for instance in range(producer.instances)}
 
 
 def main(job: Job, pipe: Connection) -> None:
