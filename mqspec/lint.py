@@ -24,7 +24,7 @@ _WILDCARD_HINT = "give each wildcard a word of its own between dots, e.g. 'order
 def check(scenario: model.Scenario) -> list[Problem]:
     context = _Context(scenario)
     checks = (_literal_passwords, _internal_publishes, _unroutable_producers, _unreachable_queues, _growing_queues,
-              _dead_letter_dead_ends, _topic_binding_keys, _routes)
+              _dead_letter_dead_ends, _topic_binding_keys, _routes, _multi_ack_above_prefetch)
     return [found for run in checks for found in run(context)]
 
 
@@ -89,9 +89,25 @@ class _Context:
 
 
 def _literal_passwords(context: _Context) -> list[Problem]:
-    return [problem(context.scenario, where, "password is written literally in the file",
-                    "use ${ENV_VAR} interpolation, e.g. password: ${APP_PASSWORD}", "warning")
-            for where in context.scenario.literal_passwords]
+    return [_literal_password(context, where) for where in context.scenario.literal_passwords]
+
+
+def _literal_password(context: _Context, where: str) -> Problem:
+    if where.startswith("$.broker."):
+        return problem(context.scenario, where, "the URL has a password written literally in the file",
+                       "use ${ENV_VAR} interpolation, e.g. url: amqp://app:${APP_PASSWORD}@host/vhost", "warning")
+    return problem(context.scenario, where, "password is written literally in the file",
+                   "use ${ENV_VAR} interpolation, e.g. password: ${APP_PASSWORD}", "warning")
+
+
+def _multi_ack_above_prefetch(context: _Context) -> Iterator[Problem]:
+    for consumer in context.workload.consumers:
+        prefetch = consumer.prefetch or 0
+        if consumer.ack != "auto" and 0 < prefetch < consumer.multi_ack:
+            yield problem(context.scenario, f"{consumer.where}.multi_ack",
+                          f"consumer '{consumer.name}' acknowledges every {consumer.multi_ack} messages but may hold only "
+                          f"{prefetch} unacknowledged (prefetch): acks go out every {prefetch} messages instead",
+                          f"set multi_ack to at most {prefetch}, or raise the prefetch", "warning")
 
 
 def _internal_publishes(context: _Context) -> Iterator[Problem]:

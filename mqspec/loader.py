@@ -118,6 +118,8 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
     marks = {json_path(path): mark for path, mark in doc.marks.items()}
     literal = tuple(json_path(("topology", "users", i, "password")) for i, user in enumerate(data.get("topology", {}).get("users", []))
                     if "password" in user and ("topology", "users", i, "password") not in doc.interpolated)
+    literal += tuple(json_path(path) for path in _url_paths(data.get("broker", {}))
+                     if path not in doc.interpolated and _literal_url_password(_at(data, path)))
     return model.Scenario(
         name=data["name"],
         path=doc.path,
@@ -129,6 +131,36 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
         marks=marks,
         literal_passwords=literal,
     )
+
+
+def _url_paths(broker: Any) -> list[tuple[Any, ...]]:
+    """Where the file may write a URL with credentials: broker.url (one or a list) and broker.management_url."""
+    if not isinstance(broker, dict):
+        return []
+    url = broker.get("url")
+    paths: list[tuple[Any, ...]] = [("broker", "url", i) for i in range(len(url))] if isinstance(url, list) else [("broker", "url")]
+    return [*paths, ("broker", "management_url")]
+
+
+def _at(data: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        try:
+            data = data[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _literal_url_password(url: Any) -> bool:
+    """A URL with a password other than RabbitMQ's well-known guest:guest default."""
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return False
+    return bool(password) and (unquote(parts.username or ""), unquote(password or "")) != ("guest", "guest")
 
 
 def _tls(data: dict[str, Any], base: Path) -> model.TlsSettings:

@@ -321,3 +321,34 @@ def test_literal_password_warning_is_kept(tmp_path: Path) -> None:
 def test_sample_key_fills_placeholders_as_the_workload_does() -> None:
     assert lint.sample_key("order.{seq}", "p") == "order.1"
     assert lint.sample_key("shard.{instance}.{producer}.{other}", "emitter") == "shard.0.emitter.{other}"
+
+
+def test_multi_ack_above_the_prefetch_is_warned(tmp_path: Path) -> None:
+    found = _lint(tmp_path, """\
+topology:
+  queues: [{name: q}]
+workload:
+  producers: [{name: p, queue: q, messages: 10}]
+  consumers: [{name: slow, queue: q, prefetch: 10, multi_ack: 50}, {name: fine, queue: q, prefetch: 50, multi_ack: 50}]
+""")
+    assert found == [
+        "s.yaml:7:52: warning: $.workload.consumers[0].multi_ack: consumer 'slow' acknowledges every 50 messages but may "
+        "hold only 10 unacknowledged (prefetch): acks go out every 10 messages instead "
+        "(hint: set multi_ack to at most 10, or raise the prefetch)"]
+
+
+def test_a_literal_password_in_a_broker_url_is_warned_without_showing_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINT_URL_PASSWORD", "from-env")
+    found = _lint(tmp_path, """\
+broker:
+  url: [amqp://app:s3cret-1@node1/, "amqp://app:${LINT_URL_PASSWORD}@node2/", amqp://guest:guest@node3/]
+  management_url: http://admin:s3cret-2@node1:15672
+topology:
+  queues: [{name: q}]
+""")
+    assert all("s3cret" not in line for line in found)
+    assert [line for line in found if "URL" in line] == [
+        "s.yaml:4:9: warning: $.broker.url[0]: the URL has a password written literally in the file "
+        "(hint: use ${ENV_VAR} interpolation, e.g. url: amqp://app:${APP_PASSWORD}@host/vhost)",
+        "s.yaml:5:3: warning: $.broker.management_url: the URL has a password written literally in the file "
+        "(hint: use ${ENV_VAR} interpolation, e.g. url: amqp://app:${APP_PASSWORD}@host/vhost)"]

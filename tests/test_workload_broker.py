@@ -648,3 +648,21 @@ expect:
     assert result.exit_code == 0, result.output
     assert report["expectations"][0]["expected"] == {"billing": 50, "auditor": 20}
     assert report["expectations"][0]["actual"] == {"billing": 50, "auditor": 20}
+
+
+def test_multi_ack_above_the_prefetch_does_not_stall(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: big-batches
+topology:
+  queues: [{name: q, durable: false}]
+workload:
+  timeout: 20s
+  producers: [{name: p, queue: q, messages: 95, confirm: 10}]
+  consumers: [{name: c, queue: q, prefetch: 10, multi_ack: 50}]
+expect:
+  - {consumer: c, received: 95}
+""")
+    assert result.exit_code == 0, result.output
+    consumer = report["consumers"]["c"]
+    assert (consumer["received"], consumer["acked"], consumer["redelivered"]) == (95, 95, 0)
+    assert report["ended"] == "drained"

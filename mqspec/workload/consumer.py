@@ -24,6 +24,7 @@ from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
 
 IDLE_CHECK_MAX = 0.25
+ACK_IDLE = 0.2                     # pending multi_ack acks are flushed at the latest after this long
 CLOCK_SLACK_US = 1_000_000         # publish times up to 1 s in the future are clock noise (recorded as 0)
 START_SLACK_NS = 5_000_000_000     # publish times before the worker started (minus this) are not this run's
 RECV_BYTES = int(os.environ.get("MQSPEC_RECV_BYTES", "65536"))  # per recv() once the parser runs (pika: 4096)
@@ -37,7 +38,9 @@ class Consumer(Client):
         self.instance = instance
         self.tally = ConsumerTally(spec.name, spec.queue, instance)
         self.auto = spec.ack == "auto"
-        self.multi = max(1, spec.multi_ack)
+        # acks every `multi_ack` deliveries, but never hold more than the prefetch: the broker would stop sending
+        self.multi = max(1, min(spec.multi_ack, spec.prefetch) if spec.prefetch else spec.multi_ack)
+        self.ack_timer_set = False
         self.slow = spec.processing_time.high > 0
         self.fractions = spec.reject > 0 or spec.nack > 0
         self.random = random.Random(f"{spec.name}#{instance}")
@@ -233,7 +236,16 @@ class Consumer(Client):
             pending = 0
         else:
             self.last_tag = tag
+            if not self.ack_timer_set:
+                self.ack_timer_set = True
+                self.later(ACK_IDLE, self._ack_idle)
         self.pending = pending
+
+    def _ack_idle(self) -> None:
+        """Pending acks go out after a short quiet spell, so a trickle never waits for a full batch."""
+        self.ack_timer_set = False
+        if self.pending and not self.done:
+            self._flush_acks()
 
     def _ack(self, channel: Channel, tag: int, multiple: bool) -> None:
         """basic.ack; a prebuilt frame when the inbound parser runs this channel (no pika objects)."""
