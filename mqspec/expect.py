@@ -29,7 +29,14 @@ def evaluate(expectations: tuple[model.Expectation, ...], run: RunResult) -> lis
     results: list[ExpectationResult] = []
     for expectation in expectations:
         results += _evaluate(expectation, run)
-    return results
+    return results + unfired_faults(run)
+
+
+def unfired_faults(run: RunResult) -> list[ExpectationResult]:
+    """A scenario that claims to survive a fault does not pass when the fault never happened."""
+    return [ExpectationResult(f"fault {fault}", False, None, None,
+                              f"did not happen (the run ended after {run.elapsed:.1f}s)", "$.workload.faults")
+            for fault in run.unfired_faults]
 
 
 def passed(results: list[ExpectationResult]) -> bool:

@@ -138,3 +138,10 @@ def test_passed_is_false_when_any_check_fails() -> None:
     results = evaluate((model.NoLoss(), _count("consumer", "a", "received", 1, 1)), _run())
     assert [r.passed for r in results] == [True, False]
     assert not passed(results)
+
+
+def test_a_fault_that_never_happened_is_a_failed_check() -> None:
+    results = evaluate((), _run(unfired_faults=("close_connections at 30s",), elapsed=2.14))
+    assert [expectation_line(r) for r in results] == [
+        "FAIL fault close_connections at 30s did not happen (the run ended after 2.1s)"]
+    assert not passed(results)

@@ -666,3 +666,24 @@ expect:
     consumer = report["consumers"]["c"]
     assert (consumer["received"], consumer["acked"], consumer["redelivered"]) == (95, 95, 0)
     assert report["ended"] == "drained"
+
+
+def test_a_fault_the_run_never_reaches_fails_the_run(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: fault-too-late
+topology:
+  queues: [{name: q, durable: false}]
+workload:
+  timeout: 2s
+  producers: [{name: p, queue: q, messages: 20, confirm: 10}]
+  consumers: [{name: c, queue: q}]
+  faults:
+    - {action: close_connections, at: 30s}
+expect:
+  - {no_loss: true}
+""")
+    assert result.exit_code == 1, result.output
+    (line,) = failed_lines(result)
+    assert line.startswith("FAIL fault close_connections at 30s did not happen (the run ended after ")
+    assert report["passed"] is False
+    assert report["faults"] == []

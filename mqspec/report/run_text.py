@@ -79,6 +79,8 @@ def rpc_table(run: RunResult) -> Table | None:
 def expectation_line(result: ExpectationResult) -> str:
     if result.passed:
         return f"PASS {result.description}"
+    if result.expected is None and result.actual is None:
+        return f"FAIL {result.description} {result.detail}"
     text = f"FAIL {result.description}: expected {shown(result.expected)}, got {shown(result.actual)}"
     return f"{text} ({result.detail})" if result.detail else text
 

@@ -416,7 +416,6 @@ class Run:
         servers = [t for f in self.finals.values() for t in f.rpc_servers]
         streams = accounting.Streams.of(producers)
         notes = list(self.notes) + self.fault_runner.errors
-        notes += [f"fault not reached: {describe(f)}" for f in self.faults.unreached()]
         return result.RunResult(
             scenario=self.scenario.name,
             producers=accounting.producer_results(self.work, producers),
@@ -433,6 +432,7 @@ class Run:
             unthrottled=_unthrottled_consumed(self.work, producers, consumers),
             workers=len(self.jobs),
             faults=tuple(self.fault_runner.log),
+            unfired_faults=tuple(describe(f) for f in self.faults.unreached()),
             notes=tuple(notes),
         )
 

@@ -122,6 +122,8 @@ class RunResult:
     workers: int = 1
     faults: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    # faults of the scenario that never fired (the run ended first), described
+    unfired_faults: tuple[str, ...] = ()
 
     @property
     def interrupted(self) -> bool:
