@@ -687,3 +687,16 @@ expect:
     assert line.startswith("FAIL fault close_connections at 30s did not happen (the run ended after ")
     assert report["passed"] is False
     assert report["faults"] == []
+
+
+def test_a_fixed_rate_publishes_rate_times_duration_messages(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: on-schedule
+topology:
+  queues: [{name: paced, durable: false}]
+workload:
+  producers: [{name: p, queue: paced, rate: 200/s, duration: 2s, confirm: 50}]
+""")
+    assert result.exit_code == 0, result.output
+    assert 392 <= report["producers"]["p"]["published"] <= 408
+    assert report["producers"]["p"]["confirmed"] == report["producers"]["p"]["published"]

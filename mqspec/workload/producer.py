@@ -5,7 +5,12 @@ preallocated bytearray whose mark is rewritten in place with struct.pack_into, t
 read once per batch (a batch is written to the socket as one buffer, so that is when it leaves),
 and routing keys are picked by index. Publishing runs in batches from an ioloop callback; it
 pauses when the connection's outbound buffer passes a high-water mark, when the confirm window is
-full, or when the token bucket of a fixed `rate` is empty, and resumes from ioloop callbacks.
+full, or when a fixed `rate` has sent every message due so far, and resumes from ioloop callbacks.
+
+A fixed `rate` is a schedule against absolute time: message n (from 0) is due at start + n/rate, so
+a late timer is caught up on the next pump instead of being lost, and a run of `duration` seconds
+publishes rate × duration messages. After a long stall (a reconnect) at most MAX_BEHIND seconds of
+messages are caught up at once; the rest of the stall is skipped.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ FRAME_BATCH = 200   # publishes per write when sending prebuilt frames
 FAST = os.environ.get("MQSPEC_PLAIN_PIKA", "") == ""   # set MQSPEC_PLAIN_PIKA=1 to publish through basic_publish
 HIGH_WATER = 256 * 1024
 BACKOFF = 0.001
-RATE_TICK = 0.005
+MAX_BEHIND = 1.0    # seconds of a fixed rate's messages caught up after a stall
 
 
 def coalesce(connection: Any) -> None:
@@ -82,8 +87,8 @@ class Producer(Client):
         self.waiting_acks = False
         self.pump_scheduled = False
         self.end_at: float | None = None
-        self.tokens = 0.0
-        self.token_time = 0.0
+        self.rate_start = 0.0   # when message 0 of the fixed-rate schedule was due (time.monotonic)
+        self.rate_sent = 0      # messages sent on that schedule
         self.synced = False
         self.templates: list[frames.PublishTemplate] = []
 
@@ -151,8 +156,8 @@ class Producer(Client):
         now = time.monotonic()
         if self.duration is not None:
             self.end_at = now + self.duration
-        self.token_time = now
-        self.tokens = 1.0
+        self.rate_start = now
+        self.rate_sent = 0
         if self.limit == 0:
             self._stop_publishing()
             return
@@ -188,31 +193,29 @@ class Producer(Client):
             if self.limit is not None:
                 room = min(room, self.limit - self.tally.published)
             if self.spec.rate is not None:
-                room = min(room, self._take_tokens(now))
+                room = min(room, self._due(now, self.spec.rate))
                 if room <= 0:
-                    self._schedule(max(BACKOFF, min(RATE_TICK, (1 - self.tokens) / self.spec.rate)))
+                    self._schedule(max(BACKOFF, self.rate_start + self.rate_sent / self.spec.rate - now))
                     return
             if room <= 0:
                 self._stop_publishing()
                 return
             self._publish(room)
             sent += room
+            self.rate_sent += room
             coalesce(connection)
             if self.limit is not None and self.tally.published >= self.limit:
                 self._stop_publishing()
                 return
-            if self.spec.rate is not None:
-                self._schedule(RATE_TICK)
-                return
 
-    def _take_tokens(self, now: float) -> int:
-        rate = self.spec.rate or 0.0
-        cap = max(1.0, rate * RATE_TICK * 2)
-        self.tokens = min(cap, self.tokens + (now - self.token_time) * rate)
-        self.token_time = now
-        whole = int(self.tokens)
-        self.tokens -= whole
-        return whole
+    def _due(self, now: float, rate: float) -> int:
+        """How many messages of the fixed-rate schedule are due now and not yet sent."""
+        due = int((now - self.rate_start) * rate) + 1 - self.rate_sent
+        behind = max(1, int(rate * MAX_BEHIND))
+        if due > behind:
+            self.rate_start = now - (self.rate_sent + behind - 1) / rate
+            due = behind
+        return due
 
     def _publish(self, count: int) -> None:
         """Publish `count` fresh messages; the hot path."""
