@@ -36,6 +36,15 @@ def failed_lines(result: Result) -> list[str]:
     return [line.strip() for line in result.stdout.splitlines() if line.strip().startswith("FAIL")]
 
 
+def table_row(stdout: str, title: str, name: str) -> dict[str, str]:
+    """One row of a summary table in the text output, by column header."""
+    lines = stdout.splitlines()
+    header = lines[lines.index(title) + 1].split()
+    rows = (line.split() for line in lines[lines.index(title) + 3:])
+    row = next(cells for cells in rows if cells and cells[0] == name)
+    return dict(zip(header, row, strict=True))
+
+
 FANOUT = """
 name: fanout-three
 topology:
@@ -400,6 +409,7 @@ expect:
     assert result.exit_code == 0, result.output
     assert report["producers"]["p"]["reconnects"] == 2
     assert report["consumers"]["c"]["reconnects"] == 2
+    assert table_row(result.stdout, "consumers", "c")["reconnects"] == "2"
     assert [f.split(":")[0] for f in report["faults"]] == ["close_connections at 0.4s", "close_connections after 800 messages"]
     assert report["messages"]["lost"] == 0
 

@@ -57,11 +57,12 @@ def consumers_table(run: RunResult) -> Table | None:
         return None
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, title="consumers", title_justify="left", pad_edge=False)
     for column in ("consumer", "queue", "inst", "received", "acked", "rejected", "nacked", "redelivered", "duplicates",
-                   "lost", "dead-lettered", "foreign", "msg/s"):
+                   "lost", "dead-lettered", "foreign", "reconnects", "msg/s"):
         table.add_column(column, justify="left" if column in ("consumer", "queue") else "right")
     for c in run.consumers.values():
         table.add_row(c.name, c.queue, str(c.instances), _n(c.received), _n(c.acked), _n(c.rejected), _n(c.nacked),
-                      _n(c.redelivered), _n(c.duplicates), _n(c.lost), _n(c.dead_lettered), _n(c.foreign), _n(c.rate))
+                      _n(c.redelivered), _n(c.duplicates), _n(c.lost), _n(c.dead_lettered), _n(c.foreign),
+                      _n(c.reconnects), _n(c.rate))
     return table
 
 
