@@ -710,3 +710,50 @@ workload:
     assert result.exit_code == 0, result.output
     assert 392 <= report["producers"]["p"]["published"] <= 408
     assert report["producers"]["p"]["confirmed"] == report["producers"]["p"]["published"]
+
+
+UNREAD = """
+name: unread
+topology:
+  queues: [{name: inbox, durable: false}]
+workload:
+  producers: [{name: p, queue: inbox, messages: 10}]
+"""
+
+
+def inbox_depth(url: str) -> int:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        return int(connection.channel().queue_declare("inbox", passive=True).method.message_count)
+    finally:
+        connection.close()
+
+
+def test_a_report_path_in_a_missing_folder_is_refused_before_the_run(tmp_path: Path, url: str) -> None:
+    scenario = tmp_path / "unread.yaml"
+    scenario.write_text("version: 1\n" + UNREAD)
+    report = tmp_path / "nodir" / "report.json"
+    result = mqspec("--url", url, "apply", str(scenario), "--report", str(report))
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: cannot write report to {report}: No such file or directory\n"
+    assert inbox_depth(url) == 0   # the producer never ran
+    assert not report.parent.exists()
+
+
+def test_a_junit_path_that_is_a_folder_is_refused_before_the_run(tmp_path: Path, url: str) -> None:
+    scenario = tmp_path / "unread.yaml"
+    scenario.write_text("version: 1\n" + UNREAD)
+    result = mqspec("--url", url, "apply", str(scenario), "--report", str(tmp_path / "ok.json"), "--junit", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: cannot write JUnit report to {tmp_path}: it is a directory\n"
+    assert inbox_depth(url) == 0
+    assert not (tmp_path / "ok.json").exists()
+
+
+def test_a_junit_path_under_a_file_is_refused_before_the_run(tmp_path: Path, url: str) -> None:
+    scenario = tmp_path / "unread.yaml"
+    scenario.write_text("version: 1\n" + UNREAD)
+    junit = tmp_path / "unread.yaml" / "junit.xml"
+    result = mqspec("--url", url, "apply", str(scenario), "--junit", str(junit))
+    assert (result.exit_code, result.stderr) == (2, f"error: cannot write JUnit report to {junit}: Not a directory\n")
+    assert inbox_depth(url) == 0

@@ -1,18 +1,21 @@
 """The second half of `mqspec apply`: run the workload, observe the broker, check expectations, report.
 
-Exit codes: 0 every expectation held, 1 one failed, 130 interrupted (the partial report is still
-printed and written).
+Exit codes: 0 every expectation held, 1 one failed, 2 a --report or --junit path cannot be written
+(checked before the run starts), 130 interrupted (the partial report is still printed and written).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import os
 import sys
+from pathlib import Path
 
 from mqspec import expect, model
 from mqspec.commands.options import ApplyOptions
-from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InvalidInput
 from mqspec.loader import Overrides
 from mqspec.report import junit, run_json, run_text
 from mqspec.workload import engine, probes
@@ -21,6 +24,7 @@ from mqspec.workload.result import RunResult
 
 def run(scenario: model.Scenario, overrides: Overrides, options: ApplyOptions) -> int:
     """Run against scenario.broker (overrides are already merged into it); vhost from the URL."""
+    check_outputs(options)
     out = run_text.console(sys.stdout)
     live = run_text.LiveProgress(out, scenario.name) if options.output != "json" and out.is_terminal else None
     with live if live is not None else contextlib.nullcontext():
@@ -37,6 +41,29 @@ def run(scenario: model.Scenario, overrides: Overrides, options: ApplyOptions) -
     if result.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if passed else EXIT_FAILED
+
+
+def check_outputs(options: ApplyOptions) -> None:
+    """Refuse a --report or --junit path that cannot be written before running, not after."""
+    for path, what in ((options.report, "report"), (options.junit, "JUnit report")):
+        problem = unwritable(path) if path else None
+        if problem:
+            raise InvalidInput(f"cannot write {what} to {path}: {problem}")
+
+
+def unwritable(path: str) -> str | None:
+    """Why a file could not be written at path (the operating system's words), or None."""
+    target = Path(path)
+    if target.is_dir():
+        return "it is a directory"
+    folder = target.parent
+    if not folder.exists():
+        return os.strerror(errno.ENOENT)
+    if not folder.is_dir():
+        return os.strerror(errno.ENOTDIR)
+    if not os.access(target if target.exists() else folder, os.W_OK):
+        return os.strerror(errno.EACCES)
+    return None
 
 
 def observe(scenario: model.Scenario, result: RunResult) -> RunResult:

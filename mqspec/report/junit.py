@@ -47,4 +47,4 @@ def write(path: str, run: RunResult, results: list[ExpectationResult]) -> None:
     try:
         Path(path).write_text(render(run, results), encoding="utf-8")
     except OSError as exc:
-        raise OperationFailed(f"cannot write the JUnit report to {path}: {exc.strerror or exc}") from None
+        raise OperationFailed(f"cannot write JUnit report to {path}: {exc.strerror or exc}") from None

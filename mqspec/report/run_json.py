@@ -93,7 +93,7 @@ def write(path: str, run: RunResult, results: list[ExpectationResult], passed: b
     try:
         Path(path).write_text(render(run, results, passed), encoding="utf-8")
     except OSError as exc:
-        raise OperationFailed(f"cannot write the report to {path}: {exc.strerror or exc}") from None
+        raise OperationFailed(f"cannot write report to {path}: {exc.strerror or exc}") from None
 
 
 def _default(value: Any) -> Any:
