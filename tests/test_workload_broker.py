@@ -757,3 +757,22 @@ def test_a_junit_path_under_a_file_is_refused_before_the_run(tmp_path: Path, url
     result = mqspec("--url", url, "apply", str(scenario), "--junit", str(junit))
     assert (result.exit_code, result.stderr) == (2, f"error: cannot write JUnit report to {junit}: Not a directory\n")
     assert inbox_depth(url) == 0
+
+
+def test_a_burst_too_short_to_time_shows_no_rate_and_reports_the_run_window_rate(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: burst
+topology:
+  queues: [{name: q, durable: false}]
+workload:
+  producers: [{name: p, queue: q, messages: 50}]
+  consumers: [{name: c, queue: q, messages: 50}]
+""")
+    assert result.exit_code == 0, result.output
+    assert table_row(result.stdout, "producers", "p")["msg/s"] == "-"
+    assert table_row(result.stdout, "consumers", "c")["msg/s"] == "-"
+    elapsed = report["elapsed_s"]   # rounded to the millisecond
+    assert 0 < elapsed < 5
+    for side in (report["producers"]["p"], report["consumers"]["c"]):
+        # over the whole run, not over the microseconds one batch took to write
+        assert 50 / (elapsed + 0.001) <= side["rate"] <= 50 / max(elapsed - 0.001, 0.001)

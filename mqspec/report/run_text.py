@@ -16,6 +16,7 @@ from rich.text import Text
 from mqspec.expect import ExpectationResult
 from mqspec.report.junit import shown
 from mqspec.report.run_json import latency_note
+from mqspec.workload.accounting import MIN_RATE_WINDOW
 from mqspec.workload.result import Live, RunResult
 
 ENDINGS = {
@@ -39,6 +40,11 @@ def _n(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _rate(rate: float, span: float) -> str:
+    """A rate, or '-' when the first-to-last span is too short to measure one."""
+    return _n(rate) if span >= MIN_RATE_WINDOW else "-"
+
+
 def producers_table(run: RunResult) -> Table | None:
     if not run.producers:
         return None
@@ -48,7 +54,7 @@ def producers_table(run: RunResult) -> Table | None:
         table.add_column(column, justify="left" if column == "producer" else "right")
     for p in run.producers.values():
         table.add_row(p.name, str(p.instances), _n(p.published), _n(p.confirmed), _n(p.nacked), _n(p.returned),
-                      _n(p.unconfirmed), _n(p.reconnects), _n(p.republished), _n(p.rate))
+                      _n(p.unconfirmed), _n(p.reconnects), _n(p.republished), _rate(p.rate, p.span))
     return table
 
 
@@ -62,7 +68,7 @@ def consumers_table(run: RunResult) -> Table | None:
     for c in run.consumers.values():
         table.add_row(c.name, c.queue, str(c.instances), _n(c.received), _n(c.acked), _n(c.rejected), _n(c.nacked),
                       _n(c.redelivered), _n(c.duplicates), _n(c.lost), _n(c.dead_lettered), _n(c.foreign),
-                      _n(c.reconnects), _n(c.rate))
+                      _n(c.reconnects), _rate(c.rate, c.span))
     return table
 
 
@@ -73,7 +79,7 @@ def rpc_table(run: RunResult) -> Table | None:
     for column in ("client", "requests", "answered", "timeouts", "stray", "req/s"):
         table.add_column(column, justify="left" if column == "client" else "right")
     for c in run.rpc_clients.values():
-        table.add_row(c.name, _n(c.requests), _n(c.answered), _n(c.timeouts), _n(c.stray), _n(c.rate))
+        table.add_row(c.name, _n(c.requests), _n(c.answered), _n(c.timeouts), _n(c.stray), _rate(c.rate, c.span))
     return table
 
 

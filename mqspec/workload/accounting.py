@@ -332,11 +332,20 @@ def duplicates_on_queue(consumers: Sequence[ConsumerTally]) -> int:
 
 # --- results -----------------------------------------------------------------------------------
 
-def _rate(count: int, first_ns: int, last_ns: int) -> float:
-    span = (last_ns - first_ns) / 1e9
-    if count <= 1 or span <= 0:
-        return float(count)
-    return count / span
+MIN_RATE_WINDOW = 0.5   # seconds: a shorter first-to-last span gives no meaningful rate
+
+
+def rate_over(count: int, first_ns: int, last_ns: int, run_window: float = 0.0) -> tuple[float, float]:
+    """(messages per second, first-to-last span in seconds).
+
+    Over the span when it is at least MIN_RATE_WINDOW; a shorter burst (50 messages written in one
+    batch) is spread over the whole run window instead, so the number stays finite and plain.
+    """
+    span = max(0.0, (last_ns - first_ns) / 1e9) if first_ns else 0.0
+    window = span if span >= MIN_RATE_WINDOW else max(span, run_window)
+    if window <= 0:
+        return float(count), span
+    return round(count / window, 1), round(span, 3)
 
 
 def _window(tallies: Iterable[ProducerTally | ConsumerTally]) -> tuple[int, int]:
@@ -346,23 +355,25 @@ def _window(tallies: Iterable[ProducerTally | ConsumerTally]) -> tuple[int, int]
     return min(s[0] for s in spans), max(s[1] for s in spans)
 
 
-def producer_results(workload: model.Workload, tallies: Sequence[ProducerTally]) -> dict[str, result.ProducerResult]:
+def producer_results(workload: model.Workload, tallies: Sequence[ProducerTally],
+                     run_window: float = 0.0) -> dict[str, result.ProducerResult]:
+    """run_window: the run's wall-clock seconds, the rate's window when publishing took under MIN_RATE_WINDOW."""
     out: dict[str, result.ProducerResult] = {}
     for producer in workload.producers:
         mine = [t for t in tallies if t.name == producer.name]
         published = sum(t.published for t in mine)
-        first, last = _window(mine)
+        rate, span = rate_over(published, *_window(mine), run_window)
         out[producer.name] = result.ProducerResult(
             name=producer.name, instances=producer.instances, published=published,
             confirmed=sum(t.confirmed for t in mine), nacked=sum(t.nacked for t in mine),
             returned=sum(t.returned for t in mine), unconfirmed=sum(t.unconfirmed for t in mine),
             reconnects=sum(t.reconnects for t in mine), republished=sum(t.republished for t in mine),
-            rate=round(_rate(published, first, last), 1), throttled=producer.rate is not None)
+            rate=rate, span=span, throttled=producer.rate is not None)
     return out
 
 
-def consumer_results(workload: model.Workload, streams: Streams,
-                     tallies: Sequence[ConsumerTally]) -> dict[str, result.ConsumerResult]:
+def consumer_results(workload: model.Workload, streams: Streams, tallies: Sequence[ConsumerTally],
+                     run_window: float = 0.0) -> dict[str, result.ConsumerResult]:
     by_queue: dict[str, list[ConsumerTally]] = {}
     for tally in tallies:
         by_queue.setdefault(tally.queue, []).append(tally)
@@ -372,7 +383,7 @@ def consumer_results(workload: model.Workload, streams: Streams,
     for consumer in workload.consumers:
         mine = sorted((t for t in tallies if t.name == consumer.name), key=lambda t: t.instance)
         received = sum(t.received for t in mine)
-        first, last = _window(mine)
+        rate, span = rate_over(received, *_window(mine), run_window)
         out[consumer.name] = result.ConsumerResult(
             name=consumer.name, queue=consumer.queue, instances=consumer.instances, received=received,
             acked=sum(t.acked for t in mine), rejected=sum(t.rejected for t in mine), nacked=sum(t.nacked for t in mine),
@@ -380,7 +391,7 @@ def consumer_results(workload: model.Workload, streams: Streams,
             lost=lost.get(consumer.queue, 0), out_of_order=sum(t.out_of_order for t in mine),
             dead_lettered=sum(t.dead_lettered for t in mine), foreign=sum(t.foreign for t in mine),
             reconnects=sum(t.reconnects for t in mine), crashed=sum(1 for t in mine if t.crashed),
-            rate=round(_rate(received, first, last), 1), per_instance=tuple(t.received for t in mine),
+            rate=rate, span=span, per_instance=tuple(t.received for t in mine),
             missing=missing_for(routed.get(consumer.queue, streams.expected), mine),
             expected=sum(popcount(bits) for bits in routed.get(consumer.queue, streams.expected).values()))
     return out

@@ -418,9 +418,10 @@ class Run:
         notes = list(self.notes) + self.fault_runner.errors
         return result.RunResult(
             scenario=self.scenario.name,
-            producers=accounting.producer_results(self.work, producers),
-            consumers=accounting.consumer_results(self.work, streams, consumers),
-            rpc_clients={c.name: _client_result(c, [t for t in clients if t.name == c.name]) for c in self.work.rpc_clients},
+            producers=accounting.producer_results(self.work, producers, elapsed),
+            consumers=accounting.consumer_results(self.work, streams, consumers, elapsed),
+            rpc_clients={c.name: _client_result(c, [t for t in clients if t.name == c.name], elapsed)
+                         for c in self.work.rpc_clients},
             rpc_servers={s.name: result.RpcServerResult(s.name, s.instances, sum(t.handled for t in servers if t.name == s.name))
                          for s in self.work.rpc_servers},
             latency=accounting.latency(t.latency for t in consumers),
@@ -443,15 +444,15 @@ def _unthrottled_consumed(work: model.Workload, producers: list[Any], consumers:
     return any(work.producers[t.index].rate is None and t.sid in consumed for t in producers)
 
 
-def _client_result(spec: model.RpcClient, tallies: list[Any]) -> result.RpcClientResult:
+def _client_result(spec: model.RpcClient, tallies: list[Any], run_window: float) -> result.RpcClientResult:
     answered = sum(t.answered for t in tallies)
     first = min((t.first_ns for t in tallies if t.first_ns), default=0)
     last = max((t.last_ns for t in tallies), default=0)
-    span = (last - first) / 1e9
+    rate, span = accounting.rate_over(answered, first, last, run_window)
     return result.RpcClientResult(
         name=spec.name, requests=spec.requests, sent=sum(t.sent for t in tallies), answered=answered,
         timeouts=sum(t.timeouts for t in tallies), stray=sum(t.stray for t in tallies),
-        rate=round(answered / span, 1) if span > 0 and answered > 1 else float(answered))
+        rate=rate, span=span)
 
 
 def run(scenario: model.Scenario, workers: int | None = None, observer: Observer | None = None) -> result.RunResult:

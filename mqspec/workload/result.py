@@ -10,7 +10,11 @@ from mqspec import model
 
 @dataclass(frozen=True)
 class ProducerResult:
-    """All instances of one producer, summed. `rate` is published per second over the publishing window."""
+    """All instances of one producer, summed. `rate` is published per second over the publishing window.
+
+    `span` is that window in seconds (first to last publish); under accounting.MIN_RATE_WINDOW the
+    rate is spread over the whole run instead, and the text report shows no rate.
+    """
 
     name: str
     instances: int = 1
@@ -22,12 +26,16 @@ class ProducerResult:
     reconnects: int = 0
     republished: int = 0
     rate: float = 0.0
+    span: float = 0.0
     throttled: bool = False
 
 
 @dataclass(frozen=True)
 class ConsumerResult:
-    """All instances of one consumer, summed. `lost` is counted on the consumer's queue (see accounting)."""
+    """All instances of one consumer, summed. `lost` is counted on the consumer's queue (see accounting).
+
+    `rate` is received per second from the first to the last delivery (`span` seconds), as for producers.
+    """
 
     name: str
     queue: str
@@ -45,6 +53,7 @@ class ConsumerResult:
     reconnects: int = 0
     crashed: int = 0
     rate: float = 0.0
+    span: float = 0.0
     per_instance: tuple[int, ...] = ()
     # of the expected messages routed to this consumer's queue, how many this consumer never saw
     missing: int = 0
@@ -60,6 +69,7 @@ class RpcClientResult:
     timeouts: int = 0
     stray: int = 0
     rate: float = 0.0
+    span: float = 0.0
 
 
 @dataclass(frozen=True)
