@@ -20,6 +20,7 @@ from mqspec import model
 from mqspec.broker import amqp
 from mqspec.broker.management import Management
 from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed
+from mqspec.report import run_json
 from tests.conftest import AMQP_ROOT, ROOT, Result, mqspec, vhost_url
 
 
@@ -776,3 +777,43 @@ workload:
     for side in (report["producers"]["p"], report["consumers"]["c"]):
         # over the whole run, not over the microseconds one batch took to write
         assert 50 / (elapsed + 0.001) <= side["rate"] <= 50 / max(elapsed - 0.001, 0.001)
+
+
+def test_report_emits_exactly_the_fields_its_docstring_lists(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: every-field
+topology:
+  exchanges: [{name: copy, type: fanout, durable: false}]
+  queues: [{name: read, durable: false}, {name: rpc_queue, durable: false}]
+  bindings: [{exchange: copy, queue: read}]
+workload:
+  producers: [{name: p, exchange: copy, messages: 20, confirm: 10}]
+  consumers: [{name: c, queue: read, messages: 20}]
+  rpc_servers: [{name: s, queue: rpc_queue}]
+  rpc_clients: [{name: r, queue: rpc_queue, requests: 3, timeout: 5s}]
+expect:
+  - {queue: read, depth: 0}
+  - routes: [{exchange: copy, key: any, to: [read]}]
+""")
+    assert result.exit_code == 0, result.output
+    assert list(report) == ["scenario", "passed", "producers", "consumers", "latency_ms", "expectations", "rpc_clients",
+                            "rpc_servers", "latency_samples", "latency_note", "messages", "queues", "routes", "ended",
+                            "interrupted", "elapsed_s", "workers", "faults", "notes"]
+    assert set(report["producers"]["p"]) == {"published", "confirmed", "nacked", "returned", "rate", "instances",
+                                             "unconfirmed", "reconnects", "republished"}
+    assert set(report["consumers"]["c"]) == {"received", "acked", "redelivered", "duplicates", "lost", "expected",
+                                             "missing", "rate", "queue", "instances", "per_instance", "rejected", "nacked",
+                                             "dead_lettered", "foreign", "out_of_order", "reconnects", "crashed"}
+    assert (report["consumers"]["c"]["expected"], report["consumers"]["c"]["missing"]) == (20, 0)
+    assert set(report["rpc_clients"]["r"]) == {"requests", "sent", "answered", "timeouts", "stray", "rate"}
+    assert report["rpc_servers"] == {"s": {"instances": 1, "handled": 3}}
+    assert report["queues"] == {"read": {"exists": True, "depth": 0, "consumers": 0}}
+    assert report["routes"] == [{"exchange": "copy", "key": "any", "headers": {}, "expected": ["read"],
+                                 "landed": ["read"], "returned": False, "note": ""}]
+    assert set(report["expectations"][0]) == {"description", "passed", "expected", "actual", "detail", "where"}
+    assert report["expectations"][1]["where"] == "$.expect[1].routes[0]"
+    assert (report["ended"], report["interrupted"], report["faults"], report["notes"]) == ("drained", False, [], [])
+    assert report["latency_samples"] == 20 and set(report["latency_ms"]) == {"p50", "p95", "p99", "max"}
+    documented = run_json.__doc__ or ""
+    for field in list(report) + list(report["producers"]["p"]) + list(report["consumers"]["c"]):
+        assert f'"{field}"' in documented, field

@@ -1,31 +1,67 @@
-"""The run report as JSON (`mqspec apply --report PATH`): a stable, documented shape.
+"""The run report as JSON (`mqspec apply --report PATH`, or `--format json` on stdout): a stable shape.
 
-    {"scenario": str, "passed": bool,
-     "producers": {NAME: {"published": int, "confirmed": int, "nacked": int, "returned": int, "rate": float,
-                          "instances": int, "unconfirmed": int, "reconnects": int, "republished": int}},
-     "consumers": {NAME: {"received": int, "acked": int, "redelivered": int, "duplicates": int, "lost": int, "rate": float,
-                          "queue": str, "instances": int, "per_instance": [int], "rejected": int, "nacked": int,
-                          "dead_lettered": int, "foreign": int, "out_of_order": int, "reconnects": int, "crashed": int}},
-     "latency_ms": {"p50": float, "p95": float, "p99": float, "max": float},
-     "expectations": [{"description": str, "passed": bool, "expected": ..., "actual": ..., "detail": str, "where": str}],
-     ...extra fields below}
+Every field emitted (NAME keys are producer, consumer, RPC client/server or queue names):
 
-Every producer and consumer is aggregated over its instances. Rates are messages per second:
-producers over their publishing window, consumers from their first to their last delivery.
+    {"scenario": str,                     the scenario's name
+     "passed": bool,                      every expectation held and the run was not interrupted
+     "producers": {NAME: {
+         "published": int,                messages published (first attempts; republishes not counted)
+         "confirmed": int, "nacked": int, publisher confirms received (0 without `confirm`)
+         "returned": int,                 returned as unroutable (`mandatory`)
+         "rate": float,                   published per second (see Rates)
+         "instances": int,
+         "unconfirmed": int,              still unconfirmed when the run ended (counted as failed)
+         "reconnects": int,               connections re-established after a loss
+         "republished": int}},            unconfirmed messages published again after a reconnect
+     "consumers": {NAME: {
+         "received": int, "acked": int, "rejected": int, "nacked": int,
+         "redelivered": int,              deliveries with the broker's redelivered flag
+         "duplicates": int,               marked messages received twice with redelivered=false
+         "lost": int,                     on this consumer's queue: expected, received by none of its consumers
+         "expected": int,                 expected messages routed to this consumer's queue
+         "missing": int,                  of those, how many this consumer never received
+         "rate": float,                   received per second (see Rates)
+         "queue": str, "instances": int,
+         "per_instance": [int],           received by each instance, in instance order
+         "dead_lettered": int,            deliveries carrying an x-death header (arrived by dead-lettering)
+         "foreign": int,                  messages without a valid mark of this run (other runs or publishers)
+         "out_of_order": int,             first deliveries numbered below one already seen from the same producer
+         "reconnects": int,
+         "crashed": int}},                instances that died holding unacked messages (crash_after, kill_consumer)
+     "latency_ms": {"p50": float, "p95": float, "p99": float, "max": float} | null,
+                                          publish-to-delivery latency; null when no marked message was consumed
+     "expectations": [{"description": str, "passed": bool,
+                       "expected": any, "actual": any,   JSON values, as shown in the text report
+                       "detail": str,                    why it failed, or "" when nothing to add
+                       "where": str}],                   path in the file: $.expect[i] (a route: $.expect[i].routes[j])
+     "rpc_clients": {NAME: {"requests": int, "sent": int, "answered": int, "timeouts": int,
+                            "stray": int,                replies matching no outstanding request
+                            "rate": float}},             answered per second (see Rates)
+     "rpc_servers": {NAME: {"instances": int, "handled": int}},
+     "latency_samples": int,              messages behind latency_ms (0 when null)
+     "latency_note": str | null,          set when a producer ran unthrottled (latency is mostly queueing)
+     "messages": {"expected": int, "lost": int, "duplicates": int},   run-wide accounting
+     "queues": {NAME: {"exists": bool, "depth": int | null, "consumers": int | null}},
+                                          queues observed after the run for `depth` expectations
+     "routes": [{"exchange": str, "key": str, "headers": {str: any}, "expected": [str],
+                 "landed": [str], "returned": bool, "note": str}],
+                                          live probes of `routes` expectations: where each probe message landed
+     "ended": "done" | "drained" | "drain_timeout" | "duration" | "timeout" | "interrupted",
+     "interrupted": bool,                 ended == "interrupted" (exit 130; counts are partial)
+     "elapsed_s": float,                  seconds from the common start to the end of the run
+     "workers": int,                      worker processes used
+     "faults": [str],                     each fault that fired, with what happened
+     "notes": [str]}                      anything else worth knowing (worker trouble, fault errors)
+
+Every producer and consumer is aggregated over its instances. `expected` (run-wide) counts messages
+that should reach some consumer: confirmed (or published, without confirms) minus returned and nacked.
 `lost` of a consumer counts, on its queue, confirmed messages of the routing-key slots that reach
-that queue which none of the queue's consumers received; `duplicates` counts messages received
-twice by this consumer's instances with redelivered=false (broker redeliveries are `redelivered`).
-`latency_ms` is null when no marked message was consumed.
+that queue which none of the queue's consumers received; broker redeliveries are `redelivered`, not
+`duplicates`.
 
-Extra top-level fields (beyond issue 4's minimum):
-    "rpc_clients": {NAME: {"requests", "sent", "answered", "timeouts", "stray", "rate"}},
-    "rpc_servers": {NAME: {"instances", "handled"}},
-    "latency_samples": int, "latency_note": str | null (set when a producer ran unthrottled),
-    "messages": {"expected": int, "lost": int, "duplicates": int}  (run-wide accounting),
-    "queues": {NAME: {"exists": bool, "depth": int | null, "consumers": int | null}},
-    "routes": [{"exchange", "key", "headers", "expected": [str], "landed": [str], "returned": bool, "note"}],
-    "ended": "done" | "drained" | "drain_timeout" | "duration" | "timeout" | "interrupted",
-    "interrupted": bool, "elapsed_s": float, "workers": int, "faults": [str], "notes": [str].
+Rates are messages per second from the first to the last publish (producers), delivery (consumers)
+or reply (RPC clients). When that span is under 0.5 s (a burst written in one batch) the rate is
+taken over the whole run (`elapsed_s`) instead, and the text report shows "-".
 """
 
 from __future__ import annotations
@@ -57,7 +93,8 @@ def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> d
                              "reconnects": p.reconnects, "republished": p.republished}
                       for name, p in run.producers.items()},
         "consumers": {name: {"received": c.received, "acked": c.acked, "redelivered": c.redelivered,
-                             "duplicates": c.duplicates, "lost": c.lost, "rate": c.rate, "queue": c.queue,
+                             "duplicates": c.duplicates, "lost": c.lost, "expected": c.expected, "missing": c.missing,
+                             "rate": c.rate, "queue": c.queue,
                              "instances": c.instances, "per_instance": list(c.per_instance), "rejected": c.rejected,
                              "nacked": c.nacked, "dead_lettered": c.dead_lettered, "foreign": c.foreign,
                              "out_of_order": c.out_of_order, "reconnects": c.reconnects, "crashed": c.crashed}
