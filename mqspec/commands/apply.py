@@ -22,6 +22,10 @@ from mqspec.report import plan as render
 def run(path: str, overrides: Overrides, options: ApplyOptions) -> int:
     scenario = load_scenario(path, overrides)
     workload_follows = not options.topology_only and not (scenario.workload.empty and not scenario.expectations)
+    if workload_follows:
+        from mqspec.commands.run_workload import check_outputs
+
+        check_outputs(options)  # before the broker is touched
     code = apply_topology(scenario, options, to_stderr=workload_follows and options.output == "json")
     if code != EXIT_OK or not workload_follows:
         return code
