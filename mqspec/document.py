@@ -7,10 +7,11 @@ ${ENV} variables while it still knows each scalar's line and column.
 
 from __future__ import annotations
 
+import ast
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ MERGE_KEY = "<<"
 PathKey = tuple[str | int, ...]
 Mark = tuple[int, int]
 
+_STR_TAG = "tag:yaml.org,2002:str"
 _SAFE_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")}
 _LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{([^}]*)\}?")
@@ -63,6 +65,47 @@ class DocumentError(Exception):
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("; ".join(p.message for p in problems))
         self.problems = problems
+
+
+_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\]")
+
+
+def parse_json_path(text: str) -> PathKey | None:
+    """The inverse of json_path: '$.queues[0]['x-a']' -> ('queues', 0, 'x-a'); None if it is not one."""
+    if not text.startswith("$"):
+        return None
+    parts: list[str | int] = []
+    position = 1
+    while position < len(text):
+        match = _PATH_PART.match(text, position)
+        if match is None:
+            return None
+        name, index, quoted = match.groups()
+        parts.append(name if name is not None else int(index) if index is not None else ast.literal_eval(quoted))
+        position = match.end()
+    return tuple(parts)
+
+
+class JsonPathMarks(Mapping[str, Mark]):
+    """A document's marks looked up by JSON path text, without converting every path up front."""
+
+    def __init__(self, marks: dict[PathKey, Mark]) -> None:
+        self._marks = marks
+
+    def __getitem__(self, text: str) -> Mark:
+        key = parse_json_path(text)
+        if key is None or key not in self._marks:
+            raise KeyError(text)
+        return self._marks[key]
+
+    def __contains__(self, text: object) -> bool:
+        return isinstance(text, str) and (key := parse_json_path(text)) is not None and key in self._marks
+
+    def __iter__(self) -> Iterator[str]:
+        return (json_path(key) for key in self._marks)
+
+    def __len__(self) -> int:
+        return len(self._marks)
 
 
 def json_path(path: PathKey) -> str:
@@ -295,6 +338,8 @@ class _Builder:
                 return value  # a password stays text, whatever it looks like
         if tag is None or tag == "!":
             tag = self.resolver.resolve(yaml.ScalarNode, value, (plain, not plain))  # type: ignore[no-untyped-call]
+        if tag == _STR_TAG:
+            return value  # most scalars: no constructor needed
         node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
         try:
             constructed = self.constructor.construct_object(node)

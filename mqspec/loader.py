@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from mqspec import model, schema, semantics, units
-from mqspec.document import Document, DocumentError, json_path, read_file
+from mqspec.document import Document, DocumentError, JsonPathMarks, json_path, read_file
 from mqspec.errors import SECRETS
 from mqspec.problems import Problem, errors
 
@@ -115,7 +115,7 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
     data: dict[str, Any] = doc.data
     broker = _broker(data.get("broker", {}), overrides, Path(doc.path).parent)
     vhost = vhost_of(broker.url)
-    marks = {json_path(path): mark for path, mark in doc.marks.items()}
+    marks = JsonPathMarks(doc.marks)
     literal = tuple(json_path(("topology", "users", i, "password")) for i, user in enumerate(data.get("topology", {}).get("users", []))
                     if "password" in user and ("topology", "users", i, "password") not in doc.interpolated)
     literal += tuple(json_path(path) for path in _url_paths(data.get("broker", {}))
