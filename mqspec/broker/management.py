@@ -6,12 +6,14 @@ import html
 import re
 import ssl
 import sys
+import threading
+from concurrent.futures import Future
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
-from mqspec.errors import BrokerUnavailable, OperationFailed, redact
+from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed, redact
 from mqspec.model import BrokerSettings, TlsSettings
 
 
@@ -84,6 +86,17 @@ class Management:
         return response.json()
 
     def get(self, path: str, what: str, missing_ok: bool = False) -> Any:
+        early = _PREFETCHED.pop((self.base, self.user, path), None)
+        if early is not None:
+            try:
+                return early.result()
+            except OperationFailed:  # e.g. 404, which missing_ok may accept: ask again to apply it
+                if not missing_ok:
+                    raise
+            except MqspecError:
+                if self.base.startswith("http://"):
+                    raise  # same URL, same settings: asking again would only wait again
+            # an https failure may be TLS: ask again below with the file's TLS settings
         return self.request("GET", path, what, missing_ok=missing_ok)
 
     def put(self, path: str, what: str, body: Any) -> None:
@@ -120,6 +133,34 @@ class ManagementUnreachable(BrokerUnavailable):
 # The management API answers 401 both for bad credentials and for a logged-in user without the right.
 _NOT_PERMITTED = ("Access refused.", "Not administrator user", "User not authorised to access object", "Not management user")
 _VERBS = {"GET": "read", "PUT": "declare", "POST": "create", "DELETE": "delete"}
+
+
+_PREFETCHED: dict[tuple[str, str, str], Future[Any]] = {}
+
+
+def prefetch(settings: BrokerSettings, path: str, what: str) -> None:
+    """Start a GET in the background, e.g. the live definitions while the scenario file is still being parsed.
+
+    A later `Management.get` of the same path, base URL and user takes the answer instead of asking again;
+    if the early request failed, it simply asks again (with the file's TLS settings, which this one lacks).
+    """
+    base, auth = management_base(settings)
+    future: Future[Any] = Future()
+
+    def fetch() -> None:
+        try:
+            with Management(BrokerSettings(urls=settings.urls, management_url=settings.management_url)) as client:
+                future.set_result(client.request("GET", path, what))
+        except BaseException as exc:  # noqa: BLE001 - handed over to whoever asks
+            future.set_exception(exc)
+
+    _PREFETCHED[(base, auth[0], path)] = future
+    threading.Thread(target=fetch, name="mqspec-prefetch", daemon=True).start()
+
+
+def forget_prefetched() -> None:
+    """End of a command: an early answer nobody took must not be served to a later command."""
+    _PREFETCHED.clear()
 
 
 def _reason(exc: Exception) -> str:

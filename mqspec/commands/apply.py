@@ -9,10 +9,10 @@ from typing import Any
 import typer
 
 from mqspec import model
-from mqspec.broker.management import Management, ManagementUnreachable
+from mqspec.broker.management import Management, ManagementUnreachable, forget_prefetched
 from mqspec.broker.topology import execute
 from mqspec.commands.options import ApplyOptions
-from mqspec.commands.plan import load_scenario, make_plan, show
+from mqspec.commands.plan import load_scenario, make_plan, read_live_state_early, show
 from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK
 from mqspec.loader import Overrides
 from mqspec.plan import Outcome, Plan, refusals
@@ -20,13 +20,17 @@ from mqspec.report import plan as render
 
 
 def run(path: str, overrides: Overrides, options: ApplyOptions) -> int:
-    scenario = load_scenario(path, overrides)
-    workload_follows = not options.topology_only and not (scenario.workload.empty and not scenario.expectations)
-    if workload_follows:
-        from mqspec.commands.run_workload import check_outputs
+    read_live_state_early(overrides)
+    try:
+        scenario = load_scenario(path, overrides)
+        workload_follows = not options.topology_only and not (scenario.workload.empty and not scenario.expectations)
+        if workload_follows:
+            from mqspec.commands.run_workload import check_outputs
 
-        check_outputs(options)  # before the broker is touched
-    code = apply_topology(scenario, options, to_stderr=workload_follows and options.output == "json")
+            check_outputs(options)  # before the broker is touched
+        code = apply_topology(scenario, options, to_stderr=workload_follows and options.output == "json")
+    finally:
+        forget_prefetched()  # taken by the plan by now, or never to be taken
     if code != EXIT_OK or not workload_follows:
         return code
     from mqspec.commands import run_workload

@@ -8,10 +8,10 @@ import typer
 
 from mqspec import model
 from mqspec.broker import live
-from mqspec.broker.management import Management, ManagementUnreachable
+from mqspec.broker.management import Management, ManagementUnreachable, forget_prefetched, prefetch, q
 from mqspec.commands.options import PlanOptions
 from mqspec.errors import EXIT_FAILED, EXIT_OK, SECRETS, BrokerUnavailable, InvalidInput, MqspecError, OperationFailed
-from mqspec.loader import Overrides, load
+from mqspec.loader import Overrides, load, vhost_of
 from mqspec.plan import Plan, QueueStats, diff, queues_needing_stats, with_stats
 from mqspec.problems import errors
 from mqspec.report import plan as render
@@ -32,7 +32,14 @@ def run(path: str, overrides: Overrides, options: PlanOptions) -> int:
 
 
 def _plan(path: str, overrides: Overrides, options: PlanOptions) -> int:
-    scenario = load_scenario(path, overrides)
+    read_live_state_early(overrides)
+    try:
+        return _plan_loaded(load_scenario(path, overrides), options)
+    finally:
+        forget_prefetched()
+
+
+def _plan_loaded(scenario: model.Scenario, options: PlanOptions) -> int:
     with Management(scenario.broker) as management:
         try:
             plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
@@ -42,6 +49,14 @@ def _plan(path: str, overrides: Overrides, options: PlanOptions) -> int:
     if options.detailed_exitcode and not plan.empty:
         return CHANGES_PENDING
     return EXIT_OK
+
+
+def read_live_state_early(overrides: Overrides) -> None:
+    """With --url (or MQSPEC_URL) the vhost is known before the file is read: fetch its definitions meanwhile."""
+    if overrides.url:
+        settings = model.BrokerSettings(urls=(overrides.url,), management_url=overrides.management_url)
+        vhost = vhost_of(overrides.url)
+        prefetch(settings, f"/definitions/{q(vhost)}", f"the definitions of vhost '{vhost}'")
 
 
 def load_scenario(path: str, overrides: Overrides) -> model.Scenario:
