@@ -306,13 +306,8 @@ def scenario_topology(topology: model.Topology) -> dict[str, Any]:
 
 
 def _vhost_doc(vhost: model.VHost) -> dict[str, Any]:
-    doc: dict[str, Any] = {"name": vhost.name}
-    if vhost.description:
-        doc["description"] = vhost.description
-    if vhost.tags:
-        doc["tags"] = list(vhost.tags)
-    if vhost.default_queue_type:
-        doc["default_queue_type"] = vhost.default_queue_type
+    """The scenario's vhost entry: the definitions entry plus its limits."""
+    doc = _vhost(vhost)
     limits = {k: v for k, v in vhost.limits.items() if k in LIMIT_NAMES}
     if limits:
         doc["limits"] = limits

@@ -196,3 +196,24 @@ def test_tls_files_are_relative_to_the_scenario_file(tmp_path: Path) -> None:
     loaded = load(str(path), env={})
     assert loaded.scenario is not None, loaded.problems
     assert loaded.scenario.broker.tls.ca_file == str(tmp_path / "ca.pem")
+
+
+def test_a_bug_while_checking_one_file_is_reported_for_it_and_the_others_still_get_checked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mqspec.commands import validate as command
+
+    broken = _write(tmp_path, "version: 1\nname: a\n", "broken.yaml")
+    fine = _write(tmp_path, "version: 1\nname: b\n", "fine.yaml")
+    real_load = command.load
+
+    def load(path: str, overrides: object) -> object:
+        if path == str(broken):
+            raise TypeError("boom")
+        return real_load(path, overrides)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(command, "load", load)
+    result = mqspec("validate", str(broken), str(fine))
+    assert result.exit_code == 2
+    assert result.stderr == (f"{broken}:1:1: $: mqspec failed while checking this file (TypeError: boom) "
+                             "(hint: this is a bug in mqspec; please report it with the file)\n")
+    assert result.stdout == f"{fine}: valid\n"
