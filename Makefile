@@ -47,6 +47,7 @@ demo: venv broker
 lint: venv
 	$(BIN)/ruff check mqspec tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: venv
 	$(BIN)/pytest -q -m "not broker"

@@ -13,8 +13,9 @@ import typer
 from typer.core import TyperArgument, TyperCommand
 
 from mqspec import __version__
-from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, SECRETS, MqspecError
-from mqspec.loader import Overrides
+from mqspec.context import Context
+from mqspec.core.loader import Overrides
+from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, MqspecError
 
 app = typer.Typer(
     name="mqspec",
@@ -69,21 +70,10 @@ def _argument_label(param: TyperArgument) -> str:
     return label if param.nargs == 1 else f"{label}..."
 
 
-class _State:
-    url: str | None = None
-    management_url: str | None = None
-    debug: bool = False
-
-
-STATE = _State()
-
 FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="Scenario file.", show_default=False)]
 FormatOpt = Annotated[Format, typer.Option("--format", metavar=_choices(Format), help="Output format.")]
 OutputOpt = Annotated[Optional[Path], typer.Option("-o", "--output", metavar="PATH", help="Write here instead of stdout.")]
-
-
-def _overrides() -> Overrides:
-    return Overrides(STATE.url, STATE.management_url)
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Treat warnings as errors (as validate --strict does).")]
 
 
 def _version(value: bool) -> None:
@@ -94,6 +84,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     url: Annotated[Optional[str], typer.Option("--url", envvar="MQSPEC_URL", metavar="URL", help="AMQP URL; its path is the vhost.",
                                                show_envvar=True)] = None,
     management_url: Annotated[Optional[str], typer.Option("--management-url", envvar="MQSPEC_MANAGEMENT_URL", metavar="URL",
@@ -102,29 +93,31 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
-    STATE.url, STATE.management_url, STATE.debug = url, management_url, debug
+    ctx.obj = Context(Overrides(url, management_url), debug)
 
 
-def _run(command: Callable[[], int]) -> None:
+def _run(ctx: typer.Context, command: Callable[[Context], int]) -> None:
     """One error handler for every command: mqspec errors keep their exit code, never a traceback."""
+    state: Context = ctx.find_root().obj or Context()
     try:
-        code = command()
+        code = command(state)
     except MqspecError as exc:
-        typer.echo(f"error: {SECRETS(exc.message)}", err=True)
+        state.err(f"error: {exc.message}")
         code = exc.exit_code
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        state.err("interrupted")
         code = EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence
-        if STATE.debug:
+        if state.debug:
             traceback.print_exc()
-        typer.echo(f"error: unexpected {type(exc).__name__}: {SECRETS(str(exc))} (rerun with --debug for details)", err=True)
+        state.err(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for details)")
         code = EXIT_FAILED
     raise typer.Exit(code)
 
 
 @app.command(cls=_Command)
 def validate(
+    ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(metavar="FILE", help="Scenario files.", show_default=False)],
     output: FormatOpt = Format.text,
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
@@ -132,19 +125,20 @@ def validate(
     """Check files against the schema and RabbitMQ's rules, with no broker."""
     from mqspec.commands import validate as command
 
-    _run(lambda: command.run([str(f) for f in files], output.value, strict, _overrides()))
+    _run(ctx, lambda state: command.run(state, [str(f) for f in files], output.value, strict))
 
 
 @app.command(cls=_Command)
 def schema() -> None:
     """Print the JSON Schema of scenario files."""
-    from mqspec.schema import schema_text
+    from mqspec.core.schema import schema_text
 
     sys.stdout.write(schema_text())
 
 
 @app.command(cls=_Command)
 def init(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="Scenario name; writes NAME.yaml.", show_default=False)],
     output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="PATH", help="File to write (default NAME.yaml).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
@@ -152,25 +146,28 @@ def init(
     """Write a commented starter scenario."""
     from mqspec.commands import init as command
 
-    _run(lambda: command.run(name, output, force))
+    _run(ctx, lambda state: command.run(name, output, force))
 
 
 @app.command(cls=_Command)
 def plan(
+    ctx: typer.Context,
     file: FileArg,
     output: FormatOpt = Format.text,
     prune: Annotated[bool, typer.Option("--prune", help="Also plan deleting entities the file does not declare.")] = False,
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 0 no changes, 2 changes pending, 1 error.")] = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Show what apply would change on the live broker, and why."""
     from mqspec.commands import plan as command
-    from mqspec.commands.options import PlanOptions
+    from mqspec.options import PlanOptions
 
-    _run(lambda: command.run(str(file), _overrides(), PlanOptions(prune, output.value, detailed_exitcode)))
+    _run(ctx, lambda state: command.run(state, str(file), PlanOptions(prune, output.value, detailed_exitcode, strict)))
 
 
 @app.command(cls=_Command)
 def apply(
+    ctx: typer.Context,
     file: FileArg,
     topology_only: Annotated[bool, typer.Option("--topology-only", help="Stop after the topology; run no workload.")] = False,
     allow_replace: Annotated[bool, typer.Option("--allow-replace", help="Allow deleting and re-creating changed entities.")] = False,
@@ -180,43 +177,49 @@ def apply(
     report: Annotated[Optional[Path], typer.Option("--report", metavar="PATH", help="Write the run report as JSON.")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write expectations as JUnit XML.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, metavar="N", help="Processes for the workload.")] = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Apply the topology, run the workload, check the expectations and report."""
     from mqspec.commands import apply as command
-    from mqspec.commands.options import ApplyOptions
+    from mqspec.options import ApplyOptions
 
     options = ApplyOptions(topology_only, allow_replace, force, prune, output.value,
-                           str(report) if report else None, str(junit) if junit else None, workers)
-    _run(lambda: command.run(str(file), _overrides(), options))
+                           str(report) if report else None, str(junit) if junit else None, workers, strict)
+    _run(ctx, lambda state: command.run(state, str(file), options))
 
 
 @app.command(cls=_Command)
 def destroy(
+    ctx: typer.Context,
     file: FileArg,
     force: Annotated[bool, typer.Option("--force", help="Also delete queues that hold messages.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be deleted; delete nothing.")] = False,
     output: FormatOpt = Format.text,
+    strict: StrictOpt = False,
 ) -> None:
     """Delete exactly what the file declares, in dependency order."""
     from mqspec.commands import destroy as command
-    from mqspec.commands.options import DestroyOptions
+    from mqspec.options import DestroyOptions
 
-    _run(lambda: command.run(str(file), _overrides(), DestroyOptions(force, dry_run, output.value)))
+    _run(ctx, lambda state: command.run(state, str(file), DestroyOptions(force, dry_run, output.value, strict)))
 
 
 @app.command(cls=_Command)
 def export(
+    ctx: typer.Context,
     file: FileArg,
     output: OutputOpt = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Write the topology in RabbitMQ's definitions format (no broker needed)."""
     from mqspec.commands import export as command
 
-    _run(lambda: command.run(str(file), _overrides(), str(output) if output else None))
+    _run(ctx, lambda state: command.run(state, str(file), str(output) if output else None, strict))
 
 
 @app.command(name="import", cls=_Command)
 def import_(
+    ctx: typer.Context,
     from_broker: Annotated[bool, typer.Option("--from-broker", help="Read the live vhost (from --url).")] = False,
     from_definitions: Annotated[Optional[Path], typer.Option("--from-definitions", metavar="PATH",
                                                              help="Read a definitions JSON file.")] = None,
@@ -226,37 +229,41 @@ def import_(
     """Turn existing topology into a scenario file."""
     from mqspec.commands import import_ as command
 
-    _run(lambda: command.run(from_broker, str(from_definitions) if from_definitions else None,
-                             str(output) if output else None, name, _overrides()))
+    _run(ctx, lambda state: command.run(state, from_broker, str(from_definitions) if from_definitions else None,
+                                        str(output) if output else None, name))
 
 
 @app.command(cls=_Command)
 def route(
+    ctx: typer.Context,
     file: FileArg,
     exchange: Annotated[str, typer.Option("--exchange", "-e", metavar="NAME", help="Exchange to publish to ('' is the default exchange).")],
     key: Annotated[str, typer.Option("--key", "-k", metavar="KEY", help="Routing key.")] = "",
     header: Annotated[Optional[list[str]], typer.Option("--header", "-H", metavar="K=V", help="Message header K=V (repeatable).")] = None,
     mandatory: Annotated[bool, typer.Option("--mandatory", help="Say the message would be returned if unroutable.")] = False,
     output: FormatOpt = Format.text,
+    strict: StrictOpt = False,
 ) -> None:
     """Where would this message go? Answered from the file alone, with no broker."""
     from mqspec.commands import route as command
 
-    _run(lambda: command.run(str(file), exchange, key, header or [], mandatory, output.value))
+    _run(ctx, lambda state: command.run(state, str(file), exchange, key, header or [], mandatory, output.value, strict))
 
 
 @app.command(cls=_Command)
 def graph(
+    ctx: typer.Context,
     file: FileArg,
     graph_format: Annotated[GraphFormat, typer.Option("--format", metavar=_choices(GraphFormat),
                                                       help="Graph language.")] = GraphFormat.mermaid,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", metavar="PATH",
                                                    help="Write here; .svg/.png render through Graphviz.")] = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Draw the topology and workload as a Mermaid or Graphviz graph."""
     from mqspec.commands import graph as command
 
-    _run(lambda: command.run(str(file), graph_format.value, str(output) if output else None))
+    _run(ctx, lambda state: command.run(state, str(file), graph_format.value, str(output) if output else None, strict))
 
 
 def entry() -> None:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mqspec.broker.management import Management
 from mqspec.cli import app
-from mqspec.model import BrokerSettings
+from mqspec.core.model import BrokerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pickle
 import tracemalloc
 
-from mqspec import model
-from mqspec.workload import accounting, marks
-from mqspec.workload.accounting import ConsumerTally, ProducerTally, Streams
+from mqspec.core import accounting, marks, model
+from mqspec.core.accounting import ConsumerTally, ProducerTally, Streams
 
 
 def _producer(published: int, keys: int = 1, order: str = "round_robin", index: int = 0, instance: int = 0) -> ProducerTally:

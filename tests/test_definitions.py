@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqspec import model
 from mqspec.commands.import_ import scenario_text
-from mqspec.definitions import (
+from mqspec.core import model
+from mqspec.core.definitions import (
     from_definitions,
     left_out,
     password_hash,
@@ -19,8 +19,8 @@ from mqspec.definitions import (
     to_definitions,
     vhosts_named,
 )
-from mqspec.loader import load
-from mqspec.problems import errors
+from mqspec.core.problems import errors
+from mqspec.pipeline import load
 
 V = "shop"
 
@@ -182,7 +182,7 @@ _ARGUMENTS = st.fixed_dictionaries({}, optional={
     "x-single-active-consumer": st.booleans(),
     "x-dead-letter-exchange": st.sampled_from(["", "dlx"]),
     "x-consumer-timeout": st.integers(1, 10**7),
-    "team": st.one_of(st.text(max_size=5), st.integers(), st.booleans()),
+    "team": st.one_of(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1), st.booleans()),
 })
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mqspec import model
-from mqspec.expect import ExpectationResult, evaluate, passed
+from mqspec.core import model
+from mqspec.core.expect import ExpectationResult, evaluate, passed
+from mqspec.core.result import ConsumerResult, Latency, ProducerResult, QueueObservation, RouteObservation, RpcClientResult, RunResult
 from mqspec.report.run_text import expectation_line
-from mqspec.workload.result import ConsumerResult, Latency, ProducerResult, QueueObservation, RouteObservation, RpcClientResult, RunResult
 
 
 def _run(**fields: object) -> RunResult:

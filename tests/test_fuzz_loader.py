@@ -8,8 +8,8 @@ import yaml
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from mqspec.loader import load
-from mqspec.problems import errors
+from mqspec.core.problems import errors
+from mqspec.pipeline import load
 from tests.conftest import SCENARIOS
 
 SEEDS = [p.read_bytes() for p in sorted(SCENARIOS.glob("*.yaml"))] or [b"version: 1\nname: x\n"]

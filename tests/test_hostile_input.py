@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from mqspec.document import MAX_DEPTH, MAX_FILE_BYTES
+from mqspec.core.document import MAX_DEPTH, MAX_FILE_BYTES
 from tests.conftest import mqspec
 
 

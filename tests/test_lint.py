@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mqspec import lint
-from mqspec.loader import load
+from mqspec.core import lint
+from mqspec.pipeline import load
 
 HEAD = "version: 1\nname: lint\n"
 
@@ -16,8 +16,9 @@ def _lint(tmp_path: Path, body: str) -> list[str]:
     path = tmp_path / "s.yaml"
     path.write_text(HEAD + body)
     loaded = load(str(path))
-    assert loaded.scenario is not None, loaded.problems
-    return [p.render().replace(str(path), "s.yaml") for p in lint.check(loaded.scenario)]
+    # what the oracle proves wrong is an error of the loader (offline.py); the rest are lint's warnings
+    found = lint.check(loaded.scenario) if loaded.scenario is not None else loaded.problems
+    return [p.render().replace(str(path), "s.yaml") for p in found]
 
 
 ORDERS = """\

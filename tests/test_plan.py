@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from mqspec import model
-from mqspec.definitions import SHA256
-from mqspec.plan import Change, Live, Plan, QueueStats, destroy, diff, queues_needing_stats, refusals, with_stats
+from mqspec.core import model
+from mqspec.core.definitions import SHA256
+from mqspec.core.plan import Change, Live, Plan, QueueStats, destroy, diff, queues_needing_stats, refusals, with_stats
 from mqspec.report import plan as render
 
 V = "shop"

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mqspec.broker import management as mgmt
-from mqspec.broker.management import Management, q
-from mqspec.model import BrokerSettings
+from mqspec.broker.management import Management, Prefetched, q
+from mqspec.core.model import BrokerSettings
 from tests.conftest import mqspec
 
 
 def test_an_early_read_is_taken_once_by_the_matching_get(url: str, vhost: str) -> None:
     settings = BrokerSettings(urls=(url,))
-    mgmt.prefetch(settings, f"/definitions/{q(vhost)}", f"the definitions of vhost '{vhost}'")
-    with Management(settings) as client:
+    prefetched = Prefetched()
+    prefetched.start(settings, f"/definitions/{q(vhost)}", f"the definitions of vhost '{vhost}'")
+    with Management(settings, prefetched=prefetched) as client:
         definitions = client.get(f"/definitions/{q(vhost)}", "definitions")
-    assert definitions["queues"] == [] and mgmt._PREFETCHED == {}
+    assert definitions["queues"] == [] and prefetched.pending() == 0
 
 
 def test_an_unused_early_read_is_not_served_to_a_later_command(url: str, vhost: str, management: Management,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from mqspec.model import Binding, Exchange, Policy, Queue, Topology
-from mqspec.routing import headers_match, route, topic_matches
+from mqspec.core.model import Binding, Exchange, Policy, Queue, Topology
+from mqspec.core.routing import headers_match, route, topic_matches
 
 
 def _paths(topology: Topology, exchange: str, key: str = "", headers: dict[str, Any] | None = None) -> list[str]:

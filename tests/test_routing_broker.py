@@ -3,7 +3,7 @@
 Each hypothesis example declares a small topology (direct, fanout, topic and headers exchanges,
 exchange-to-exchange bindings, alternate exchanges, internal exchanges, amq.* built-ins, queues) under
 a name prefix of its own in one throwaway vhost, publishes a few messages with publisher confirms and
-`mandatory`, reads every queue empty, and compares queue by queue with mqspec.routing.route.
+`mandatory`, reads every queue empty, and compares queue by queue with mqspec.core.routing.route.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import UnroutableError
 
-from mqspec import model
 from mqspec.broker.management import Management, q
-from mqspec.routing import route
+from mqspec.core import model
+from mqspec.core.routing import route
 
 TYPES = ("direct", "fanout", "topic", "headers")
 BUILTINS = {"amq.direct": "direct", "amq.fanout": "fanout", "amq.topic": "topic", "amq.headers": "headers", "amq.match": "headers"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from mqspec.schema import schema, schema_text
+from mqspec.core.schema import schema, schema_text
 from tests.conftest import ROOT, SCENARIOS, mqspec
 
 

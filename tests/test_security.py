@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mqspec.broker.management import Management, management_base
+from mqspec.core.model import BrokerSettings, TlsSettings
 from mqspec.errors import BrokerUnavailable, Redactor, redact
-from mqspec.model import BrokerSettings, TlsSettings
 
 
 def test_redact_hides_every_url_password() -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from mqspec import units
-from mqspec.loader import Overrides, load
-from mqspec.model import Binding, Queue
+from mqspec.core import units
+from mqspec.core.loader import Overrides
+from mqspec.core.model import Binding, Queue
+from mqspec.pipeline import load
 from tests.conftest import mqspec
 
 TOPICS = """\
@@ -204,14 +205,14 @@ def test_a_bug_while_checking_one_file_is_reported_for_it_and_the_others_still_g
 
     broken = _write(tmp_path, "version: 1\nname: a\n", "broken.yaml")
     fine = _write(tmp_path, "version: 1\nname: b\n", "fine.yaml")
-    real_load = command.load
+    real_check = command.check_file
 
-    def load(path: str, overrides: object) -> object:
+    def check_file(ctx: object, path: str) -> object:
         if path == str(broken):
             raise TypeError("boom")
-        return real_load(path, overrides)  # type: ignore[arg-type]
+        return real_check(ctx, path)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(command, "load", load)
+    monkeypatch.setattr(command, "check_file", check_file)
     result = mqspec("validate", str(broken), str(fine))
     assert result.exit_code == 2
     assert result.stderr == (f"{broken}:1:1: $: mqspec failed while checking this file (TypeError: boom) "

@@ -16,9 +16,9 @@ from typing import Any
 import pika
 import pytest
 
-from mqspec import model
 from mqspec.broker import amqp
 from mqspec.broker.management import Management
+from mqspec.core import model
 from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed
 from mqspec.report import run_json
 from tests.conftest import AMQP_ROOT, ROOT, Result, mqspec, vhost_url
@@ -549,18 +549,16 @@ def test_precondition_failed_names_the_differing_property(url: str, vhost: str) 
                                     "(while trying to declare queue 'orders')")
 
 
-def test_tls_verifies_certificates_by_default_and_insecure_warns(capsys: pytest.CaptureFixture[str]) -> None:
+def test_tls_verifies_certificates_by_default_and_insecure_does_not() -> None:
     secure = amqp.parameters(model.BrokerSettings(urls=("amqps://u:p@broker.example:5671/%2F",)), "amqps://u:p@broker.example:5671/%2F")
     assert secure.ssl_options.context.verify_mode == ssl.CERT_REQUIRED
     assert secure.ssl_options.context.check_hostname is True
     assert secure.ssl_options.server_hostname == "broker.example"
-    amqp._warned_insecure.clear()
     insecure = model.BrokerSettings(urls=("amqps://u:p@10.0.0.1:5671/%2F",),
                                     tls=model.TlsSettings(insecure=True, server_name="rabbit.internal"))
     params = amqp.parameters(insecure, insecure.url)
     assert params.ssl_options.context.verify_mode == ssl.CERT_NONE
     assert params.ssl_options.server_hostname == "rabbit.internal"
-    assert "TLS certificate verification is off" in capsys.readouterr().err
 
 
 def test_connection_parameters_carry_name_heartbeat_and_a_bounded_timeout() -> None:

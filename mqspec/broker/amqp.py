@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import re
 import ssl
-import sys
-from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
 import pika
 import pika.exceptions as pe
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
+from mqspec.core.model import BrokerSettings, TlsSettings
 from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed, redact
-from mqspec.model import BrokerSettings, TlsSettings
-
-_warned_insecure: set[str] = set()
 
 
 def vhost_of(url: str) -> str:
@@ -44,23 +40,15 @@ def endpoint(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{port}"
 
 
-def ssl_context(tls: TlsSettings, warn: Callable[[str], None] | None = None) -> ssl.SSLContext:
-    """Verification on by default; `insecure` turns it off and says so once per process."""
+def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    """Verification on by default; `insecure` turns it off (the command's pipeline warns about it, once)."""
     context = ssl.create_default_context(cafile=tls.ca_file)
     if tls.cert_file:
         context.load_cert_chain(tls.cert_file, tls.key_file)
     if tls.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        if "amqp" not in _warned_insecure:
-            _warned_insecure.add("amqp")
-            (warn or _stderr)("warning: TLS certificate verification is off (tls.insecure: true); "
-                              "the broker's identity is not checked")
     return context
-
-
-def _stderr(text: str) -> None:
-    sys.stderr.write(text + "\n")
 
 
 def parameters(settings: BrokerSettings, url: str, connection_name: str | None = None) -> pika.URLParameters:

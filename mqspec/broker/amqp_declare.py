@@ -20,10 +20,11 @@ from typing import Any
 
 import pika.exceptions as pe
 
-from mqspec import definitions, model
 from mqspec.broker import amqp
+from mqspec.core import definitions, model
+from mqspec.core.outcome import Outcome, Step
+from mqspec.core.plan import Change, Entity, QueueStats, binding_name
 from mqspec.errors import BrokerUnavailable, MqspecError
-from mqspec.plan import Change, Entity, Outcome, QueueStats, Step, binding_name
 
 # A refused declare closes its channel; pika logs that as a warning, and this module reports it as an error.
 logging.getLogger("pika").setLevel(logging.CRITICAL)

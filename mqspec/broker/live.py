@@ -13,10 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from mqspec import definitions, model
 from mqspec.broker.management import Management, ManagementUnreachable, q
+from mqspec.core import definitions, model
+from mqspec.core.plan import Live, QueueStats
 from mqspec.errors import BrokerUnavailable, OperationFailed
-from mqspec.plan import Live, QueueStats
 
 _QUEUE_COLUMNS = "name,type,durable,auto_delete,exclusive,arguments,messages,consumers"
 _STATS_COLUMNS = "name,messages,consumers"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import re
 import ssl
-import sys
 import threading
 from concurrent.futures import Future
 from typing import Any
@@ -13,8 +12,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
+from mqspec.core.model import BrokerSettings, TlsSettings
 from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed, redact
-from mqspec.model import BrokerSettings, TlsSettings
 
 
 def management_base(settings: BrokerSettings) -> tuple[str, tuple[str, str]]:
@@ -37,7 +36,6 @@ def management_base(settings: BrokerSettings) -> tuple[str, tuple[str, str]]:
 
 def _verify(tls: TlsSettings) -> ssl.SSLContext | bool:
     if tls.insecure:
-        sys.stderr.write("warning: TLS certificate verification of the management API is off (tls.insecure: true)\n")
         return False
     context = ssl.create_default_context(cafile=tls.ca_file)
     if tls.cert_file:
@@ -53,9 +51,10 @@ def q(name: str) -> str:
 class Management:
     """A thin client: JSON in, JSON out, one clear error per failure."""
 
-    def __init__(self, settings: BrokerSettings, timeout: float | None = None) -> None:
+    def __init__(self, settings: BrokerSettings, timeout: float | None = None, prefetched: Prefetched | None = None) -> None:
         self.base, auth = management_base(settings)
         self.user = auth[0]
+        self._prefetched = prefetched
         self._client = httpx.Client(base_url=self.base + "/api", auth=auth, verify=_verify(settings.tls),
                                     timeout=timeout or max(settings.connect_timeout, 30.0))
 
@@ -86,7 +85,7 @@ class Management:
         return response.json()
 
     def get(self, path: str, what: str, missing_ok: bool = False) -> Any:
-        early = _PREFETCHED.pop((self.base, self.user, path), None)
+        early = self._prefetched.take(self.base, self.user, path) if self._prefetched is not None else None
         if early is not None:
             try:
                 return early.result()
@@ -135,32 +134,36 @@ _NOT_PERMITTED = ("Access refused.", "Not administrator user", "User not authori
 _VERBS = {"GET": "read", "PUT": "declare", "POST": "create", "DELETE": "delete"}
 
 
-_PREFETCHED: dict[tuple[str, str, str], Future[Any]] = {}
+class Prefetched:
+    """Answers asked for early, e.g. the live definitions while the scenario file is still being parsed.
 
-
-def prefetch(settings: BrokerSettings, path: str, what: str) -> None:
-    """Start a GET in the background, e.g. the live definitions while the scenario file is still being parsed.
-
-    A later `Management.get` of the same path, base URL and user takes the answer instead of asking again;
-    if the early request failed, it simply asks again (with the file's TLS settings, which this one lacks).
+    One per command invocation (it lives in the command's Context): a `Management` given it takes an answer
+    for the same path, base URL and user instead of asking again; if the early request failed, it simply asks
+    again (with the file's TLS settings, which the early one lacks).
     """
-    base, auth = management_base(settings)
-    future: Future[Any] = Future()
 
-    def fetch() -> None:
-        try:
-            with Management(BrokerSettings(urls=settings.urls, management_url=settings.management_url)) as client:
-                future.set_result(client.request("GET", path, what))
-        except BaseException as exc:  # noqa: BLE001 - handed over to whoever asks
-            future.set_exception(exc)
+    def __init__(self) -> None:
+        self._futures: dict[tuple[str, str, str], Future[Any]] = {}
 
-    _PREFETCHED[(base, auth[0], path)] = future
-    threading.Thread(target=fetch, name="mqspec-prefetch", daemon=True).start()
+    def start(self, settings: BrokerSettings, path: str, what: str) -> None:
+        base, auth = management_base(settings)
+        future: Future[Any] = Future()
 
+        def fetch() -> None:
+            try:
+                with Management(BrokerSettings(urls=settings.urls, management_url=settings.management_url)) as client:
+                    future.set_result(client.request("GET", path, what))
+            except BaseException as exc:  # noqa: BLE001 - handed over to whoever asks
+                future.set_exception(exc)
 
-def forget_prefetched() -> None:
-    """End of a command: an early answer nobody took must not be served to a later command."""
-    _PREFETCHED.clear()
+        self._futures[(base, auth[0], path)] = future
+        threading.Thread(target=fetch, name="mqspec-prefetch", daemon=True).start()
+
+    def take(self, base: str, user: str, path: str) -> Future[Any] | None:
+        return self._futures.pop((base, user, path), None)
+
+    def pending(self) -> int:
+        return len(self._futures)
 
 
 def _reason(exc: Exception) -> str:

@@ -18,11 +18,12 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from mqspec import definitions, model
 from mqspec.broker import live as live_state
 from mqspec.broker.management import Management, q
+from mqspec.core import definitions, model
+from mqspec.core.outcome import Outcome, Step
+from mqspec.core.plan import Change, Entity, Kind, Plan
 from mqspec.errors import MqspecError, OperationFailed
-from mqspec.plan import Change, Entity, Kind, Outcome, Plan, Step
 
 if TYPE_CHECKING:
     from mqspec.broker.amqp_declare import Declarer

@@ -6,42 +6,37 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import typer
-
-from mqspec import model
-from mqspec.broker.management import Management, ManagementUnreachable, forget_prefetched
+from mqspec import runner
+from mqspec.broker.management import Management, ManagementUnreachable
+from mqspec.broker.planning import make_plan, read_live_state_early
 from mqspec.broker.topology import execute
-from mqspec.commands.options import ApplyOptions
-from mqspec.commands.plan import load_scenario, make_plan, read_live_state_early, show
+from mqspec.context import Context
+from mqspec.core import model
+from mqspec.core.outcome import Outcome
+from mqspec.core.plan import Plan, refusals
 from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK
-from mqspec.loader import Overrides
-from mqspec.plan import Outcome, Plan, refusals
+from mqspec.options import ApplyOptions
+from mqspec.pipeline import load_valid
 from mqspec.report import plan as render
+from mqspec.report.plan import show
 
 
-def run(path: str, overrides: Overrides, options: ApplyOptions) -> int:
-    read_live_state_early(overrides)
-    try:
-        scenario = load_scenario(path, overrides)
-        workload_follows = not options.topology_only and not (scenario.workload.empty and not scenario.expectations)
-        if workload_follows:
-            from mqspec.commands.run_workload import check_outputs
-
-            check_outputs(options)  # before the broker is touched
-        code = apply_topology(scenario, options, to_stderr=workload_follows and options.output == "json")
-    finally:
-        forget_prefetched()  # taken by the plan by now, or never to be taken
+def run(ctx: Context, path: str, options: ApplyOptions) -> int:
+    read_live_state_early(ctx.overrides, ctx.prefetched)
+    scenario = load_valid(ctx, path, options.strict)
+    workload_follows = not options.topology_only and not (scenario.workload.empty and not scenario.expectations)
+    if workload_follows:
+        runner.check_outputs(options)  # before the broker is touched
+    code = apply_topology(ctx, scenario, options, to_stderr=workload_follows and options.output == "json")
     if code != EXIT_OK or not workload_follows:
         return code
-    from mqspec.commands import run_workload
-
-    return run_workload.run(scenario, overrides, options)
+    return runner.run(scenario, options)
 
 
-def apply_topology(scenario: model.Scenario, options: ApplyOptions, to_stderr: bool = False) -> int:
+def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions, to_stderr: bool = False) -> int:
     """Plan, refuse what needs consent, execute, report. With a workload to follow in JSON, report on stderr."""
-    out = _Output(options.output, to_stderr)
-    with Management(scenario.broker) as management:
+    out = _Output(ctx, options.output, to_stderr)
+    with Management(scenario.broker, prefetched=ctx.prefetched) as management:
         try:
             plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
         except ManagementUnreachable as exc:
@@ -82,16 +77,17 @@ def _over_amqp(scenario: model.Scenario, reason: str, out: _Output, allow_replac
 class _Output:
     """Where apply's topology report goes, and in which form."""
 
-    def __init__(self, output: str, to_stderr: bool) -> None:
+    def __init__(self, ctx: Context, output: str, to_stderr: bool) -> None:
+        self.ctx = ctx
         self.json = output == "json"
         self.err = to_stderr
 
     def say(self, text: str) -> None:
         if not self.json:
-            typer.echo(text, err=self.err)
+            self.ctx.echo(text, err=self.err)
 
     def error(self, text: str) -> None:
-        typer.echo(f"error: {text}", err=True)
+        self.ctx.echo(f"error: {text}", err=True)
 
     def plan(self, plan: Plan) -> None:
         if not self.json:
@@ -99,9 +95,9 @@ class _Output:
 
     def outcome(self, outcome: Outcome) -> None:
         if self.json:
-            typer.echo(json.dumps({"topology": {"over_amqp": True, **render.outcome_dict(outcome)}}, indent=2), err=self.err)
+            self.ctx.echo(json.dumps({"topology": {"over_amqp": True, **render.outcome_dict(outcome)}}, indent=2), err=self.err)
             return
-        typer.echo(render.outcome_text(outcome), err=self.err)
+        self.ctx.echo(render.outcome_text(outcome), err=self.err)
         for step in outcome.having("failed"):
             self.error(step.error)
 
@@ -110,7 +106,7 @@ class _Output:
             body: dict[str, Any] = {"status": status, "plan": render.as_dict(plan), "refused": refused}
             if outcome is not None:
                 body.update(render.outcome_dict(outcome))
-            typer.echo(json.dumps({"topology": body}, indent=2, ensure_ascii=False), err=self.err)
+            self.ctx.echo(json.dumps({"topology": body}, indent=2, ensure_ascii=False), err=self.err)
             _each(refused, self.error)
             return
         if status == "no changes":
@@ -119,7 +115,7 @@ class _Output:
         if status == "refused":
             show(plan, "text", err=self.err)
             _each(refused, self.error)
-            typer.echo("Nothing was changed.", err=True)
+            self.ctx.echo("Nothing was changed.", err=True)
             return
         assert outcome is not None
         self.outcome(outcome)

@@ -15,25 +15,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import quote, urlsplit
 
-import typer
-
 from mqspec.broker import live
 from mqspec.broker.management import Management, ManagementUnreachable, q
+from mqspec.broker.planning import with_counts
 from mqspec.broker.topology import execute
-from mqspec.commands.options import DestroyOptions
-from mqspec.commands.plan import load_scenario, show, with_counts
-from mqspec.definitions import is_builtin_exchange
+from mqspec.context import Context
+from mqspec.core.definitions import is_builtin_exchange
+from mqspec.core.model import BrokerSettings, Topology
+from mqspec.core.plan import destroy, refusals
 from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable, MqspecError
-from mqspec.loader import Overrides
-from mqspec.model import BrokerSettings, Topology
-from mqspec.plan import destroy, refusals
+from mqspec.options import DestroyOptions
+from mqspec.pipeline import load_valid
 from mqspec.report import plan as render
+from mqspec.report.plan import show
 
 NOTHING = "Nothing to destroy: none of the entities the file declares exist."
 
 
-def run(path: str, overrides: Overrides, options: DestroyOptions) -> int:
-    scenario = load_scenario(path, overrides)
+def run(ctx: Context, path: str, options: DestroyOptions) -> int:
+    scenario = load_valid(ctx, path, options.strict)
     topology = scenario.topology
     with Management(scenario.broker) as management:
         try:
@@ -50,7 +50,7 @@ def run(path: str, overrides: Overrides, options: DestroyOptions) -> int:
             plan = replace(plan, notes=(*plan.notes, *(n for name, c in contents.items() for n in _undeclared_notes(name, c))))
         json_out = options.output == "json"
         if plan.empty:
-            typer.echo(json.dumps({"plan": render.as_dict(plan), "complete": True, "steps": []}, indent=2) if json_out
+            ctx.echo(json.dumps({"plan": render.as_dict(plan), "complete": True, "steps": []}, indent=2) if json_out
                        else NOTHING)
             return EXIT_OK
         heading = f"{'Would delete' if options.dry_run else 'Deleting'} from vhost '{plan.vhost}':"
@@ -59,20 +59,20 @@ def run(path: str, overrides: Overrides, options: DestroyOptions) -> int:
             show(plan, options.output, heading)
         if options.dry_run:
             if not json_out:
-                typer.echo("Dry run: nothing was deleted.")
+                ctx.echo("Dry run: nothing was deleted.")
             return EXIT_OK
         if refused:
             for line in refused:
-                typer.echo(f"error: {line}", err=True)
-            typer.echo("Nothing was deleted.", err=True)
+                ctx.echo(f"error: {line}", err=True)
+            ctx.echo("Nothing was deleted.", err=True)
             return EXIT_FAILED
         outcome = execute(management, plan, force=options.force)
     if json_out:
-        typer.echo(json.dumps({"plan": render.as_dict(plan), **render.outcome_dict(outcome)}, indent=2, ensure_ascii=False))
+        ctx.echo(json.dumps({"plan": render.as_dict(plan), **render.outcome_dict(outcome)}, indent=2, ensure_ascii=False))
     else:
-        typer.echo(render.outcome_text(outcome, "Destroy"))
+        ctx.echo(render.outcome_text(outcome, "Destroy"))
     for step in outcome.having("failed"):
-        typer.echo(f"error: {step.error}", err=True)
+        ctx.echo(f"error: {step.error}", err=True)
     return outcome.exit_code
 
 

@@ -11,36 +11,35 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import typer
-
-from mqspec import graph
-from mqspec.commands.route import load_valid
+from mqspec.context import Context
+from mqspec.core.model import Scenario
 from mqspec.errors import EXIT_OK, InvalidInput, OperationFailed
-from mqspec.model import Scenario
+from mqspec.pipeline import load_valid
+from mqspec.report import graph
 
 TEXT_SUFFIXES = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot"}
 RENDERED_SUFFIXES = (".svg", ".png", ".pdf")
 RENDER_TIMEOUT = 120.0
 
 
-def run(path: str, graph_format: str, output: str | None) -> int:
+def run(ctx: Context, path: str, graph_format: str, output: str | None, strict: bool = False) -> int:
     suffix = Path(output).suffix.lower() if output is not None else ""
     if output is not None:
         _check_output(output, suffix, graph_format)
-    scenario = load_valid(path)
+    scenario = load_valid(ctx, path, strict)
     if output is None:
-        typer.echo(_text(scenario, graph_format), nl=False)
+        ctx.echo(_text(scenario, graph_format), nl=False)
         return EXIT_OK
     if suffix in RENDERED_SUFFIXES:
         render(graph.dot(scenario), output, suffix[1:])
         if graph_format != "dot":
-            typer.echo(f"note: {output} is rendered from the Graphviz (dot) form of the graph; Mermaid text is written "
+            ctx.echo(f"note: {output} is rendered from the Graphviz (dot) form of the graph; Mermaid text is written "
                        "only to .mmd, .mermaid or .md files", err=True)
-        typer.echo(f"wrote {output} (rendered by Graphviz dot)")
+        ctx.echo(f"wrote {output} (rendered by Graphviz dot)")
         return EXIT_OK
     text = markdown(scenario) if suffix == ".md" else _text(scenario, TEXT_SUFFIXES.get(suffix, graph_format))
     _write(output, text)
-    typer.echo(f"wrote {output}")
+    ctx.echo(f"wrote {output}")
     return EXIT_OK
 
 

@@ -10,25 +10,25 @@ Durations are written in the largest unit that keeps them whole (3600000 ms is "
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import typer
 import yaml
 
-from mqspec import model
 from mqspec.broker import live
 from mqspec.broker.management import Management
-from mqspec.definitions import from_definitions, scenario_topology, vhosts_named
+from mqspec.context import Context
+from mqspec.core import model
+from mqspec.core.definitions import from_definitions, scenario_topology, vhosts_named
+from mqspec.core.loader import DEFAULT_URL, Overrides, load_bytes, vhost_of
+from mqspec.core.problems import Problem, errors
 from mqspec.errors import EXIT_FAILED, EXIT_OK, InvalidInput, OperationFailed
-from mqspec.loader import DEFAULT_URL, Overrides, load, vhost_of
-from mqspec.problems import Problem, errors
 from mqspec.report import problems as problem_report
 
 
-def run(from_broker: bool, from_definitions_file: str | None, output: str | None, name: str, overrides: Overrides) -> int:
+def run(ctx: Context, from_broker: bool, from_definitions_file: str | None, output: str | None, name: str) -> int:
+    overrides = ctx.overrides
     if from_broker == (from_definitions_file is not None):
         raise InvalidInput("give exactly one of --from-broker or --from-definitions FILE")
     if from_definitions_file is not None:
@@ -38,13 +38,13 @@ def run(from_broker: bool, from_definitions_file: str | None, output: str | None
     text = scenario_text(topology, name, source)
     problems = _check(text)
     if output is None:
-        typer.echo(text, nl=False)
+        ctx.echo(text, nl=False)
     else:
         _write(output, text)
-        typer.echo(f"Wrote {output}: {_counts(topology)} from {source}", err=True)
+        ctx.echo(f"Wrote {output}: {_counts(topology)} from {source}", err=True)
     if errors(problems):
-        typer.echo(problem_report.text(problems), err=True)
-        typer.echo("error: the imported scenario does not validate; edit it before applying it", err=True)
+        ctx.echo(problem_report.text(problems), err=True)
+        ctx.echo("error: the imported scenario does not validate; edit it before applying it", err=True)
         return EXIT_FAILED
     return EXIT_OK
 
@@ -137,11 +137,7 @@ def _vhost_for(path: str, data: dict[str, Any], overrides: Overrides) -> str:
 
 
 def _check(text: str) -> list[Problem]:
-    with tempfile.TemporaryDirectory(prefix="mqspec-import-") as folder:
-        path = Path(folder) / "imported.yaml"
-        path.write_text(text, encoding="utf-8")
-        found = load(str(path)).problems
-    return [p._replace(file="<imported>") for p in found]
+    return load_bytes(text.encode("utf-8"), "<imported>").problems
 
 
 def _write(output: str, text: str) -> None:

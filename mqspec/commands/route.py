@@ -4,40 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-import typer
 import yaml
 
-from mqspec import routing
+from mqspec.context import Context
+from mqspec.core import routing
+from mqspec.core.model import Scenario
+from mqspec.core.semantics import suggest
 from mqspec.errors import EXIT_FAILED, EXIT_OK, InvalidInput
-from mqspec.loader import load
-from mqspec.model import Scenario
-from mqspec.problems import errors
-from mqspec.report import problems as render_problems
+from mqspec.pipeline import load_valid
 from mqspec.report import route as render
-from mqspec.semantics import suggest
 
 
-def run(path: str, exchange: str, key: str, headers: list[str], mandatory: bool, output: str) -> int:
+def run(ctx: Context, path: str, exchange: str, key: str, headers: list[str], mandatory: bool, output: str,
+        strict: bool = False) -> int:
     message_headers = dict(parse_header(text) for text in headers)
-    scenario = load_valid(path)
+    scenario = load_valid(ctx, path, strict)
     _check_exchange(scenario, exchange)
     result = routing.route(scenario.topology, exchange, key, message_headers)
     if output == "json":
-        typer.echo(render.as_json(result, mandatory))
+        ctx.echo(render.as_json(result, mandatory))
     else:
-        typer.echo(render.text(result, mandatory))
+        ctx.echo(render.text(result, mandatory))
         for note in render.notes(result):
-            typer.echo(note, err=True)
+            ctx.echo(note, err=True)
     return EXIT_OK if render.status(result) in ("routed", "unroutable") else EXIT_FAILED
-
-
-def load_valid(path: str) -> Scenario:
-    """The scenario, or the file's errors on stderr and an InvalidInput."""
-    loaded = load(path)
-    if loaded.scenario is None:
-        typer.echo(render_problems.text(errors(loaded.problems)), err=True)
-        raise InvalidInput(f"{path} is not valid; fix it first (mqspec validate {path})")
-    return loaded.scenario
 
 
 def _check_exchange(scenario: Scenario, exchange: str) -> None:

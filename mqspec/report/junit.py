@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from mqspec.core.expect import ExpectationResult
+from mqspec.core.result import RunResult
 from mqspec.errors import OperationFailed
-from mqspec.expect import ExpectationResult
-from mqspec.workload.result import RunResult
 
 
 def shown(value: Any) -> str:

@@ -4,10 +4,14 @@ otherwise, or JSON for programs. Rendering only: the plan is data made elsewhere
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from typing import Any
 
-from mqspec.plan import ACTIONS, Change, Entity, Outcome, Plan, Step
+import typer
+
+from mqspec.core.outcome import Outcome, Step
+from mqspec.core.plan import ACTIONS, Change, Entity, Plan
 
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
 STYLES = {"create": "green", "update": "yellow", "replace": "magenta", "delete": "red"}
@@ -153,3 +157,13 @@ def outcome_dict(outcome: Outcome) -> dict[str, Any]:
         "steps": [{"action": s.change.action, "kind": s.change.kind, "name": s.change.name, "status": s.status,
                    "error": s.error or None} for s in outcome.steps],
     }
+
+
+def show(plan: Plan, output: str, heading: str | None = None, err: bool = False) -> None:
+    """JSON for --format json; coloured on a terminal; stable plain text otherwise."""
+    if output == "json":
+        typer.echo(as_json(plan), err=err)
+    elif (sys.stderr if err else sys.stdout).isatty():
+        print_rich(plan, heading, err=err)
+    else:
+        typer.echo(text(plan, heading), err=err)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from mqspec.problems import Problem
+from mqspec.core.problems import Problem
 
 
 def text(problems: list[Problem]) -> str:

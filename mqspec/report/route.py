@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mqspec.routing import RoutingResult, display
+from mqspec.core.routing import RoutingResult, display
 
 DROPPED = "unroutable: dropped"
 RETURNED = "unroutable: returned to the publisher (mandatory)"

@@ -71,9 +71,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from mqspec.core.expect import ExpectationResult
+from mqspec.core.result import RunResult
 from mqspec.errors import OperationFailed
-from mqspec.expect import ExpectationResult
-from mqspec.workload.result import RunResult
 
 UNTHROTTLED_NOTE = ("producers ran unthrottled, so these latencies are mostly time spent waiting in the queue, not "
                     "transfer time; set a fixed `rate` below the consumers' capacity to measure end-to-end latency")

@@ -13,11 +13,11 @@ from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
 
-from mqspec.expect import ExpectationResult
+from mqspec.core.accounting import MIN_RATE_WINDOW
+from mqspec.core.expect import ExpectationResult
+from mqspec.core.result import Live, RunResult
 from mqspec.report.junit import shown
 from mqspec.report.run_json import latency_note
-from mqspec.workload.accounting import MIN_RATE_WINDOW
-from mqspec.workload.result import Live, RunResult
 
 ENDINGS = {
     "done": "every producer and consumer finished",

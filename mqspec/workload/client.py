@@ -18,8 +18,8 @@ import pika.exceptions as pe
 from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
-from mqspec import model
 from mqspec.broker import amqp
+from mqspec.core import model
 from mqspec.errors import MqspecError
 
 logging.getLogger("pika").setLevel(logging.CRITICAL)

@@ -17,9 +17,9 @@ from typing import Any
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
-from mqspec import model
-from mqspec.workload import frames, marks
-from mqspec.workload.accounting import ConsumerTally, Track
+from mqspec.core import marks, model
+from mqspec.core.accounting import ConsumerTally, Track
+from mqspec.workload import frames
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
 

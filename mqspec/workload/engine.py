@@ -29,13 +29,12 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
-from mqspec import model
 from mqspec.broker import amqp
+from mqspec.core import accounting, marks, model, result
+from mqspec.core.result import Live
 from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed
-from mqspec.workload import accounting, marks, result
 from mqspec.workload.faults import FaultRunner, FaultSchedule, describe
 from mqspec.workload.monitor import QueueMonitor
-from mqspec.workload.result import Live
 from mqspec.workload.worker import Final, Job, Snapshot, main
 
 READY_MARGIN = 10.0

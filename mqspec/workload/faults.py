@@ -13,9 +13,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from mqspec import model
 from mqspec.broker import amqp
 from mqspec.broker.management import Management, q
+from mqspec.core import model
 from mqspec.errors import MqspecError, OperationFailed
 
 BROKER_BACK_TIMEOUT = 120.0

@@ -12,8 +12,8 @@ import pika
 import pika.exceptions as pe
 from pika.adapters.blocking_connection import BlockingChannel
 
-from mqspec import model
 from mqspec.broker import amqp
+from mqspec.core import model
 from mqspec.errors import MqspecError
 
 

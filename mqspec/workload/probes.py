@@ -22,12 +22,11 @@ import pika
 import pika.exceptions as pe
 from pika.adapters.blocking_connection import BlockingChannel
 
-from mqspec import model
 from mqspec.broker import amqp
 from mqspec.broker.management import Management, q
+from mqspec.core import marks, model
+from mqspec.core.result import QueueObservation, RouteObservation
 from mqspec.errors import MqspecError
-from mqspec.workload import marks
-from mqspec.workload.result import QueueObservation, RouteObservation
 
 CLEANUP_LIMIT = 10_000
 

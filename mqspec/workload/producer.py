@@ -23,9 +23,9 @@ from pika.channel import Channel
 from pika.frame import Method
 from pika.spec import Basic, BasicProperties
 
-from mqspec import model
-from mqspec.workload import frames, marks
-from mqspec.workload.accounting import ProducerTally, mix
+from mqspec.core import marks, model
+from mqspec.core.accounting import ProducerTally, mix
+from mqspec.workload import frames
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_producer
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from pika.channel import Channel
 
-from mqspec import model
-from mqspec.semantics import BUILTIN_EXCHANGES
+from mqspec.core import model
+from mqspec.core.semantics import BUILTIN_EXCHANGES
 
 Step = Callable[[Callable[[Any], None]], None]
 

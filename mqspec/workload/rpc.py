@@ -16,7 +16,7 @@ from typing import Any
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
-from mqspec import model
+from mqspec.core import model
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
 

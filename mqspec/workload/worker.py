@@ -21,9 +21,8 @@ from typing import Any
 
 from pika.adapters.select_connection import IOLoop
 
-from mqspec import model
+from mqspec.core import marks, model
 from mqspec.errors import MqspecError
-from mqspec.workload import marks
 from mqspec.workload.client import Client
 from mqspec.workload.consumer import Consumer
 from mqspec.workload.producer import Producer

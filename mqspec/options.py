@@ -14,15 +14,18 @@ class ApplyOptions(NamedTuple):
     report: str | None = None     # JSON report path
     junit: str | None = None      # JUnit XML path
     workers: int | None = None    # overrides workload.workers
+    strict: bool = False          # warnings refuse the file, as in validate --strict
 
 
 class PlanOptions(NamedTuple):
     prune: bool = False
     output: str = "text"
     detailed_exitcode: bool = False
+    strict: bool = False
 
 
 class DestroyOptions(NamedTuple):
     force: bool = False
     dry_run: bool = False
     output: str = "text"
+    strict: bool = False

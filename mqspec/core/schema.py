@@ -14,11 +14,11 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
-from mqspec.document import Document, PathKey
-from mqspec.problems import Problem
+from mqspec.core.document import Document, PathKey
+from mqspec.core.problems import Problem
 
 SCHEMA_FILE = "mqspec.schema.json"
-_REPO_SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_FILE
+_REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_FILE
 
 
 def schema_text() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mqspec import model
+from mqspec.core import model
 
 
 @dataclass(frozen=True)

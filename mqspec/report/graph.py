@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from mqspec import model, routing
+from mqspec.core import model, routing
 
 NodeKind = Literal["exchange", "queue", "producer", "consumer"]
 EdgeKind = Literal["binding", "e2e", "alternate", "dead_letter", "publish", "consume"]

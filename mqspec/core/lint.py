@@ -1,6 +1,7 @@
 """Warnings about topology that works but probably not as meant, found with the routing oracle.
 
-Also checks `routes:` expectations offline: a route the topology does not take as written is an error.
+Warnings only: what the oracle proves wrong (a publish to an internal exchange, a `routes:` expectation the
+topology does not take) is an error of `offline.py`, checked by the loader like every other rule.
 Warnings stay quiet when the file cannot know the answer (external exchanges, plugin exchange types,
 a file with no workload), so that every warning is worth reading.
 """
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from mqspec import model, routing
-from mqspec.problems import Problem
-from mqspec.semantics import problem
+from mqspec.core import model, offline, routing
+from mqspec.core.problems import Problem
+from mqspec.core.semantics import problem
 
 SAMPLE_SEQ = 1
 _LIMIT_KEYS = ("message-ttl", "max-length", "max-length-bytes", "expires", "max-age")
@@ -23,7 +24,7 @@ _WILDCARD_HINT = "give each wildcard a word of its own between dots, e.g. 'order
 
 def check(scenario: model.Scenario) -> list[Problem]:
     context = _Context(scenario)
-    checks = (_literal_passwords, _internal_publishes, _unroutable_producers, _unreachable_queues, _growing_queues,
+    checks = (_literal_passwords, _unroutable_producers, _unreachable_queues, _growing_queues,
               _dead_letter_dead_ends, _topic_binding_keys, _routes, _multi_ack_above_prefetch)
     return [found for run in checks for found in run(context)]
 
@@ -108,16 +109,6 @@ def _multi_ack_above_prefetch(context: _Context) -> Iterator[Problem]:
                           f"consumer '{consumer.name}' acknowledges every {consumer.multi_ack} messages but may hold only "
                           f"{prefetch} unacknowledged (prefetch): acks go out every {prefetch} messages instead",
                           f"set multi_ack to at most {prefetch}, or raise the prefetch", "warning")
-
-
-def _internal_publishes(context: _Context) -> Iterator[Problem]:
-    for producer in context.workload.producers:
-        target = routing.resolve(context.topology, producer.exchange)
-        if producer.queue is None and target is not None and target.internal:
-            yield problem(context.scenario, f"{producer.where}.exchange",
-                          f"producer '{producer.name}' publishes to exchange '{producer.exchange}', which is internal: "
-                          "RabbitMQ refuses it (ACCESS_REFUSED)",
-                          "publish to an exchange that is bound to it, or set internal: false")
 
 
 def _unroutable_producers(context: _Context) -> Iterator[Problem]:
@@ -251,44 +242,5 @@ def topic_key_problem(key: str) -> tuple[str, str] | None:
 
 
 def _routes(context: _Context) -> Iterator[Problem]:
-    for expectation in context.scenario.expectations:
-        if isinstance(expectation, model.Routes):
-            for route in expectation.routes:
-                found = _route_problem(context, route)
-                if found is not None:
-                    yield found
-
-
-def _route_problem(context: _Context, route: model.Route) -> Problem | None:
-    result = routing.route(context.topology, route.exchange, route.key, route.headers)
-    name = _route_name(route)
-    if result.refused:
-        return problem(context.scenario, route.where, f"{name} cannot be published: {result.refused}",
-                       "publish to an exchange that is not internal")
-    if result.unpredictable:
-        plugin, kind = result.unpredictable[0]
-        return problem(context.scenario, route.where, f"{name} cannot be checked offline: exchange '{plugin}' has plugin type '{kind}'",
-                       "apply checks it against the broker", "warning")
-    if set(result.queues) == set(route.to):
-        return None
-    expected = _queue_list(sorted(route.to))
-    predicted = _queue_list(list(result.queues))
-    message = f"{name} should reach {expected}, but the topology routes it to {predicted}"
-    hint = "fix the bindings or the expectation; `mqspec route` shows the path"
-    if result.external:
-        outside = ", ".join(f"'{name}'" for name in result.external)
-        return problem(context.scenario, route.where, message, f"{hint} (external exchange {outside} may have bindings made "
-                       "outside this file)", "warning")
-    return problem(context.scenario, route.where, message, hint)
-
-
-def _route_name(route: model.Route) -> str:
-    exchange = "the default exchange" if route.exchange == model.DEFAULT_EXCHANGE else f"exchange '{route.exchange}'"
-    headers = ""
-    if route.headers:
-        headers = ", headers {" + ", ".join(f"{k}={routing.value_text(v)}" for k, v in route.headers.items()) + "}"
-    return f"route ({exchange}, key '{route.key}'{headers})"
-
-
-def _queue_list(queues: list[str]) -> str:
-    return "[" + ", ".join(queues) + "]" if queues else "no queue"
+    """`routes:` the oracle cannot prove either way (plugin and external exchanges) are warnings."""
+    return (found for found in offline.route_problems(context.scenario) if found.severity == "warning")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mqspec import model
-from mqspec.units import format_duration
-from mqspec.workload.result import ConsumerResult, RouteObservation, RunResult
+from mqspec.core import model
+from mqspec.core.result import ConsumerResult, RouteObservation, RunResult
+from mqspec.core.units import format_duration
 
 
 @dataclass(frozen=True)

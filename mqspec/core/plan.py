@@ -24,14 +24,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
-from mqspec import model
-from mqspec.definitions import is_builtin_exchange, is_server_named, password_matches
-from mqspec.errors import EXIT_FAILED, EXIT_OK
+from mqspec.core import model
+from mqspec.core.definitions import is_builtin_exchange, is_server_named, password_matches
 
 Action = Literal["create", "update", "replace", "delete"]
-Status = Literal["done", "failed", "not attempted"]
 Kind = Literal["vhost", "user", "permission", "topic_permission", "policy", "operator_policy", "exchange", "queue", "binding"]
 Entity = (model.VHost | model.User | model.Permission | model.TopicPermission | model.Policy | model.Exchange
           | model.Queue | model.Binding)
@@ -103,34 +101,6 @@ class Plan:
 
     def summary(self) -> dict[str, int]:
         return {action: self.count(action) for action in ACTIONS}
-
-
-# --- what running a plan did ------------------------------------------------------------------------------
-
-class Step(NamedTuple):
-    change: Change
-    status: Status
-    error: str = ""
-    exit_code: int = EXIT_OK
-
-
-@dataclass(frozen=True)
-class Outcome:
-    steps: tuple[Step, ...]
-
-    def having(self, status: Status) -> list[Step]:
-        return [s for s in self.steps if s.status == status]
-
-    @property
-    def ok(self) -> bool:
-        return all(s.status == "done" for s in self.steps)
-
-    @property
-    def exit_code(self) -> int:
-        codes = [s.exit_code or EXIT_FAILED for s in self.steps if s.status == "failed"]
-        if not codes and not self.ok:
-            return EXIT_FAILED
-        return max(codes, default=EXIT_OK)
 
 
 # --- the diff ----------------------------------------------------------------------------------------------

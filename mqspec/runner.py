@@ -13,16 +13,15 @@ import os
 import sys
 from pathlib import Path
 
-from mqspec import expect, model
-from mqspec.commands.options import ApplyOptions
+from mqspec.core import expect, model
+from mqspec.core.result import RunResult
 from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InvalidInput
-from mqspec.loader import Overrides
+from mqspec.options import ApplyOptions
 from mqspec.report import junit, run_json, run_text
 from mqspec.workload import engine, probes
-from mqspec.workload.result import RunResult
 
 
-def run(scenario: model.Scenario, overrides: Overrides, options: ApplyOptions) -> int:
+def run(scenario: model.Scenario, options: ApplyOptions) -> int:
     """Run against scenario.broker (overrides are already merged into it); vhost from the URL."""
     check_outputs(options)
     out = run_text.console(sys.stdout)

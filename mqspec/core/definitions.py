@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
-from mqspec import model
+from mqspec.core import model
 
 # Vhost limits: the scenario's friendly names and the broker's.
 LIMIT_NAMES: Mapping[str, str] = {"max_connections": "max-connections", "max_queues": "max-queues"}

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
-from mqspec import model
-from mqspec.document import Document
-from mqspec.problems import Problem
+from mqspec.core import model
+from mqspec.core.document import Document
+from mqspec.core.problems import Problem
 
 BUILTIN_EXCHANGES = {
     "": "direct", "amq.direct": "direct", "amq.fanout": "fanout", "amq.topic": "topic",

@@ -37,8 +37,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from mqspec import model
-from mqspec.workload import marks, result
+from mqspec.core import marks, model, result
 
 LATENCY_MAX_US = 3_600_000_000
 LATENCY_DIGITS = 2

@@ -22,7 +22,7 @@ from itertools import accumulate
 from operator import or_
 from typing import Any, Literal
 
-from mqspec import model
+from mqspec.core import model
 
 MODELLED_TYPES = ("direct", "fanout", "topic", "headers")
 BUILTIN_EXCHANGES: Mapping[str, str] = {

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from mqspec import model, schema, semantics, units
-from mqspec.document import Document, DocumentError, JsonPathMarks, json_path, read_file
-from mqspec.errors import SECRETS
-from mqspec.problems import Problem, errors
+from mqspec.core import model, offline, schema, semantics, units
+from mqspec.core.document import Document, DocumentError, JsonPathMarks, json_path, parse_bytes
+from mqspec.core.problems import Problem, errors
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 
@@ -27,12 +25,15 @@ class Overrides(NamedTuple):
 class Loaded(NamedTuple):
     scenario: model.Scenario | None
     problems: list[Problem]
+    # passwords met while loading (users, URLs, ${ENV}): scrub them from every message
+    secrets: frozenset[str] = frozenset()
 
 
-def load(path: str, overrides: Overrides = Overrides(), env: Mapping[str, str] | None = None) -> Loaded:
-    """Read, check against the schema and RabbitMQ's rules, and build the scenario."""
+def load_bytes(raw: bytes, path: str, overrides: Overrides = Overrides(), env: Mapping[str, str] | None = None) -> Loaded:
+    """Parse, check against the schema and RabbitMQ's rules, and build the scenario; `path` names the file in
+    messages and is where relative paths in it start from."""
     try:
-        doc = read_file(path, os.environ if env is None else env)
+        doc = parse_bytes(raw, path, {} if env is None else env)
     except DocumentError as exc:
         return Loaded(None, exc.problems)
     seen = {p.path for p in doc.problems}
@@ -40,9 +41,10 @@ def load(path: str, overrides: Overrides = Overrides(), env: Mapping[str, str] |
     if errors(problems):
         return Loaded(None, problems + _semantics_of_the_rest(doc, overrides, problems))
     scenario = build(doc, overrides)
-    _register_secrets(scenario)
     problems += semantics.check(scenario, doc)
-    return Loaded(None if errors(problems) else scenario, problems)
+    if not errors(problems):
+        problems += offline.check(scenario)
+    return Loaded(None if errors(problems) else scenario, problems, frozenset(doc.secrets | secrets_of(scenario)))
 
 
 def _semantics_of_the_rest(doc: Document, overrides: Overrides, found: list[Problem]) -> list[Problem]:
@@ -95,14 +97,14 @@ def _remove(data: Any, path: tuple[str | int, ...]) -> bool:
     return False
 
 
-def _register_secrets(scenario: model.Scenario) -> None:
-    """Passwords met while loading are scrubbed from every message mqspec prints."""
-    for user in scenario.topology.users:
-        SECRETS.add(user.password)
+def secrets_of(scenario: model.Scenario) -> set[str]:
+    """The passwords a scenario holds, to be scrubbed from every message mqspec prints."""
+    found = {user.password for user in scenario.topology.users if user.password}
     for url in (*scenario.broker.urls, scenario.broker.management_url or ""):
         parts = urlsplit(url)
         if parts.password and parts.password != parts.username:  # guest:guest is no secret, and hiding it hides the user
-            SECRETS.add(unquote(parts.password))
+            found.add(unquote(parts.password))
+    return found
 
 
 def vhost_of(url: str) -> str:

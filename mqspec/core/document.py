@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import ast
 import math
-import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mqspec.errors import SECRETS
-from mqspec.problems import Problem
+from mqspec.core.problems import Problem
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
@@ -45,6 +42,8 @@ class Document:
     interpolated: set[PathKey] = field(default_factory=set)
     # problems that did not stop parsing (duplicate keys, unset variables)
     problems: list[Problem] = field(default_factory=list)
+    # passwords met through ${ENV}: the caller scrubs them from everything it prints
+    secrets: set[str] = field(default_factory=set)
 
     def mark(self, path: PathKey) -> Mark:
         """The position of path, or of its nearest ancestor that has one."""
@@ -118,19 +117,6 @@ def json_path(path: PathKey) -> str:
         else:
             text += f"[{part!r}]"
     return text
-
-
-def read_file(path: str, env: Mapping[str, str] | None = None) -> Document:
-    """Read and parse path; raise DocumentError listing every problem found."""
-    try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise DocumentError([Problem(path, 1, 1, "$", f"file is {size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit",
-                                         "split the scenario into smaller files")])
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise DocumentError([Problem(path, 0, 0, "$", f"cannot read file: {exc.strerror or exc}", "check the path")]) from None
-    return parse_bytes(raw, path, os.environ if env is None else env)
 
 
 def parse_bytes(raw: bytes, path: str, env: Mapping[str, str]) -> Document:
@@ -334,7 +320,7 @@ class _Builder:
         if "$" in value and tag in (None, "!", "tag:yaml.org,2002:str"):
             value = self._interpolate(value, event)
             if path and path[-1] == "password":
-                SECRETS.add(value)
+                self.doc.secrets.add(value)
                 return value  # a password stays text, whatever it looks like
         if tag is None or tag == "!":
             tag = self.resolver.resolve(yaml.ScalarNode, value, (plain, not plain))  # type: ignore[no-untyped-call]
