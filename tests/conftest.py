@@ -30,6 +30,11 @@ class Result:
     def output(self) -> str:
         return self.stdout + self.stderr
 
+    @property
+    def stderr_without_warnings(self) -> str:
+        """stderr less the file's lint warnings, which every command prints (validate, plan and apply agree)."""
+        return "".join(line for line in self.stderr.splitlines(keepends=True) if ": warning: " not in line)
+
 
 def mqspec(*args: str, env: dict[str, str] | None = None) -> Result:
     """Run the real CLI in-process and capture what a user would see."""
