@@ -131,7 +131,6 @@ def test_init_tells_offline_editors_how_to_use_a_local_schema(tmp_path: Path) ->
     target = tmp_path / "orders.yaml"
     mqspec("init", "orders", "-o", str(target))
     modeline, offline = target.read_text().splitlines()[:2]
-    assert modeline == ("# yaml-language-server: "
-                        "$schema=https://raw.githubusercontent.com/mqspec/mqspec/main/schemas/mqspec.schema.json")
-    assert offline == ("# Offline editor: run `mqspec schema > mqspec.schema.json` "
-                       "and point $schema above at ./mqspec.schema.json")
+    assert modeline == "# yaml-language-server: $schema=./mqspec.schema.json"
+    assert offline == ("# The schema (urn:mqspec:scenario:v1) for your editor: "
+                       "run `mqspec schema > mqspec.schema.json` next to this file.")

@@ -10,8 +10,8 @@ import typer
 from mqspec.errors import EXIT_OK, InvalidInput
 
 _TEMPLATE = """\
-# yaml-language-server: $schema=https://raw.githubusercontent.com/mqspec/mqspec/main/schemas/mqspec.schema.json
-# Offline editor: run `mqspec schema > mqspec.schema.json` and point $schema above at ./mqspec.schema.json
+# yaml-language-server: $schema=./mqspec.schema.json
+# The schema (urn:mqspec:scenario:v1) for your editor: run `mqspec schema > mqspec.schema.json` next to this file.
 # A scenario: topology, workload and expectations. Run `mqspec validate {file}`, then `mqspec apply {file}`.
 version: 1
 name: {name}
