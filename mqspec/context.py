@@ -1,7 +1,7 @@
 """One command invocation's state, built once by the CLI and passed down.
 
-Nothing that changes lives at module level: the redactor, the early management answers, the warn-once
-flags and the output streams belong to one invocation, so two commands run in one process never see
+Nothing that changes lives at module level: the redactor, the warn-once flags and the output streams
+belong to one invocation, so two commands run in one process never see
 each other's.
 """
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 import typer
 
-from mqspec.broker.management import Prefetched
 from mqspec.core.loader import Overrides
 from mqspec.errors import Redactor
 
@@ -24,7 +23,6 @@ class Context:
     debug: bool = False
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     redactor: Redactor = field(default_factory=Redactor)
-    prefetched: Prefetched = field(default_factory=Prefetched)
     warned: set[str] = field(default_factory=set)
 
     def out(self, text: str, nl: bool = True) -> None:

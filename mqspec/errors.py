@@ -67,5 +67,3 @@ class Redactor:
             text = text.replace(secret, "***")
         return text
 
-
-SECRETS = Redactor()

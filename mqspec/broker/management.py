@@ -5,15 +5,13 @@ from __future__ import annotations
 import html
 import re
 import ssl
-import threading
-from concurrent.futures import Future
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
 from mqspec.core.model import BrokerSettings, TlsSettings
-from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed, redact
+from mqspec.errors import BrokerUnavailable, OperationFailed, redact
 
 
 def management_base(settings: BrokerSettings) -> tuple[str, tuple[str, str]]:
@@ -51,10 +49,9 @@ def q(name: str) -> str:
 class Management:
     """A thin client: JSON in, JSON out, one clear error per failure."""
 
-    def __init__(self, settings: BrokerSettings, timeout: float | None = None, prefetched: Prefetched | None = None) -> None:
+    def __init__(self, settings: BrokerSettings, timeout: float | None = None) -> None:
         self.base, auth = management_base(settings)
         self.user = auth[0]
-        self._prefetched = prefetched
         self._client = httpx.Client(base_url=self.base + "/api", auth=auth, verify=_verify(settings.tls),
                                     timeout=timeout or max(settings.connect_timeout, 30.0))
 
@@ -85,17 +82,6 @@ class Management:
         return response.json()
 
     def get(self, path: str, what: str, missing_ok: bool = False) -> Any:
-        early = self._prefetched.take(self.base, self.user, path) if self._prefetched is not None else None
-        if early is not None:
-            try:
-                return early.result()
-            except OperationFailed:  # e.g. 404, which missing_ok may accept: ask again to apply it
-                if not missing_ok:
-                    raise
-            except MqspecError:
-                if self.base.startswith("http://"):
-                    raise  # same URL, same settings: asking again would only wait again
-            # an https failure may be TLS: ask again below with the file's TLS settings
         return self.request("GET", path, what, missing_ok=missing_ok)
 
     def put(self, path: str, what: str, body: Any) -> None:
@@ -132,38 +118,6 @@ class ManagementUnreachable(BrokerUnavailable):
 # The management API answers 401 both for bad credentials and for a logged-in user without the right.
 _NOT_PERMITTED = ("Access refused.", "Not administrator user", "User not authorised to access object", "Not management user")
 _VERBS = {"GET": "read", "PUT": "declare", "POST": "create", "DELETE": "delete"}
-
-
-class Prefetched:
-    """Answers asked for early, e.g. the live definitions while the scenario file is still being parsed.
-
-    One per command invocation (it lives in the command's Context): a `Management` given it takes an answer
-    for the same path, base URL and user instead of asking again; if the early request failed, it simply asks
-    again (with the file's TLS settings, which the early one lacks).
-    """
-
-    def __init__(self) -> None:
-        self._futures: dict[tuple[str, str, str], Future[Any]] = {}
-
-    def start(self, settings: BrokerSettings, path: str, what: str) -> None:
-        base, auth = management_base(settings)
-        future: Future[Any] = Future()
-
-        def fetch() -> None:
-            try:
-                with Management(BrokerSettings(urls=settings.urls, management_url=settings.management_url)) as client:
-                    future.set_result(client.request("GET", path, what))
-            except BaseException as exc:  # noqa: BLE001 - handed over to whoever asks
-                future.set_exception(exc)
-
-        self._futures[(base, auth[0], path)] = future
-        threading.Thread(target=fetch, name="mqspec-prefetch", daemon=True).start()
-
-    def take(self, base: str, user: str, path: str) -> Future[Any] | None:
-        return self._futures.pop((base, user, path), None)
-
-    def pending(self) -> int:
-        return len(self._futures)
 
 
 def _reason(exc: Exception) -> str:

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 from mqspec.broker import live
-from mqspec.broker.management import Management, Prefetched, q
+from mqspec.broker.management import Management
 from mqspec.core import model
-from mqspec.core.loader import Overrides, vhost_of
 from mqspec.core.plan import Plan, QueueStats, diff, queues_needing_stats, with_stats
 from mqspec.errors import MqspecError, OperationFailed
-
-
-def read_live_state_early(overrides: Overrides, prefetched: Prefetched) -> None:
-    """With --url (or MQSPEC_URL) the vhost is known before the file is read: fetch its definitions meanwhile."""
-    if overrides.url:
-        settings = model.BrokerSettings(urls=(overrides.url,), management_url=overrides.management_url)
-        vhost = vhost_of(overrides.url)
-        prefetched.start(settings, f"/definitions/{q(vhost)}", f"the definitions of vhost '{vhost}'")
 
 
 def make_plan(management: Management, settings: model.BrokerSettings, topology: model.Topology,

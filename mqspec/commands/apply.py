@@ -8,7 +8,7 @@ from typing import Any
 
 from mqspec import runner
 from mqspec.broker.management import Management, ManagementUnreachable
-from mqspec.broker.planning import make_plan, read_live_state_early
+from mqspec.broker.planning import make_plan
 from mqspec.broker.topology import execute
 from mqspec.context import Context
 from mqspec.core import model
@@ -22,7 +22,6 @@ from mqspec.report.plan import show
 
 
 def run(ctx: Context, path: str, options: ApplyOptions) -> int:
-    read_live_state_early(ctx.overrides, ctx.prefetched)
     scenario = load_valid(ctx, path, options.strict)
     workload_follows = not options.topology_only and not (scenario.workload.empty and not scenario.expectations)
     if workload_follows:
@@ -36,7 +35,7 @@ def run(ctx: Context, path: str, options: ApplyOptions) -> int:
 def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions, to_stderr: bool = False) -> int:
     """Plan, refuse what needs consent, execute, report. With a workload to follow in JSON, report on stderr."""
     out = _Output(ctx, options.output, to_stderr)
-    with Management(scenario.broker, prefetched=ctx.prefetched) as management:
+    with Management(scenario.broker) as management:
         try:
             plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
         except ManagementUnreachable as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mqspec.broker.management import Management, ManagementUnreachable
-from mqspec.broker.planning import make_plan, read_live_state_early
+from mqspec.broker.planning import make_plan
 from mqspec.context import Context
 from mqspec.core import model
 from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable, MqspecError
@@ -16,7 +16,6 @@ CHANGES_PENDING = 2
 
 def run(ctx: Context, path: str, options: PlanOptions) -> int:
     try:
-        read_live_state_early(ctx.overrides, ctx.prefetched)
         return _plan_loaded(ctx, load_valid(ctx, path, options.strict), options)
     except MqspecError as exc:
         if not options.detailed_exitcode:
@@ -27,7 +26,7 @@ def run(ctx: Context, path: str, options: PlanOptions) -> int:
 
 
 def _plan_loaded(ctx: Context, scenario: model.Scenario, options: PlanOptions) -> int:
-    with Management(scenario.broker, prefetched=ctx.prefetched) as management:
+    with Management(scenario.broker) as management:
         try:
             plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
         except ManagementUnreachable as exc:
