@@ -17,12 +17,8 @@ import pika.exceptions as pe
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from mqspec.core.model import BrokerSettings, TlsSettings
+from mqspec.core.vocabulary import vhost_of as vhost_of
 from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed, redact
-
-
-def vhost_of(url: str) -> str:
-    path = urlsplit(url).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
 
 
 def user_of(url: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import pika.exceptions as pe
 
 from mqspec.broker import amqp
-from mqspec.core import definitions, model
+from mqspec.core import definitions, model, vocabulary
 from mqspec.core.outcome import Outcome, Step
 from mqspec.core.plan import Change, Entity, QueueStats, binding_name
 from mqspec.errors import BrokerUnavailable, MqspecError
@@ -120,15 +120,12 @@ class _Session:
     def exchange(self, exchange: model.Exchange) -> Step | MqspecError | None:
         """A step for a created or mismatched exchange; the error when an existing one could not be checked."""
         existed = self._passive(lambda: self.channel.exchange_declare(exchange.name, passive=True)) is not None
-        error = self._call(f"declare exchange '{exchange.name}'", lambda: self.channel.exchange_declare(
-            exchange.name, exchange.type, durable=exchange.durable, auto_delete=exchange.auto_delete,
-            internal=exchange.internal, arguments=dict(exchange.arguments) or None))
+        error = self._declare_exchange(exchange)
         return self._result(Change("create", "exchange", exchange.name, (), exchange), existed, error)
 
     def queue(self, queue: model.Queue) -> Step | MqspecError | None:
         found = self._passive(lambda: self.channel.queue_declare(queue.name, passive=True))
-        error = self._call(f"declare queue '{queue.name}'", lambda: self.channel.queue_declare(
-            queue.name, durable=queue.durable, auto_delete=queue.auto_delete, arguments=queue.broker_arguments() or None))
+        error = self._declare_queue(queue)
         change = Change("create", "queue", queue.name, (), queue)
         if found is not None:
             change = replace(change, messages=found.method.message_count, consumers=found.method.consumer_count)
@@ -153,26 +150,27 @@ class _Session:
     def declare(self, entity: Entity) -> MqspecError | None:
         """Declare one new exchange, queue or binding (no existence check: the plan says it is new)."""
         if isinstance(entity, model.Exchange):
-            return self._call(f"declare exchange '{entity.name}'", lambda: self.channel.exchange_declare(
-                entity.name, entity.type, durable=entity.durable, auto_delete=entity.auto_delete,
-                internal=entity.internal, arguments=dict(entity.arguments) or None))
+            return self._declare_exchange(entity)
         if isinstance(entity, model.Queue):
-            return self._call(f"declare queue '{entity.name}'", lambda: self.channel.queue_declare(
-                entity.name, durable=entity.durable, auto_delete=entity.auto_delete,
-                arguments=entity.broker_arguments() or None))
+            return self._declare_queue(entity)
         if isinstance(entity, model.Binding):
             return self._bind(entity)
         raise TypeError(f"cannot declare {type(entity).__name__} over AMQP")
 
+    def _declare_exchange(self, exchange: model.Exchange) -> MqspecError | None:
+        return self._call(f"declare exchange '{exchange.name}'",
+                          lambda: self.channel.exchange_declare(**vocabulary.exchange_declare_args(exchange)))
+
+    def _declare_queue(self, queue: model.Queue) -> MqspecError | None:
+        return self._call(f"declare queue '{queue.name}'",
+                          lambda: self.channel.queue_declare(**vocabulary.queue_declare_args(queue)))
+
     def _bind(self, binding: model.Binding) -> MqspecError | None:
-        args = dict(binding.arguments) or None
         if binding.destination_type == "exchange":
             return self._call(f"bind exchange '{binding.destination}' to exchange '{binding.source}'",
-                              lambda: self.channel.exchange_bind(binding.destination, binding.source,
-                                                                 routing_key=binding.routing_key, arguments=args))
+                              lambda: self.channel.exchange_bind(**vocabulary.exchange_bind_args(binding)))
         return self._call(f"bind queue '{binding.destination}' to exchange '{binding.source}'",
-                          lambda: self.channel.queue_bind(binding.destination, binding.source,
-                                                          routing_key=binding.routing_key, arguments=args))
+                          lambda: self.channel.queue_bind(**vocabulary.queue_bind_args(binding)))
 
 
 def queue_counts(settings: model.BrokerSettings, names: list[str]) -> dict[str, QueueStats]:

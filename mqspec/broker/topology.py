@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mqspec.broker import live as live_state
 from mqspec.broker.management import Management, q
-from mqspec.core import definitions, model
+from mqspec.core import definitions, model, vocabulary
 from mqspec.core.outcome import Outcome, Step
 from mqspec.core.plan import Change, Entity, Kind, Plan
 from mqspec.errors import MqspecError, OperationFailed
@@ -152,13 +152,13 @@ class _Runner:
         entity, what, v = change.desired, self._what(change), q(self.vhost)
         m = self.management
         if isinstance(entity, model.Exchange):
-            m.put(f"/exchanges/{v}/{q(entity.name)}", what, _exchange_body(entity))
+            m.put(f"/exchanges/{v}/{q(entity.name)}", what, vocabulary.exchange_body(entity))
         elif isinstance(entity, model.Queue):
-            m.put(f"/queues/{v}/{q(entity.name)}", what, _queue_body(entity))
+            m.put(f"/queues/{v}/{q(entity.name)}", what, vocabulary.queue_body(entity))
         elif isinstance(entity, model.Binding):
-            m.post(_binding_path(v, entity), what, {"routing_key": entity.routing_key, "arguments": dict(entity.arguments)})
+            m.post(_binding_path(v, entity), what, vocabulary.binding_body(entity))
         elif isinstance(entity, model.Policy):
-            m.put(f"/{_policy_path(entity.operator)}/{v}/{q(entity.name)}", what, definitions.policy_value(entity))
+            m.put(f"/{_policy_path(entity.operator)}/{v}/{q(entity.name)}", what, vocabulary.policy_body(entity))
         elif isinstance(entity, model.Permission):
             m.put(f"/permissions/{q(entity.vhost)}/{q(entity.user)}", what,
                   {"configure": entity.configure, "write": entity.write, "read": entity.read})
@@ -287,16 +287,7 @@ def _needs(change: Change, vhost: str) -> list[tuple[str, str]]:
     return needs
 
 
-# --- request bodies ----------------------------------------------------------------------------------------
-
-def _exchange_body(exchange: model.Exchange) -> dict[str, Any]:
-    return {"type": exchange.type, "durable": exchange.durable, "auto_delete": exchange.auto_delete,
-            "internal": exchange.internal, "arguments": dict(exchange.arguments)}
-
-
-def _queue_body(queue: model.Queue) -> dict[str, Any]:
-    return {"durable": queue.durable, "auto_delete": queue.auto_delete, "arguments": queue.broker_arguments()}
-
+# --- request paths ----------------------------------------------------------------------------------------
 
 def _binding_path(v: str, binding: model.Binding) -> str:
     kind = "e" if binding.destination_type == "exchange" else "q"

@@ -20,9 +20,9 @@ from mqspec.broker.management import Management, ManagementUnreachable, q
 from mqspec.broker.planning import with_counts
 from mqspec.broker.topology import execute
 from mqspec.context import Context
-from mqspec.core.definitions import is_builtin_exchange
 from mqspec.core.model import BrokerSettings, Topology
 from mqspec.core.plan import destroy, refusals
+from mqspec.core.vocabulary import is_builtin_exchange
 from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable, MqspecError
 from mqspec.options import DestroyOptions
 from mqspec.pipeline import load_valid

@@ -15,7 +15,9 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
-from mqspec.core import model
+from mqspec.core import model, vocabulary
+from mqspec.core.vocabulary import is_builtin_exchange as is_builtin_exchange
+from mqspec.core.vocabulary import is_server_named as is_server_named
 
 # Vhost limits: the scenario's friendly names and the broker's.
 LIMIT_NAMES: Mapping[str, str] = {"max_connections": "max-connections", "max_queues": "max-queues"}
@@ -27,14 +29,6 @@ _HASHES = {
     "rabbit_password_hashing_sha512": hashlib.sha512,
     "rabbit_password_hashing_md5": hashlib.md5,
 }
-
-
-def is_builtin_exchange(name: str) -> bool:
-    return name == "" or name.startswith("amq.")
-
-
-def is_server_named(name: str) -> bool:
-    return name.startswith("amq.gen-")
 
 
 # --- passwords ---------------------------------------------------------------------------------------------
@@ -100,13 +94,11 @@ def declarable_queues(queues: Iterable[model.Queue]) -> list[model.Queue]:
 
 
 def exchange_definition(exchange: model.Exchange, vhost: str) -> dict[str, Any]:
-    return {"name": exchange.name, "vhost": vhost, "type": exchange.type, "durable": exchange.durable,
-            "auto_delete": exchange.auto_delete, "internal": exchange.internal, "arguments": dict(exchange.arguments)}
+    return {"name": exchange.name, "vhost": vhost, **vocabulary.exchange_body(exchange)}
 
 
 def queue_definition(queue: model.Queue, vhost: str) -> dict[str, Any]:
-    return {"name": queue.name, "vhost": vhost, "durable": queue.durable, "auto_delete": queue.auto_delete,
-            "arguments": queue.broker_arguments()}
+    return {"name": queue.name, "vhost": vhost, **vocabulary.queue_body(queue)}
 
 
 def binding_definition(binding: model.Binding, vhost: str) -> dict[str, Any]:
@@ -117,8 +109,7 @@ def binding_definition(binding: model.Binding, vhost: str) -> dict[str, Any]:
 
 def policy_value(policy: model.Policy) -> dict[str, Any]:
     """The body of PUT /api/policies/{vhost}/{name} (and of an operator policy)."""
-    return {"pattern": policy.pattern, "definition": dict(policy.definition), "priority": policy.priority,
-            "apply-to": policy.apply_to}
+    return vocabulary.policy_body(policy)
 
 
 def _vhosts_with_target(topology: model.Topology) -> list[model.VHost]:
@@ -280,7 +271,7 @@ def _topic_permission_from(entry: Mapping[str, Any]) -> model.TopicPermission:
 
 _OVERFLOW = ("drop-head", "reject-publish", "reject-publish-dlx")
 _MATCH = ("all", "any", "all-with-x", "any-with-x")
-_KNOWN_EXCHANGES = {"", "amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match", "amq.rabbitmq.trace"}
+_KNOWN_EXCHANGES = set(vocabulary.BUILTIN_EXCHANGES)
 
 
 def scenario_topology(topology: model.Topology) -> dict[str, Any]:
@@ -405,7 +396,7 @@ def _external_exchanges(topology: model.Topology, exchanges: list[model.Exchange
     wanted += [b.destination for b in topology.bindings if b.destination_type == "exchange"]
     wanted += [e.alternate_exchange for e in exchanges if e.alternate_exchange is not None]
     wanted += [q.dead_letter_exchange for q in queues if q.dead_letter_exchange is not None]
-    missing = [name for name in dict.fromkeys(wanted) if name not in known and not name.startswith("amq.")]
+    missing = [name for name in dict.fromkeys(wanted) if name not in known and not vocabulary.is_reserved(name)]
     return [{"name": name, "external": True} for name in missing]
 
 
@@ -432,7 +423,7 @@ def _binding_doc(group: list[model.Binding], exchange_types: Mapping[str, str]) 
     if keys != [""]:
         doc["keys"] = keys
     args = dict(first.arguments)
-    headers_exchange = exchange_types.get(first.source) == "headers" or first.source in ("amq.headers", "amq.match")
+    headers_exchange = exchange_types.get(first.source) == "headers" or vocabulary.BUILTIN_EXCHANGES.get(first.source) == "headers"
     if headers_exchange and args.get("x-match") in _MATCH and all(
             isinstance(v, (str, int, float, bool)) for k, v in args.items() if k != "x-match"):
         doc["match"] = args.pop("x-match")

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlsplit
 from mqspec.core import model, offline, schema, semantics, units
 from mqspec.core.document import Document, DocumentError, JsonPathMarks, json_path, parse_bytes
 from mqspec.core.problems import Problem, errors
+from mqspec.core.vocabulary import vhost_of as vhost_of
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 
@@ -105,12 +106,6 @@ def secrets_of(scenario: model.Scenario) -> set[str]:
         if parts.password and parts.password != parts.username:  # guest:guest is no secret, and hiding it hides the user
             found.add(unquote(parts.password))
     return found
-
-
-def vhost_of(url: str) -> str:
-    """The vhost named by an AMQP URL path: '' or '/' mean the default vhost '/'."""
-    path = urlsplit(url).path
-    return unquote(path[1:]) if len(path) > 1 else "/"
 
 
 def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:

@@ -11,23 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-DEFAULT_EXCHANGE = ""
+from mqspec.core.vocabulary import DEFAULT_EXCHANGE as DEFAULT_EXCHANGE
+from mqspec.core.vocabulary import QUEUE_ARGUMENT_NAMES as QUEUE_ARGUMENT_NAMES
+
 QueueType = Literal["classic", "quorum", "stream"]
 DestinationType = Literal["queue", "exchange"]
 
-# Friendly queue fields and the x-argument each becomes.
-QUEUE_ARGUMENT_NAMES: Mapping[str, str] = {
-    "message_ttl": "x-message-ttl",
-    "expires": "x-expires",
-    "max_length": "x-max-length",
-    "max_length_bytes": "x-max-length-bytes",
-    "overflow": "x-overflow",
-    "max_priority": "x-max-priority",
-    "single_active_consumer": "x-single-active-consumer",
-    "delivery_limit": "x-delivery-limit",
-    "dead_letter_exchange": "x-dead-letter-exchange",
-    "dead_letter_routing_key": "x-dead-letter-routing-key",
-}
 
 
 def _frozen_args() -> Mapping[str, Any]:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from mqspec.core import model
-from mqspec.core.definitions import is_builtin_exchange, is_server_named, password_matches
+from mqspec.core.definitions import password_matches
+from mqspec.core.vocabulary import is_builtin_exchange, is_server_named
 
 Action = Literal["create", "update", "replace", "delete"]
 Kind = Literal["vhost", "user", "permission", "topic_permission", "policy", "operator_policy", "exchange", "queue", "binding"]

@@ -23,13 +23,9 @@ from operator import or_
 from typing import Any, Literal
 
 from mqspec.core import model
+from mqspec.core.vocabulary import BUILTIN_EXCHANGES, INTERNAL_BUILTINS
 
 MODELLED_TYPES = ("direct", "fanout", "topic", "headers")
-BUILTIN_EXCHANGES: Mapping[str, str] = {
-    "amq.direct": "direct", "amq.fanout": "fanout", "amq.topic": "topic",
-    "amq.headers": "headers", "amq.match": "headers", "amq.rabbitmq.trace": "topic",
-}
-INTERNAL_BUILTINS = frozenset({"amq.rabbitmq.trace"})
 MATCH_MODES = ("all", "any", "all-with-x", "any-with-x")
 ALTERNATE_LABEL = "(alternate)"
 

@@ -10,14 +10,10 @@ from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from mqspec.core import model
-from mqspec.core.document import Document
+from mqspec.core.document import Document, json_path
 from mqspec.core.problems import Problem
+from mqspec.core.vocabulary import BUILTIN_EXCHANGES, DIRECT_REPLY_TO, RESERVED_PREFIX, is_reserved
 
-BUILTIN_EXCHANGES = {
-    "": "direct", "amq.direct": "direct", "amq.fanout": "fanout", "amq.topic": "topic",
-    "amq.headers": "headers", "amq.match": "headers", "amq.rabbitmq.trace": "topic",
-}
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 MAX_NAME_BYTES = 255
 MAX_TIMER_MS = 4294967295  # 2^32 - 1: the largest TTL or expiry a 32-bit millisecond timer holds
 _LAST_SEGMENT = re.compile(r"(\.[^.\[]+|\[[^\]]*\])$")
@@ -139,9 +135,9 @@ def _duplicates(scenario: model.Scenario, kind: str, entries: list[tuple[str, st
 
 def _reserved_rule(scenario: model.Scenario, kind: str, name: str, where: str) -> Iterator[Problem]:
     """Declaring an amq.* name is refused; referencing one marked `external: true` declares nothing."""
-    if name.startswith("amq."):
-        yield problem(scenario, where, f"{kind} name '{name}' starts with 'amq.', which RabbitMQ reserves (ACCESS_REFUSED)",
-                      "choose a name without the 'amq.' prefix")
+    if is_reserved(name):
+        yield problem(scenario, where, f"{kind} name '{name}' starts with '{RESERVED_PREFIX}', which RabbitMQ reserves "
+                      "(ACCESS_REFUSED)", f"choose a name without the '{RESERVED_PREFIX}' prefix")
 
 
 def _length_rule(scenario: model.Scenario, what: str, text: str, where: str) -> Iterator[Problem]:
@@ -498,11 +494,7 @@ def _raw_bindings(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
             yield doc.problem((*path, given[0]), f"match/headers only affect headers exchanges; '{entry['exchange']}' is "
                               f"{source_type}", "remove match and headers, or bind a headers exchange")
         for name in entry.get("headers", {}):
-            yield from _length_rule(scenario, "header name", str(name), json_path_of((*path, "headers")))
-
-
-def json_path_of(path: tuple[str | int, ...]) -> str:
-    return "$" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+            yield from _length_rule(scenario, "header name", str(name), json_path((*path, "headers")))
 
 
 def _raw_producers(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from mqspec.broker import amqp
 from mqspec.core import accounting, marks, model, result
 from mqspec.core.result import Live
+from mqspec.core.vocabulary import DIRECT_REPLY_TO
 from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed
 from mqspec.workload.faults import FaultRunner, FaultSchedule, describe
 from mqspec.workload.monitor import QueueMonitor
@@ -93,7 +94,7 @@ def watched_queues(scenario: model.Scenario) -> list[str]:
         if queue.dead_letter_exchange is not None and ("x-message-ttl" in queue.arguments or expiring):
             names.append(queue.name)
     exclusive = {q.name for q in scenario.topology.queues if q.exclusive}
-    return list(dict.fromkeys(n for n in names if n not in exclusive and n != "amq.rabbitmq.reply-to"))
+    return list(dict.fromkeys(n for n in names if n not in exclusive and n != DIRECT_REPLY_TO))
 
 
 @contextmanager

@@ -13,7 +13,13 @@ from typing import Any
 from pika.channel import Channel
 
 from mqspec.core import model
-from mqspec.core.semantics import BUILTIN_EXCHANGES
+from mqspec.core.vocabulary import (
+    exchange_bind_args,
+    exchange_declare_args,
+    is_builtin_exchange,
+    queue_bind_args,
+    queue_declare_args,
+)
 
 Step = Callable[[Callable[[Any], None]], None]
 
@@ -28,27 +34,21 @@ def _chain(steps: list[Step], done: Callable[[], None]) -> None:
 
 
 def _exchange_step(channel: Channel, exchange: model.Exchange) -> Step:
-    return lambda callback: channel.exchange_declare(
-        exchange.name, exchange.type, durable=exchange.durable, auto_delete=exchange.auto_delete,
-        internal=exchange.internal, arguments=dict(exchange.arguments) or None, callback=callback)
+    return lambda callback: channel.exchange_declare(**exchange_declare_args(exchange), callback=callback)
 
 
 def _queue_step(channel: Channel, queue: model.Queue) -> Step:
-    return lambda callback: channel.queue_declare(
-        queue.name, durable=queue.durable, exclusive=queue.exclusive, auto_delete=queue.auto_delete,
-        arguments=queue.broker_arguments() or None, callback=callback)
+    return lambda callback: channel.queue_declare(**queue_declare_args(queue), callback=callback)
 
 
 def _binding_step(channel: Channel, binding: model.Binding) -> Step:
     if binding.destination_type == "exchange":
-        return lambda callback: channel.exchange_bind(binding.destination, binding.source, binding.routing_key,
-                                                      arguments=dict(binding.arguments) or None, callback=callback)
-    return lambda callback: channel.queue_bind(binding.destination, binding.source, binding.routing_key,
-                                               arguments=dict(binding.arguments) or None, callback=callback)
+        return lambda callback: channel.exchange_bind(**exchange_bind_args(binding), callback=callback)
+    return lambda callback: channel.queue_bind(**queue_bind_args(binding), callback=callback)
 
 
 def _declarable_exchange(topology: model.Topology, name: str) -> model.Exchange | None:
-    if name in BUILTIN_EXCHANGES:
+    if is_builtin_exchange(name):
         return None
     exchange = topology.exchange(name)
     return exchange if exchange is not None and not exchange.external else None

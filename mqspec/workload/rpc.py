@@ -17,10 +17,10 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from mqspec.core import model
+from mqspec.core.vocabulary import DIRECT_REPLY_TO
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
 
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 FIB_LIMIT = 10_000
 
 
