@@ -29,7 +29,7 @@ from mgmt import DEFAULT_AMQP, DEFAULT_MGMT, Management, amqp_url, connect, desc
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CONTENDERS = ("blocking", "select", "mqspec", "perftest")
+CONTENDERS = ("blocking", "select", "mqspec", "previous", "perftest")
 WORKLOADS = ("a", "b")
 BAR = 0.9  # mqspec must reach this fraction of the select baseline
 PERFTEST_EXCHANGE = "perftest-direct"
@@ -173,8 +173,14 @@ def scenario_yaml(ctx: Ctx) -> str:
     ])
 
 
-def run_mqspec(ctx: Ctx) -> tuple[float, float]:
-    cmd = mqspec_command()
+def previous_command() -> str | None:
+    """$MQSPEC_PREVIOUS_CMD: the mqspec of another checkout (e.g. the previous main), run interleaved."""
+    override = os.environ.get("MQSPEC_PREVIOUS_CMD")
+    return shutil.which(override) if override else None
+
+
+def run_mqspec(ctx: Ctx, cmd: str | None = None) -> tuple[float, float]:
+    cmd = cmd or mqspec_command()
     if cmd is None:
         raise Unavailable("mqspec command not found")
     scenario = ctx.tmp / f"{ctx.queue}.yaml"
@@ -231,6 +237,7 @@ RUNNERS: dict[str, Callable[[Ctx], tuple[float, float]]] = {
     "blocking": lambda ctx: run_baseline("baseline_blocking.py", ctx),
     "select": lambda ctx: run_baseline("baseline_select.py", ctx),
     "mqspec": run_mqspec,
+    "previous": lambda ctx: run_mqspec(ctx, previous_command()),
     "perftest": run_perftest,
 }
 
@@ -241,6 +248,8 @@ def _missing(contender: str) -> str:
     """Why an external contender cannot run here ('' when it can)."""
     if contender == "mqspec" and mqspec_command() is None:
         return "mqspec command not found"
+    if contender == "previous" and previous_command() is None:
+        return "set MQSPEC_PREVIOUS_CMD to another checkout's mqspec"
     if contender == "perftest" and perftest_command() is None:
         return "PerfTest not found (set PERFTEST_JAR)"
     return ""
