@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -42,6 +43,8 @@ NODE_PLUGINS = ("rabbitmq_management",)
 BOOT_TIMEOUT = 90.0
 STOP_TIMEOUT = 60.0
 STATE_FILE = "cluster.json"
+
+_children: dict[str, subprocess.Popen[bytes]] = {}  # nodes this process started, reaped when they stop
 
 
 class ClusterError(Exception):
@@ -220,8 +223,8 @@ def load(base: Path = DEFAULT_BASE) -> Cluster:
         data = json.loads((base / STATE_FILE).read_text())
     except FileNotFoundError:
         raise ClusterError(f"no cluster in {base} (start one with: scripts/local-cluster up)") from None
-    nodes = tuple(Node(**n) for n in data.pop("nodes"))
-    return Cluster(nodes=nodes, **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    return Cluster(base=data["base"], nodes=tuple(Node(**n) for n in data["nodes"]), plugins=tuple(data["plugins"]),
+                   netns=data["netns"], subnet=data["subnet"])
 
 
 # --- waiting on conditions -------------------------------------------------------------------------------------------
@@ -341,10 +344,8 @@ def _netns_down(cluster: Cluster) -> None:
             continue
         pids = _ip("netns", "pids", node.netns, check=False).stdout.split()
         for number in pids:  # epmd and anything left behind in this namespace only
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(number), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         _ip("link", "del", _veth(node)[0], check=False)
         _ip("netns", "del", node.netns, check=False)
     if cluster.netns:
@@ -367,9 +368,11 @@ def _launch(cluster: Cluster, node: Node) -> subprocess.Popen[bytes]:
     command = [str(_sbin() / "rabbitmq-server")]
     if node.netns:
         command = ["ip", "netns", "exec", node.netns, *command]
-    startup = open(Path(node.home) / "startup.log", "wb")  # noqa: SIM115 - the node keeps writing after we return
-    return subprocess.Popen(command, env=_env(cluster, node), stdin=subprocess.DEVNULL, stdout=startup,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    with open(Path(node.home) / "startup.log", "wb") as startup:
+        process = subprocess.Popen(command, env=_env(cluster, node), stdin=subprocess.DEVNULL, stdout=startup,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    _children[node.name] = process
+    return process
 
 
 def up(cluster: Cluster, timeout: float = BOOT_TIMEOUT, log: Callable[[str], None] = lambda _: None) -> float:
@@ -412,6 +415,13 @@ def _stop(cluster: Cluster, node: Node) -> None:
         wait_until(lambda: pid(node) is None, STOP_TIMEOUT, f"{node.name} (PID {number}) to exit")
     except ClusterError:
         os.kill(number, signal.SIGKILL)
+    child = _children.pop(node.name, None)
+    if child is not None:
+        try:
+            child.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 def down(cluster: Cluster, keep: bool = False) -> None:
@@ -441,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("up", help="start the nodes and join them into one cluster")
     start.add_argument("-n", "--nodes", type=int, default=3, help="how many nodes (default 3)")
-    start.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"node name prefix (default {DEFAULT_PREFIX}: {DEFAULT_PREFIX}1@localhost, ...)")
+    start.add_argument("--prefix", default=DEFAULT_PREFIX,
+                       help=f"node name prefix (default {DEFAULT_PREFIX}: {DEFAULT_PREFIX}1@localhost, ...)")
     start.add_argument("--port", type=int, default=DEFAULT_AMQP_PORT,
                        help=f"AMQP port of node 1 (default {DEFAULT_AMQP_PORT}); management +10000, distribution +20000")
     start.add_argument("--netns", action="store_true", help="run each node in its own network namespace (root only)")

@@ -1,4 +1,8 @@
-"""Shared fixtures: the real broker, a throwaway vhost per test, and the CLI run in-process."""
+"""Shared fixtures: the real broker, a throwaway vhost per test, and the CLI run in-process.
+
+Tests that stop, restart or cut off a broker use `private_node` or `private_cluster` (tests/nodes.py),
+never the shared broker on 5672.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typer.testing import CliRunner
 from mqspec.broker.management import Management
 from mqspec.cli import app
 from mqspec.core.model import BrokerSettings
+from tests import nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -74,8 +79,45 @@ def url(vhost: str) -> str:
     return vhost_url(vhost)
 
 
+@pytest.fixture(scope="session")
+def private_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nodes.Node]:
+    """One private RabbitMQ node for this session, which a test may stop and restart (~10 s to boot)."""
+    try:
+        with nodes.private_cluster(tmp_path_factory.mktemp("private-node"), 1, "node") as cluster:
+            yield cluster.nodes[0]
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nodes.Cluster]:
+    """Three private RabbitMQ nodes joined into one cluster for this session (~25 s to boot)."""
+    try:
+        with nodes.private_cluster(tmp_path_factory.mktemp("private-cluster"), 3, "cluster") as cluster:
+            yield cluster
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def private_url(private_node: nodes.Node, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh vhost on the private node for this test alone, as an AMQP URL."""
+    name = f"mqspec-test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+    with Management(BrokerSettings(urls=(nodes.vhost_url(private_node, "/"),),
+                                   management_url=private_node.management_url)) as client:
+        client.create_vhost(name, "throwaway vhost for one mqspec test")
+        client.set_permissions("guest", name)
+    yield nodes.vhost_url(private_node, name)
+    with Management(BrokerSettings(urls=(nodes.vhost_url(private_node, "/"),),
+                                   management_url=private_node.management_url)) as client:
+        client.delete_vhost(name)
+
+
+BROKER_FIXTURES = {"management", "vhost", "url", "private_node", "private_cluster", "private_url"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if "management" in fixtures or "vhost" in fixtures or "url" in fixtures:
+        if BROKER_FIXTURES & set(fixtures):
             item.add_marker(pytest.mark.broker)
