@@ -6,12 +6,14 @@ never the shared broker on 5672.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import pika
 import pytest
 from typer.testing import CliRunner
 
@@ -45,6 +47,24 @@ def mqspec(*args: str, env: dict[str, str] | None = None) -> Result:
     """Run the real CLI in-process and capture what a user would see."""
     result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
     return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Wait until `condition()` is true; fail naming `what` once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(interval)
+
+
+def queue_counts(url: str, queue: str) -> tuple[int, int]:
+    """(ready messages, consumers) of a queue, straight from the broker (no statistics delay)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        method = connection.channel().queue_declare(queue, passive=True).method
+        return method.message_count, method.consumer_count
+    finally:
+        connection.close()
 
 
 def vhost_url(vhost: str) -> str:
