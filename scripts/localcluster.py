@@ -154,6 +154,8 @@ def _env(cluster: Cluster, node: Node | None = None) -> dict[str, str]:
     env["PATH"] = f"{_sbin()}:{env.get('PATH', '/usr/bin:/bin')}:/usr/sbin:/sbin"
     if cluster.netns:
         env["RABBITMQ_USE_LONGNAME"] = "true"
+        # the namespaces reach no DNS server: resolve names from /etc/hosts only, instead of waiting for timeouts
+        env["ERL_INETRC"] = str(Path(cluster.base) / "inetrc")
     if node is not None:
         home = Path(node.home)
         env.update({
@@ -186,7 +188,9 @@ def _config(cluster: Cluster, node: Node) -> str:
         f"management.tcp.ip = {listen}",
         f"management.tcp.port = {node.management_port}",
         "cluster_formation.peer_discovery_backend = classic_config",
-        *(f"cluster_formation.classic_config.nodes.{n.index} = {n.name}" for n in cluster.nodes),
+        # node 1 forms the cluster alone (instead of waiting for peers that are not up yet); the others join it
+        *(f"cluster_formation.classic_config.nodes.{n.index} = {n.name}" for n in cluster.nodes[:node.index]
+          if n.index in (1, node.index)),
         "cluster_formation.randomized_startup_delay_range.min = 0",
         "cluster_formation.randomized_startup_delay_range.max = 1",
         "log.console = false",
@@ -206,6 +210,7 @@ def _prepare(cluster: Cluster, cookie: str) -> None:
     cookie_file.write_text(cookie)
     cookie_file.chmod(0o400)
     (base / STATE_FILE).write_text(json.dumps(asdict(cluster), indent=2) + "\n")
+    (base / "inetrc").write_text("{lookup, [file]}.\n")
     for node in cluster.nodes:
         home = Path(node.home)
         for sub in ("mnesia", "log"):
