@@ -90,6 +90,7 @@ class Cluster:
     plugins: tuple[str, ...] = CLUSTER_PLUGINS
     netns: bool = False
     subnet: int = 0  # 10.213.<subnet>.0/24 in netns mode
+    net_ticktime: int | None = None  # seconds until a silent peer counts as down (Erlang's default: 60)
 
     @property
     def names(self) -> list[str]:
@@ -101,7 +102,8 @@ class Cluster:
 
 
 def layout(base: Path = DEFAULT_BASE, count: int = 3, prefix: str = DEFAULT_PREFIX, amqp_port: int = DEFAULT_AMQP_PORT,
-           plugins: Iterable[str] = CLUSTER_PLUGINS, netns: bool = False, subnet: int = 0) -> Cluster:
+           plugins: Iterable[str] = CLUSTER_PLUGINS, netns: bool = False, subnet: int = 0,
+           net_ticktime: int | None = None) -> Cluster:
     """Where each node lives: node i gets AMQP port amqp_port+i-1, management +10000, distribution +20000."""
     nodes = []
     for i in range(1, count + 1):
@@ -111,7 +113,8 @@ def layout(base: Path = DEFAULT_BASE, count: int = 3, prefix: str = DEFAULT_PREF
         nodes.append(Node(index=i, name=f"{short}@{host if netns else 'localhost'}", host=host, amqp_port=port,
                           management_port=port + 10000, dist_port=port + 20000, home=str(base / short),
                           netns=short if netns else None))
-    return Cluster(base=str(base), nodes=tuple(nodes), plugins=tuple(plugins), netns=netns, subnet=subnet)
+    return Cluster(base=str(base), nodes=tuple(nodes), plugins=tuple(plugins), netns=netns, subnet=subnet,
+                   net_ticktime=net_ticktime)
 
 
 # --- the RabbitMQ installation and its command-line tools -------------------------------------------------------------
@@ -216,7 +219,8 @@ def _prepare(cluster: Cluster, cookie: str) -> None:
         for sub in ("mnesia", "log"):
             (home / sub).mkdir(parents=True, exist_ok=True)
         (home / "rabbitmq.conf").write_text(_config(cluster, node))
-        (home / "advanced.config").write_text("[].\n")
+        ticktime = f"{{kernel, [{{net_ticktime, {cluster.net_ticktime}}}]}}" if cluster.net_ticktime else ""
+        (home / "advanced.config").write_text(f"[{ticktime}].\n")
         dist = "{127,0,0,1}" if not cluster.netns else "{" + node.host.replace(".", ",") + "}"
         (home / "rabbitmq-env.conf").write_text(f'export ERL_FLAGS="-kernel inet_dist_use_interface {dist}"\n')
         (home / "enabled_plugins").write_text(f"[{','.join(cluster.plugins)}].\n")
@@ -229,7 +233,7 @@ def load(base: Path = DEFAULT_BASE) -> Cluster:
     except FileNotFoundError:
         raise ClusterError(f"no cluster in {base} (start one with: scripts/local-cluster up)") from None
     return Cluster(base=data["base"], nodes=tuple(Node(**n) for n in data["nodes"]), plugins=tuple(data["plugins"]),
-                   netns=data["netns"], subnet=data["subnet"])
+                   netns=data["netns"], subnet=data["subnet"], net_ticktime=data.get("net_ticktime"))
 
 
 # --- waiting on conditions -------------------------------------------------------------------------------------------
@@ -462,13 +466,15 @@ def main(argv: list[str] | None = None) -> int:
                        help=f"AMQP port of node 1 (default {DEFAULT_AMQP_PORT}); management +10000, distribution +20000")
     start.add_argument("--netns", action="store_true", help="run each node in its own network namespace (root only)")
     start.add_argument("--subnet", type=int, default=0, help="with --netns: use 10.213.SUBNET.0/24 (default 0)")
+    start.add_argument("--net-ticktime", type=int, help="seconds until a cut-off node counts as down (Erlang default 60)")
     start.add_argument("--timeout", type=float, default=BOOT_TIMEOUT, help=f"seconds to wait (default {BOOT_TIMEOUT:g})")
     commands.add_parser("down", help="stop the nodes and remove their data")
     commands.add_parser("status", help="list the nodes with their URLs")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            cluster = layout(args.base, args.nodes, args.prefix, args.port, netns=args.netns, subnet=args.subnet)
+            cluster = layout(args.base, args.nodes, args.prefix, args.port, netns=args.netns, subnet=args.subnet,
+                             net_ticktime=args.net_ticktime)
             took = up(cluster, args.timeout, log=lambda line: print(f"local-cluster: {line}", file=sys.stderr))
             print(f"local-cluster: {len(cluster.nodes)} node(s) running in one cluster after {took:.1f}s", file=sys.stderr)
             for node in cluster.nodes:
