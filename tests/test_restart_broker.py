@@ -6,11 +6,11 @@ restart a broker; the real restart runs in test_scenarios.py (09-durability) on 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from mqspec.broker.management import Management
 from mqspec.errors import OperationFailed
 from mqspec.core.model import BrokerSettings
 from mqspec.workload.faults import restart_broker
@@ -42,7 +42,7 @@ def test_a_command_that_names_its_node_runs_as_written(private_node: nodes.Node,
     assert log.read_text().splitlines() == ["--node rabbit@elsewhere stop_app"]
 
 
-def test_refuses_when_the_management_api_belongs_to_another_broker(private_node: nodes.Node, management: object,
+def test_refuses_when_the_management_api_belongs_to_another_broker(private_node: nodes.Node, management: Management,
                                                                     tmp_path: Path) -> None:
     ctl, log = _recording_rabbitmqctl(tmp_path)
     shared = vhost_url("/").replace("amqp://guest:guest@", "http://").rsplit(":", 1)[0] + ":15672"
@@ -53,7 +53,7 @@ def test_refuses_when_the_management_api_belongs_to_another_broker(private_node:
     port = private_node.amqp_port
     assert caught.value.message == (
         f"restart_broker: cannot tell which RabbitMQ node serves 127.0.0.1:{port}: the management API at "
-        f"http://127.0.0.1:15672 (rabbit@localhost) lists no AMQP listener on port {port}; name the node in "
+        f"http://127.0.0.1:15672 ({management.overview()['node']}) lists no AMQP listener on port {port}; name the node in "
         "broker.restart_command, e.g. [rabbitmqctl, -n, rabbit@HOST, stop_app], or point --management-url at the "
         "management API of that broker")
     assert not log.exists()
@@ -70,4 +70,11 @@ def test_refuses_when_no_management_api_answers(tmp_path: Path) -> None:
     assert caught.value.message.endswith("; name the node in broker.restart_command, e.g. [rabbitmqctl, -n, rabbit@HOST, "
                                          "stop_app], or point --management-url at the management API of that broker")
     assert not log.exists()
-    assert os.access(ctl, os.X_OK)
+
+
+def test_on_the_shared_broker_the_restart_names_the_node_behind_5672(management: Management, tmp_path: Path) -> None:
+    # what `mqspec apply scenarios/09-durability.yaml` would run against the broker on 5672 (recorded, not run)
+    ctl, log = _recording_rabbitmqctl(tmp_path)
+    restart_broker(BrokerSettings(urls=(vhost_url("/"),), restart_command=((ctl, "stop_app"), (ctl, "start_app"))))
+    node = management.overview()["node"]
+    assert log.read_text().splitlines() == [f"-n {node} stop_app", f"-n {node} start_app"]
