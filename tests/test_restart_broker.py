@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from mqspec.broker.management import Management
-from mqspec.errors import OperationFailed
 from mqspec.core.model import BrokerSettings
+from mqspec.errors import OperationFailed
 from mqspec.workload.faults import restart_broker
 from tests import nodes
 from tests.conftest import vhost_url
