@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit broker venv bench clean
+.PHONY: demo test lint typecheck unit broker venv bench clean cluster cluster-down cluster-status
 
 # Before creating the venv: Python 3.11 or newer, and a working `python3 -m venv` (Debian/Ubuntu: python3-venv).
 define CREATE_VENV
@@ -39,6 +39,18 @@ venv: $(STAMP)
 
 broker:
 	@scripts/ensure-broker
+
+# Private RabbitMQ nodes joined into one cluster, beside the broker above (docs/cluster.md).
+# make cluster NODES=5 ARGS=--netns
+NODES ?= 3
+cluster:
+	@scripts/local-cluster up --nodes $(NODES) $(ARGS)
+
+cluster-status:
+	@scripts/local-cluster status
+
+cluster-down:
+	@scripts/local-cluster down
 
 demo: venv broker
 	$(BIN)/mqspec validate scenarios/*.yaml

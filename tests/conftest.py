@@ -1,19 +1,26 @@
-"""Shared fixtures: the real broker, a throwaway vhost per test, and the CLI run in-process."""
+"""Shared fixtures: the real broker, a throwaway vhost per test, and the CLI run in-process.
+
+Tests that stop, restart or cut off a broker use `private_node` or `private_cluster` (tests/nodes.py),
+never the shared broker on 5672.
+"""
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import pika
 import pytest
 from typer.testing import CliRunner
 
 from mqspec.broker.management import Management
 from mqspec.cli import app
 from mqspec.core.model import BrokerSettings
+from tests import nodes
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -40,6 +47,24 @@ def mqspec(*args: str, env: dict[str, str] | None = None) -> Result:
     """Run the real CLI in-process and capture what a user would see."""
     result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
     return Result(result.exit_code, result.stdout, result.stderr)
+
+
+def until(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> None:
+    """Wait until `condition()` is true; fail naming `what` once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g}s waiting for {what}"
+        time.sleep(interval)
+
+
+def queue_counts(url: str, queue: str) -> tuple[int, int]:
+    """(ready messages, consumers) of a queue, straight from the broker (no statistics delay)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        method = connection.channel().queue_declare(queue, passive=True).method
+        return method.message_count, method.consumer_count
+    finally:
+        connection.close()
 
 
 def vhost_url(vhost: str) -> str:
@@ -74,8 +99,45 @@ def url(vhost: str) -> str:
     return vhost_url(vhost)
 
 
+@pytest.fixture(scope="session")
+def private_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nodes.Node]:
+    """One private RabbitMQ node for this session, which a test may stop and restart (~10 s to boot)."""
+    try:
+        with nodes.private_cluster(tmp_path_factory.mktemp("private-node"), 1, "node") as cluster:
+            yield cluster.nodes[0]
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nodes.Cluster]:
+    """Three private RabbitMQ nodes joined into one cluster for this session (~25 s to boot)."""
+    try:
+        with nodes.private_cluster(tmp_path_factory.mktemp("private-cluster"), 3, "cluster") as cluster:
+            yield cluster
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def private_url(private_node: nodes.Node, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh vhost on the private node for this test alone, as an AMQP URL."""
+    name = f"mqspec-test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+    with Management(BrokerSettings(urls=(nodes.vhost_url(private_node, "/"),),
+                                   management_url=private_node.management_url)) as client:
+        client.create_vhost(name, "throwaway vhost for one mqspec test")
+        client.set_permissions("guest", name)
+    yield nodes.vhost_url(private_node, name)
+    with Management(BrokerSettings(urls=(nodes.vhost_url(private_node, "/"),),
+                                   management_url=private_node.management_url)) as client:
+        client.delete_vhost(name)
+
+
+BROKER_FIXTURES = {"management", "vhost", "url", "private_node", "private_cluster", "private_url"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
-        if "management" in fixtures or "vhost" in fixtures or "url" in fixtures:
+        if BROKER_FIXTURES & set(fixtures):
             item.add_marker(pytest.mark.broker)

@@ -1,6 +1,7 @@
 """Every shipped scenario passes on the real broker; deliberately wrong ones fail with exit 1 and say why.
 
 Each scenario runs in its own throwaway vhost through the real CLI (`mqspec --url URL apply FILE`).
+A scenario that restarts its broker runs on a private node (tests/nodes.py), never on the shared one.
 The files under tests/wrong_expectations/ carry their exact failure lines in `# expect-fail:`
 comments (and lines that must still pass in `# expect-pass:`).
 """
@@ -27,10 +28,23 @@ def test_all_tutorials_are_shipped() -> None:
     assert names[:9] == ["01", "02", "03", "04", "05", "06", "07", "08", "09"]
 
 
+def _restarts_the_broker(path: Path) -> bool:
+    return "action: restart_broker" in path.read_text()
+
+
+def _broker_for(path: Path, request: pytest.FixtureRequest) -> list[str]:
+    """--url (and --management-url) of a fresh vhost: on the private node if the scenario restarts its broker."""
+    if _restarts_the_broker(path):
+        node = request.getfixturevalue("private_node")
+        return ["--url", request.getfixturevalue("private_url"), "--management-url", node.management_url]
+    return ["--url", request.getfixturevalue("url")]
+
+
+@pytest.mark.broker
 @pytest.mark.parametrize("path", _scenarios(), ids=lambda p: p.stem)
-def test_scenario_passes_on_the_real_broker(path: Path, url: str, tmp_path: Path) -> None:
+def test_scenario_passes_on_the_real_broker(path: Path, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
-    result = mqspec("--url", url, "apply", str(path), "--report", str(report_path))
+    result = mqspec(*_broker_for(path, request), "apply", str(path), "--report", str(report_path))
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert report["passed"] is True

@@ -21,7 +21,7 @@ from mqspec.broker.management import Management
 from mqspec.core import model
 from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed
 from mqspec.report import run_json
-from tests.conftest import AMQP_ROOT, ROOT, Result, mqspec, vhost_url
+from tests.conftest import AMQP_ROOT, ROOT, Result, mqspec, queue_counts, until, vhost_url
 
 
 def apply(tmp_path: Path, url: str, text: str, *extra: str) -> tuple[Result, dict[str, Any]]:
@@ -205,7 +205,7 @@ def test_a_consumer_only_workload_receives_messages_from_another_client(tmp_path
     connection.close()
 
     def publish_later() -> None:
-        time.sleep(0.3)
+        until(lambda: queue_counts(url, "inbox")[1] >= 1, 30, "the listener to consume from 'inbox'")
         later = pika.BlockingConnection(pika.URLParameters(url))
         for n in range(15):
             later.channel().basic_publish("", "inbox", f"during {n}".encode(), pika.BasicProperties(headers={"n": n}))
@@ -423,7 +423,7 @@ topology:
   queues: [{name: q, durable: false}]
 workload:
   producers: [{name: p, queue: q, rate: 200, duration: 30s}]
-  consumers: [{name: c, queue: q}]
+  consumers: [{name: c, queue: q, prefetch: 1, processing_time: 50ms}]
 expect:
   - {no_loss: true}
 """)
@@ -434,10 +434,8 @@ expect:
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stdout))  # type: ignore[arg-type]
     reader.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not any("Apply complete" in line for line in lines):
-        time.sleep(0.05)
-    time.sleep(1.0)
+    until(lambda: any("Apply complete" in line for line in lines), 20, "the topology to be applied")
+    until(lambda: queue_counts(url, "q")[0] > 0, 20, "the producer to publish (the slow consumer leaves a backlog)")
     process.send_signal(signal.SIGINT)
     process.wait(timeout=30)
     reader.join(5)

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from mqspec.broker import amqp
 from mqspec.broker.management import Management, q
@@ -84,13 +85,23 @@ def _client_name(connection: dict[str, object]) -> str:
 
 
 def restart_broker(settings: model.BrokerSettings) -> None:
-    """Run the restart commands in order, then wait until the broker accepts connections again."""
+    """Run the restart commands in order, then wait until the broker accepts connections again.
+
+    A `rabbitmqctl` command that names no node (`-n`/`--node`) is aimed at the node behind the
+    broker URL, as the management API reports it: never at whatever node is the default on this
+    machine. When that node cannot be determined, nothing is run.
+    """
     try:
-        _management_answers(settings)
-        management = True
-    except MqspecError:
-        management = False
-    for command in settings.restart_command:
+        with Management(settings, timeout=5.0) as client:
+            overview: dict[str, Any] | None = client.overview()
+            where = client.base
+    except MqspecError as exc:
+        overview, where = None, exc.message
+    commands = settings.restart_command
+    if any(_needs_node(c) for c in commands):
+        node = _node_behind(settings.url, overview, where)
+        commands = tuple(_aimed_at(c, node) if _needs_node(c) else c for c in commands)
+    for command in commands:
         try:
             done = subprocess.run(list(command), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -98,7 +109,42 @@ def restart_broker(settings: model.BrokerSettings) -> None:
         if done.returncode != 0:
             tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
             raise OperationFailed(f"restart_broker: '{' '.join(command)}' exited {done.returncode}: {tail[0]}")
-    wait_for_broker(settings, management=management)
+    wait_for_broker(settings, management=overview is not None)
+
+
+def _rabbitmqctl_at(command: tuple[str, ...]) -> int | None:
+    return next((i for i, word in enumerate(command) if word.rsplit("/", 1)[-1] == "rabbitmqctl"), None)
+
+
+def _needs_node(command: tuple[str, ...]) -> bool:
+    at = _rabbitmqctl_at(command)
+    return at is not None and not any(w in ("-n", "--node") or w.startswith("--node=") for w in command[at + 1:])
+
+
+def _aimed_at(command: tuple[str, ...], node: str) -> tuple[str, ...]:
+    at = _rabbitmqctl_at(command)
+    assert at is not None
+    return (*command[:at + 1], "-n", node, *command[at + 1:])
+
+
+def _node_behind(url: str, overview: dict[str, Any] | None, where: str) -> str:
+    """The node whose AMQP listener serves `url`, from the listeners in the management overview."""
+    endpoint = amqp.endpoint(url)
+    advice = ("; name the node in broker.restart_command, e.g. [rabbitmqctl, -n, rabbit@HOST, stop_app], "
+              "or point --management-url at the management API of that broker")
+    if overview is None:
+        raise OperationFailed(f"restart_broker: cannot tell which RabbitMQ node serves {endpoint}: {where}{advice}")
+    host, _, port = endpoint.rpartition(":")
+    listeners = [entry for entry in overview.get("listeners") or []
+                 if str(entry.get("protocol", "")).startswith("amqp") and str(entry.get("port")) == port]
+    nodes = sorted({str(entry["node"]) for entry in listeners if "node" in entry})
+    if len(nodes) > 1:  # a cluster on several hosts, all on the same port: the node's host names it
+        nodes = [n for n in nodes if n.split("@", 1)[-1].split(".")[0] == host.split(".")[0]] or nodes
+    if len(nodes) == 1:
+        return nodes[0]
+    found = (f"several nodes listen on port {port} ({', '.join(nodes)})" if nodes else
+             f"the management API at {where} ({overview.get('node', 'unknown node')}) lists no AMQP listener on port {port}")
+    raise OperationFailed(f"restart_broker: cannot tell which RabbitMQ node serves {endpoint}: {found}{advice}")
 
 
 def wait_for_broker(settings: model.BrokerSettings, timeout: float = BROKER_BACK_TIMEOUT, management: bool = True) -> None:

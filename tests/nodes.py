@@ -1,0 +1,73 @@
+"""Private RabbitMQ nodes for tests that stop, restart or cut off a broker.
+
+Built on scripts/localcluster.py, the code behind `scripts/local-cluster`: each node has its own
+node name, ports, config and data under pytest's temporary folder, and is stopped at the end of
+the session. Node names carry the pytest process id and the ports are picked free, so two test
+runs on one machine do not collide, and the shared broker on 5672 is never touched.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from urllib.parse import quote
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("localcluster", ROOT / "scripts" / "localcluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["localcluster"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+localcluster = _load()
+Cluster = localcluster.Cluster
+Node = localcluster.Node
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_base(count: int) -> int:
+    """An AMQP port for node 1 such that every node's AMQP, management (+10000) and distribution (+20000) port is free."""
+    for _ in range(200):
+        base = random.randrange(30000, 45000 - count)
+        if all(_free(base + i + offset) for i in range(count) for offset in (0, 10000, 20000)):
+            return base
+    raise RuntimeError("no free block of ports between 30000 and 65000")
+
+
+@contextmanager
+def private_cluster(base: Path, count: int, role: str) -> Iterator[Cluster]:
+    """Start `count` private nodes joined into one cluster; stop them and remove their data afterwards."""
+    cluster = localcluster.layout(base, count, prefix=f"mqspec-{role}-{os.getpid()}-", amqp_port=free_port_base(count),
+                                  plugins=localcluster.NODE_PLUGINS)
+    try:
+        localcluster.up(cluster)
+    except localcluster.ClusterError as exc:
+        raise RuntimeError(f"could not start {count} private RabbitMQ node(s) in {base}: {exc}") from None
+    try:
+        yield cluster
+    finally:
+        localcluster.down(cluster)
+
+
+def vhost_url(node: Node, vhost: str) -> str:
+    return f"amqp://guest:guest@{node.host}:{node.amqp_port}/{quote(vhost, safe='')}"
