@@ -112,3 +112,44 @@ def test_insecure_skips_verification_and_warns(tmp_path: Path, endpoint: TlsEndp
     assert code == 3
     assert "warning: TLS certificate verification is off (tls.insecure: true)" in stderr
     assert len(endpoint.handshakes) > before
+
+
+def test_a_verification_failure_is_one_line_naming_the_reason(tmp_path: Path, endpoint: TlsEndpoint) -> None:
+    code, stderr = _apply(tmp_path, endpoint, "{}")
+    assert code == 3
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot connect to localhost:{endpoint.port}: TLS handshake failed: certificate verify failed: ")
+    assert "self" in last and "signed certificate" in last
+    assert "AMQPConnectionWorkflowFailed" not in stderr
+
+
+def _encrypted_client_key(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "client.pem", folder / "client.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-keyout", str(key), "-out", str(cert), "-days", "1",
+                    "-subj", "/CN=client", "-passout", "pass:s3cret-phrase"], check=True, capture_output=True)
+    return cert, key
+
+
+def test_an_encrypted_key_without_key_password_is_refused_without_prompting(tmp_path: Path, endpoint: TlsEndpoint) -> None:
+    cert, key = _encrypted_client_key(tmp_path)
+    code, stderr = _apply(tmp_path, endpoint, f"{{ca_file: {endpoint.cert}, cert_file: {cert}, key_file: {key}}}")
+    assert code == 3
+    assert stderr.strip().splitlines()[-1] == (f"error: TLS key file {key} is encrypted: set tls.key_password "
+                                               "(e.g. key_password: ${MQSPEC_TLS_KEY_PASSWORD})")
+
+
+def test_key_password_from_the_environment_unlocks_the_key_and_is_never_shown(
+        tmp_path: Path, endpoint: TlsEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = _encrypted_client_key(tmp_path)
+    monkeypatch.setenv("TEST_KEY_PW", "s3cret-phrase")
+    before = len(endpoint.handshakes)
+    tls = f"{{ca_file: {endpoint.cert}, cert_file: {cert}, key_file: {key}, key_password: '${{TEST_KEY_PW}}'}}"
+    code, stderr = _apply(tmp_path, endpoint, tls)
+    assert code == 3, stderr  # the endpoint is TLS but no broker
+    assert len(endpoint.handshakes) > before, stderr
+    assert "encrypted" not in stderr and "s3cret-phrase" not in stderr
+    monkeypatch.setenv("TEST_KEY_PW", "wrong-phrase")
+    code, stderr = _apply(tmp_path, endpoint, tls)
+    assert code == 3
+    assert f"cannot load the TLS client certificate {cert}: wrong tls.key_password" in stderr
+    assert "wrong-phrase" not in stderr

@@ -36,11 +36,44 @@ def endpoint(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{port}"
 
 
+def load_client_certificate(context: ssl.SSLContext, tls: TlsSettings) -> None:
+    """The client certificate and key; an encrypted key needs tls.key_password and never prompts."""
+    assert tls.cert_file is not None
+    password = tls.key_password or ""
+
+    def give_password() -> str:
+        if not password:
+            raise ssl.SSLError(f"the key file {tls.key_file or tls.cert_file} is encrypted")
+        return password
+
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file, password=give_password)
+    except ssl.SSLError as exc:
+        if not password and "encrypted" in str(exc):
+            raise BrokerUnavailable(f"TLS key file {tls.key_file or tls.cert_file} is encrypted: set tls.key_password "
+                                    "(e.g. key_password: ${MQSPEC_TLS_KEY_PASSWORD})") from None
+        wrong = password and _is_encrypted(tls.key_file or tls.cert_file)
+        reason = "wrong tls.key_password" if wrong else (exc.reason or str(exc))
+        raise BrokerUnavailable(f"cannot load the TLS client certificate {tls.cert_file}: {reason}") from None
+    except OSError as exc:
+        raise BrokerUnavailable(f"cannot read the TLS client certificate or key ({tls.cert_file}, {tls.key_file}): "
+                                f"{exc.strerror or exc}") from None
+
+
+def _is_encrypted(path: str) -> bool:
+    try:
+        with open(path, "rb") as pem:
+            head = pem.read(1 << 16)
+    except OSError:
+        return False
+    return b"ENCRYPTED" in head
+
+
 def ssl_context(tls: TlsSettings) -> ssl.SSLContext:
     """Verification on by default; `insecure` turns it off (the command's pipeline warns about it, once)."""
     context = ssl.create_default_context(cafile=tls.ca_file)
     if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
+        load_client_certificate(context, tls)
     if tls.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -155,6 +188,9 @@ def _reply_text(exc: BaseException) -> str:
 
 
 def _connect_reason(exc: BaseException, where: str) -> str:
+    cause = _root_cause(exc)
+    if isinstance(cause, ssl.SSLError):
+        return _os_reason(cause)
     text = _reply_text(exc)
     if "Refused" in text or "refused" in text:
         return "connection refused"
@@ -165,6 +201,18 @@ def _connect_reason(exc: BaseException, where: str) -> str:
     if "SSL" in text or "certificate" in text.lower():
         return f"TLS handshake failed ({redact(text)[:200]})"
     return redact(" ".join(str(a) for a in exc.args))[:200] or type(exc).__name__
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost error of pika's connection workflow: a socket, TLS or protocol failure."""
+    seen = 0
+    while seen < 8:
+        seen += 1
+        nested = [*getattr(exc, "exceptions", ()), *(a for a in exc.args if isinstance(a, BaseException))]
+        if not nested:
+            return exc
+        exc = nested[-1]
+    return exc
 
 
 def _os_reason(exc: OSError) -> str:

@@ -37,7 +37,9 @@ def _verify(tls: TlsSettings) -> ssl.SSLContext | bool:
         return False
     context = ssl.create_default_context(cafile=tls.ca_file)
     if tls.cert_file:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
+        from mqspec.broker.amqp import load_client_certificate
+
+        load_client_certificate(context, tls)
     return context
 
 

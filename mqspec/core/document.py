@@ -319,7 +319,7 @@ class _Builder:
             return value
         if "$" in value and tag in (None, "!", "tag:yaml.org,2002:str"):
             value = self._interpolate(value, event)
-            if path and path[-1] == "password":
+            if path and str(path[-1]).endswith("password"):
                 self.doc.secrets.add(value)
                 return value  # a password stays text, whatever it looks like
         if tag is None or tag == "!":

@@ -101,6 +101,8 @@ def _remove(data: Any, path: tuple[str | int, ...]) -> bool:
 def secrets_of(scenario: model.Scenario) -> set[str]:
     """The passwords a scenario holds, to be scrubbed from every message mqspec prints."""
     found = {user.password for user in scenario.topology.users if user.password}
+    if scenario.broker.tls.key_password:
+        found.add(scenario.broker.tls.key_password)
     for url in (*scenario.broker.urls, scenario.broker.management_url or ""):
         parts = urlsplit(url)
         if parts.password and parts.password != parts.username:  # guest:guest is no secret, and hiding it hides the user

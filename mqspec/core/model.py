@@ -166,6 +166,7 @@ class TlsSettings:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+    key_password: str | None = field(default=None, repr=False)
     server_name: str | None = None
     insecure: bool = False
 
