@@ -8,13 +8,16 @@ a file with no workload), so that every warning is worth reading.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from mqspec.core import model, offline, routing
-from mqspec.core.problems import Problem
+from mqspec.core import model, offline, routing, scalars
+from mqspec.core.document import Disputed, Document, json_path
+from mqspec.core.problems import Problem, shorten
 from mqspec.core.semantics import problem
 
 SAMPLE_SEQ = 1
@@ -244,3 +247,29 @@ def topic_key_problem(key: str) -> tuple[str, str] | None:
 def _routes(context: _Context) -> Iterator[Problem]:
     """`routes:` the oracle cannot prove either way (plugin and external exchanges) are warnings."""
     return (found for found in offline.route_problems(context.scenario) if found.severity == "warning")
+
+
+def disputed_scalars(doc: Document) -> list[Problem]:
+    """Plain values YAML 1.1 tools read otherwise than mqspec does (YAML 1.2): `NO`, `on`, `01234`, `1_000`."""
+    return [Problem(doc.path, item.mark[0], item.mark[1], json_path(item.path), _disputed_message(item), _disputed_hint(item),
+                    "warning") for item in doc.disputed]
+
+
+def _disputed_message(item: Disputed) -> str:
+    tool = "Go yaml.v2" if item.text in ("y", "Y", "n", "N") else "PyYAML"
+    return (f"{shorten(item.text)} reads as {scalars.describe(_as_mqspec(item.yaml12))} in mqspec (YAML 1.2), "
+            f"but as {scalars.describe(item.yaml11)} in YAML 1.1 tools such as {tool}")
+
+
+def _as_mqspec(value: object) -> object:
+    return scalars.whole(value) if isinstance(value, float) and math.isfinite(value) else value
+
+
+def _disputed_hint(item: Disputed) -> str:
+    hint = f"quote it ({json.dumps(item.text, ensure_ascii=False)}) if it is text"
+    readings = [value for value in (_as_mqspec(item.yaml12), item.yaml11) if isinstance(value, (bool, int, float)) and value is not None]
+    forms = list(dict.fromkeys("true" if v is True else "false" if v is False else scalars.plain(v) for v in readings))
+    if forms:
+        kind = "a boolean" if isinstance(readings[0], bool) else "a number"
+        hint += f"; write {' or '.join(forms)} if it is {kind}"
+    return hint + ", so that every YAML tool reads the same"

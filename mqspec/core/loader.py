@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from mqspec.core import model, offline, schema, semantics, units
+from mqspec.core import lint, model, offline, schema, semantics, units
 from mqspec.core.document import Document, DocumentError, JsonPathMarks, json_path, parse_bytes
 from mqspec.core.problems import Problem, errors
 from mqspec.core.vocabulary import vhost_of as vhost_of
@@ -38,7 +38,7 @@ def load_bytes(raw: bytes, path: str, overrides: Overrides = Overrides(), env: M
     except DocumentError as exc:
         return Loaded(None, exc.problems)
     seen = {p.path for p in doc.problems}
-    problems = doc.problems + [p for p in schema.check(doc) if p.path not in seen]
+    problems = doc.problems + lint.disputed_scalars(doc) + [p for p in schema.check(doc) if p.path not in seen]
     if errors(problems):
         return Loaded(None, problems + _semantics_of_the_rest(doc, overrides, problems))
     scenario = build(doc, overrides)
