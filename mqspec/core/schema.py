@@ -61,12 +61,15 @@ def _is_value_format(error: ValidationError) -> bool:
 
 
 def errors_at(doc: Document) -> list[tuple[PathKey, str]]:
-    """(path, validator) of every schema error: the places a partial check must leave out."""
+    """(path, validator) of every schema error: the places a partial check must leave out (a missing required
+    key is given as the path it should have)."""
     found: list[tuple[PathKey, str]] = []
     for error in _leaf_errors(_validator().iter_errors(doc.data)):
         path: PathKey = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
             found += [((*path, key), "additionalProperties") for key in _unknown_keys(error)]
+        elif error.validator == "required" and isinstance(error.instance, dict) and isinstance(error.validator_value, list):
+            found += [((*path, key), "required") for key in error.validator_value if key not in error.instance]
         else:
             found.append((path, str(error.validator)))
     return found
