@@ -170,7 +170,7 @@ def secrets_of(scenario: model.Scenario) -> set[str]:
 
 def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
     data: dict[str, Any] = doc.data
-    broker = _broker(data.get("broker", {}), overrides, Path(doc.path).parent)
+    broker = _broker(data.get("broker", {}), overrides, doc.path)
     vhost = vhost_of(broker.url)
     marks = JsonPathMarks(doc.marks)
     literal = tuple(json_path(("topology", "users", i, "password")) for i, user in enumerate(data.get("topology", {}).get("users", []))
@@ -183,7 +183,7 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
         description=data.get("description", ""),
         broker=broker,
         topology=_topology(data.get("topology", {}), vhost),
-        workload=_workload(data.get("workload", {}), Path(doc.path).parent),
+        workload=_workload(data.get("workload", {}), doc.path),
         expectations=tuple(_expectation(e, f"$.expect[{i}]") for i, e in enumerate(data.get("expect", []))),
         marks=marks,
         literal_passwords=literal,
@@ -220,16 +220,15 @@ def _literal_url_password(url: Any) -> bool:
     return bool(password) and (unquote(parts.username or ""), unquote(password or "")) != ("guest", "guest")
 
 
-def _tls(data: dict[str, Any], base: Path) -> model.TlsSettings:
-    """TLS files are relative to the scenario file, like body_file."""
+def _tls(data: dict[str, Any], scenario_path: str) -> model.TlsSettings:
     settings: dict[str, Any] = dict(data)
     for key in ("ca_file", "cert_file", "key_file"):
         if key in settings:
-            settings[key] = str(base / settings[key])
+            settings[key] = semantics.input_path(scenario_path, settings[key])
     return model.TlsSettings(**settings)
 
 
-def _broker(data: dict[str, Any], overrides: Overrides, base: Path) -> model.BrokerSettings:
+def _broker(data: dict[str, Any], overrides: Overrides, scenario_path: str) -> model.BrokerSettings:
     urls_in_file = data.get("url", DEFAULT_URL)
     urls = (overrides.url,) if overrides.url else tuple(urls_in_file if isinstance(urls_in_file, list) else [urls_in_file])
     tls = data.get("tls", {})
@@ -241,7 +240,7 @@ def _broker(data: dict[str, Any], overrides: Overrides, base: Path) -> model.Bro
         heartbeat=units.seconds(data["heartbeat"]) if "heartbeat" in data else None,
         connect_timeout=units.seconds(data.get("connect_timeout", 5)),
         connection_name=data.get("connection_name"),
-        tls=_tls(tls, base),
+        tls=_tls(tls, scenario_path),
         restart_command=tuple(tuple(c) for c in restart) if restart else defaults.restart_command,
     )
 
@@ -321,9 +320,9 @@ def _bindings(data: dict[str, Any], where: str) -> list[model.Binding]:
     return [model.Binding(data["exchange"], destination, kind, key, args, where) for key in data.get("keys", [""])]
 
 
-def _workload(data: dict[str, Any], base: Path) -> model.Workload:
+def _workload(data: dict[str, Any], scenario_path: str) -> model.Workload:
     return model.Workload(
-        producers=tuple(_producer(p, f"$.workload.producers[{i}]", base) for i, p in enumerate(data.get("producers", []))),
+        producers=tuple(_producer(p, f"$.workload.producers[{i}]", scenario_path) for i, p in enumerate(data.get("producers", []))),
         consumers=tuple(_consumer(c, f"$.workload.consumers[{i}]") for i, c in enumerate(data.get("consumers", []))),
         rpc_servers=tuple(model.RpcServer(s["name"], s["queue"], s.get("prefetch", 1), s.get("handler", "echo"),
                                           _processing(s.get("processing_time")), s.get("instances", 1), f"$.workload.rpc_servers[{i}]")
@@ -345,7 +344,7 @@ def _opt_seconds(value: Any) -> float | None:
     return None if value is None else units.seconds(value)
 
 
-def _producer(data: dict[str, Any], where: str, base: Path) -> model.Producer:
+def _producer(data: dict[str, Any], where: str, scenario_path: str) -> model.Producer:
     queue = data.get("queue")
     keys = tuple(data["routing_keys"]) if "routing_keys" in data else ((queue,) if queue else ("",))
     body: bytes | None = None
@@ -353,7 +352,7 @@ def _producer(data: dict[str, Any], where: str, base: Path) -> model.Producer:
     if "body" in data:
         template = data["body"]
     if "body_file" in data:
-        file = base / data["body_file"]
+        file = Path(semantics.input_path(scenario_path, data["body_file"]))
         body = file.read_bytes() if file.is_file() else b""
     return model.Producer(
         name=data["name"], exchange=data.get("exchange", model.DEFAULT_EXCHANGE), queue=queue, routing_keys=keys,
