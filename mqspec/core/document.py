@@ -154,6 +154,22 @@ def _decode(raw: bytes, path: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+# NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR: line breaks to YAML 1.1 (and PyYAML), ordinary characters to
+# YAML 1.2 and to editors, which count lines by \n, \r\n and \r only.
+_UNICODE_LINE_BREAKS = "\x85\u2028\u2029"
+
+
+def _hide_unicode_line_breaks(text: str) -> tuple[str, dict[int, int]]:
+    """The text with NEL, U+2028 and U+2029 swapped for private-use characters the file does not hold, and the
+    table that swaps them back in scalars: so lines are counted as editors count them and values keep them."""
+    present = [c for c in _UNICODE_LINE_BREAKS if c in text]
+    if not present:
+        return text, {}
+    stand_ins = (chr(code) for code in range(0xE000, 0xF900) if chr(code) not in text)
+    swap = {ord(c): ord(next(stand_ins)) for c in present}
+    return text.translate(swap), {stand_in: original for original, stand_in in swap.items()}
+
+
 class _Limit(Exception):
     def __init__(self, mark: Mark, message: str, hint: str) -> None:
         super().__init__(message)
@@ -181,8 +197,11 @@ class _Builder:
         self.documents = 0
 
     def build(self, text: str) -> Document:
+        text, restore = _hide_unicode_line_breaks(text)
         try:
             for event in yaml.parse(text, Loader=_LOADER):
+                if restore and isinstance(event, yaml.ScalarEvent):
+                    event.value = event.value.translate(restore)
                 self._on(event)
         except _Limit as exc:
             self.problems.append(Problem(self.doc.path, exc.where[0], exc.where[1], "$", exc.message, exc.hint))
@@ -416,7 +435,7 @@ def _yaml_problem(path: str, exc: yaml.YAMLError, text: str) -> Problem:
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
-    lines = text.splitlines()
+    lines = re.split(r"\r\n|\r|\n", text)  # as editors count lines (str.splitlines also breaks at \x0c, \x1c...)
     has_tab = 0 < line <= len(lines) and "\t" in lines[line - 1][: col + 1]
     hint = "indent with spaces; YAML does not allow tabs" if has_tab else "check indentation and quoting"
     if 0 < line <= len(lines) and "${" in lines[line - 1] and "{" in lines[line - 1].split("${")[0]:

@@ -27,7 +27,7 @@ _WILDCARD_HINT = "give each wildcard a word of its own between dots, e.g. 'order
 
 def check(scenario: model.Scenario) -> list[Problem]:
     context = _Context(scenario)
-    checks = (_literal_passwords, _unroutable_producers, _unreachable_queues, _growing_queues,
+    checks = (_literal_passwords, _invisible_characters, _unroutable_producers, _unreachable_queues, _growing_queues,
               _dead_letter_dead_ends, _topic_binding_keys, _routes, _multi_ack_above_prefetch)
     return [found for run in checks for found in run(context)]
 
@@ -102,6 +102,27 @@ def _literal_password(context: _Context, where: str) -> Problem:
                        "use ${ENV_VAR} interpolation, e.g. url: amqp://app:${APP_PASSWORD}@host/vhost", "warning")
     return problem(context.scenario, where, "password is written literally in the file",
                    "use ${ENV_VAR} interpolation, e.g. password: ${APP_PASSWORD}", "warning")
+
+
+_ZERO_WIDTH = {"\u200b": "ZERO WIDTH SPACE", "\u200c": "ZERO WIDTH NON-JOINER", "\u200d": "ZERO WIDTH JOINER",
+               "\u2060": "WORD JOINER", "\ufeff": "ZERO WIDTH NO-BREAK SPACE"}
+
+
+def _invisible_characters(context: _Context) -> Iterator[Problem]:
+    """A name with a character no one sees: 'orders' and 'orders\u200b' look alike and are two queues."""
+    topology, work = context.topology, context.workload
+    named: list[tuple[str, str, str]] = [
+        *(("exchange", e.name, e.where) for e in topology.exchanges), *(("queue", q.name, q.where) for q in topology.queues),
+        *(("user", u.name, u.where) for u in topology.users), *(("vhost", v.name, v.where) for v in topology.vhosts),
+        *(("policy", p.name, p.where) for p in topology.policies),
+        *(("producer", p.name, p.where) for p in work.producers), *(("consumer", c.name, c.where) for c in work.consumers),
+    ]
+    for kind, name, where in named:
+        hidden = next((c for c in name if c in _ZERO_WIDTH), None)
+        if hidden is not None:
+            yield problem(context.scenario, f"{where}.name",
+                          f"{kind} name '{name}' holds an invisible character, U+{ord(hidden):04X} {_ZERO_WIDTH[hidden]}",
+                          "remove it: a name that looks the same without it is another name to RabbitMQ", "warning")
 
 
 def _multi_ack_above_prefetch(context: _Context) -> Iterator[Problem]:
