@@ -418,6 +418,30 @@ def _tls_files(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
                       "add cert_file, or remove key_file")
 
 
+_PERCENT = {"/": "%2F", "?": "%3F", "#": "%23", "@": "%40", "[": "%5B", "]": "%5D", " ": "%20", "%": "%25"}
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _unencoded_userinfo(url: str) -> str:
+    """The characters ('/', '@', ...) that end the user:password part of a URL early, quoted; '' when there are none.
+
+    Everything between :// and the last '@' is meant as user:password; a password taken from ${VAR} as is
+    (`ab/cd`) makes urlsplit read `ab` as the host. The password itself is never shown.
+    """
+    _, sep, rest = url.partition("://")
+    userinfo = rest.rpartition("@")[0] if sep else ""
+    found = {c for c in userinfo if c in _PERCENT and c != "%"} | ({"%"} if _BAD_PERCENT.search(userinfo) else set())
+    return " and ".join(f"'{c}'" for c in sorted(found))
+
+
+def _url_hint(url: str, example: str) -> str:
+    unencoded = _unencoded_userinfo(url)
+    if not unencoded:
+        return example
+    codes = ", ".join(f"'{c}' is {_PERCENT[c]}" for c in sorted(_PERCENT) if f"'{c}'" in unencoded)
+    return f"percent-encode the user name and password ({codes}), e.g. urllib.parse.quote(password, safe='') in Python"
+
+
 def _raw_broker(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
     broker = doc.data.get("broker", {})
     urls = broker.get("url", [])
@@ -425,15 +449,19 @@ def _raw_broker(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
     for path, url in entries:
         message = _url_problem(url, ("amqp", "amqps"))
         if message:
-            yield doc.problem(path, message, "write amqp://USER:PASSWORD@HOST:5672/VHOST, or amqps:// for TLS")
+            yield doc.problem(path, message, _url_hint(url, "write amqp://USER:PASSWORD@HOST:5672/VHOST, or amqps:// for TLS"))
     management = broker.get("management_url")
     if isinstance(management, str):
         message = _url_problem(management, ("http", "https"))
         if message:
-            yield doc.problem(("broker", "management_url"), message, "write http://HOST:15672, or https:// for TLS")
+            yield doc.problem(("broker", "management_url"), message, _url_hint(management, "write http://HOST:15672, or https:// for TLS"))
 
 
 def _url_problem(url: str, schemes: tuple[str, ...]) -> str:
+    unencoded = _unencoded_userinfo(url)
+    if unencoded:
+        return (f"the user name or password in this URL holds {unencoded}, which a URL must percent-encode: as written, "
+                "part of the credentials is read as the host, port or path")
     try:
         parts = urlsplit(url)
         host = parts.hostname
