@@ -15,6 +15,7 @@ from typer.core import TyperArgument, TyperCommand
 from mqspec import __version__
 from mqspec.context import Context
 from mqspec.core.loader import Overrides
+from mqspec.core.problems import escape
 from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, MqspecError
 
 app = typer.Typer(
@@ -102,7 +103,7 @@ def _run(ctx: typer.Context, command: Callable[[Context], int]) -> None:
     try:
         code = command(state)
     except MqspecError as exc:
-        state.err(f"error: {exc.message}")
+        state.err(f"error: {escape(exc.message)}")
         code = exc.exit_code
     except KeyboardInterrupt:
         state.err("interrupted")

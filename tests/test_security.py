@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mqspec.broker.management import Management, management_base
 from mqspec.core.model import BrokerSettings, TlsSettings
 from mqspec.errors import BrokerUnavailable, Redactor, redact
+from tests.conftest import mqspec
 
 
 def test_redact_hides_every_url_password() -> None:
@@ -60,3 +63,30 @@ def test_tls_verification_is_on_by_default_and_off_only_when_insecure() -> None:
     context = _verify(TlsSettings())
     assert not isinstance(context, bool)
     assert context.verify_mode.name == "CERT_REQUIRED" and context.check_hostname
+
+
+URL_FROM_ENV = "version: 1\nname: t\nbroker:\n  url: amqp://app:${APP_PASSWORD}@rabbit:5672/%2F\n"
+
+
+@pytest.mark.parametrize(("password", "found", "codes"), [
+    ("ab/cd/ef:Zq9X", "'/'", "'/' is %2F"),
+    ("p@ss#1", "'#' and '@'", "'#' is %23, '@' is %40"),
+])
+def test_a_password_that_needs_percent_encoding_is_refused_without_being_shown(
+        tmp_path: Path, password: str, found: str, codes: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(URL_FROM_ENV)
+    result = mqspec("validate", str(path), env={"APP_PASSWORD": password})
+    assert result.exit_code == 2
+    assert result.output == (f"{path}:4:3: $.broker.url: the user name or password in this URL holds {found}, which a URL must "
+                             "percent-encode: as written, part of the credentials is read as the host, port or path (hint: "
+                             f"percent-encode the user name and password ({codes}), e.g. urllib.parse.quote(password, safe='') "
+                             "in Python)\n")
+    assert password not in result.output and password.split("/")[0] not in result.output
+
+
+def test_a_percent_encoded_password_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(URL_FROM_ENV)
+    result = mqspec("validate", str(path), env={"APP_PASSWORD": "ab%2Fcd%2Fef:Zq9X"})
+    assert (result.exit_code, result.output) == (0, f"{path}: valid\n")

@@ -179,7 +179,7 @@ def test_a_numeric_password_from_the_environment_stays_text_and_secret(tmp_path:
     ("!!binary aGk=", "unsupported YAML tag !!binary (hint: remove the tag; scenario values are plain strings, numbers and booleans)"),
 ])
 def test_values_amqp_cannot_carry_are_refused_at_their_place(tmp_path: Path, value: str, message: str) -> None:
-    path = _write(tmp_path, f"version: 1\nname: n\ntopology:\n  queues:\n    - name: q\n      max_length: {value}\n")
+    path = _write(tmp_path, f"version: 1\nname: s\ntopology:\n  queues:\n    - name: q\n      max_length: {value}\n")
     result = mqspec("validate", str(path))
     assert (result.exit_code, result.stderr) == (2, f"{path}:6:19: $.topology.queues[0].max_length: {message}\n")
 

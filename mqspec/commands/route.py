@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import yaml
-
 from mqspec.context import Context
-from mqspec.core import routing
+from mqspec.core import routing, scalars
 from mqspec.core.model import Scenario
 from mqspec.core.semantics import suggest
 from mqspec.errors import EXIT_FAILED, EXIT_OK, InvalidInput
@@ -45,10 +44,10 @@ def parse_header(text: str) -> tuple[str, Any]:
 
 
 def header_value(raw: str) -> Any:
+    """Typed as a plain value in the file is (YAML 1.2: `01234` is 1234, `NO` is text); quotes keep a string."""
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
         return raw[1:-1]
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-    return value if isinstance(value, bool | int | float) else raw
+    value = scalars.resolve(raw.strip())
+    if isinstance(value, float):
+        return scalars.whole(value) if math.isfinite(value) else raw
+    return value if isinstance(value, bool | int) else raw

@@ -12,11 +12,12 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
-from mqspec.core.problems import Problem
+from mqspec.core import scalars
+from mqspec.core.problems import Problem, shorten
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
@@ -26,10 +27,19 @@ MERGE_KEY = "<<"
 PathKey = tuple[str | int, ...]
 Mark = tuple[int, int]
 
-_STR_TAG = "tag:yaml.org,2002:str"
 _SAFE_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")}
 _LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{([^}]*)\}?")
+
+
+class Disputed(NamedTuple):
+    """A plain scalar that YAML 1.1 and YAML 1.2 read differently."""
+
+    path: PathKey
+    mark: Mark
+    text: str
+    yaml11: Any
+    yaml12: Any
 
 
 @dataclass
@@ -44,6 +54,8 @@ class Document:
     problems: list[Problem] = field(default_factory=list)
     # passwords met through ${ENV}: the caller scrubs them from everything it prints
     secrets: set[str] = field(default_factory=set)
+    # plain scalars YAML 1.1 tools read otherwise than mqspec (YAML 1.2): `NO`, `on`, `01234`
+    disputed: list[Disputed] = field(default_factory=list)
 
     def mark(self, path: PathKey) -> Mark:
         """The position of path, or of its nearest ancestor that has one."""
@@ -142,6 +154,22 @@ def _decode(raw: bytes, path: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+# NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR: line breaks to YAML 1.1 (and PyYAML), ordinary characters to
+# YAML 1.2 and to editors, which count lines by \n, \r\n and \r only.
+_UNICODE_LINE_BREAKS = "\x85\u2028\u2029"
+
+
+def _hide_unicode_line_breaks(text: str) -> tuple[str, dict[int, int]]:
+    """The text with NEL, U+2028 and U+2029 swapped for private-use characters the file does not hold, and the
+    table that swaps them back in scalars: so lines are counted as editors count them and values keep them."""
+    present = [c for c in _UNICODE_LINE_BREAKS if c in text]
+    if not present:
+        return text, {}
+    stand_ins = (chr(code) for code in range(0xE000, 0xF900) if chr(code) not in text)
+    swap = {ord(c): ord(next(stand_ins)) for c in present}
+    return text.translate(swap), {stand_in: original for original, stand_in in swap.items()}
+
+
 class _Limit(Exception):
     def __init__(self, mark: Mark, message: str, hint: str) -> None:
         super().__init__(message)
@@ -167,12 +195,13 @@ class _Builder:
         self.nodes = 0
         self.problems: list[Problem] = []
         self.documents = 0
-        self.resolver = yaml.resolver.Resolver()
-        self.constructor = yaml.constructor.SafeConstructor()
 
     def build(self, text: str) -> Document:
+        text, restore = _hide_unicode_line_breaks(text)
         try:
             for event in yaml.parse(text, Loader=_LOADER):
+                if restore and isinstance(event, yaml.ScalarEvent):
+                    event.value = event.value.translate(restore)
                 self._on(event)
         except _Limit as exc:
             self.problems.append(Problem(self.doc.path, exc.where[0], exc.where[1], "$", exc.message, exc.hint))
@@ -323,29 +352,40 @@ class _Builder:
                 self.doc.secrets.add(value)
                 return value  # a password stays text, whatever it looks like
         if tag is None or tag == "!":
-            tag = self.resolver.resolve(yaml.ScalarNode, value, (plain, not plain))  # type: ignore[no-untyped-call]
-        if tag == _STR_TAG:
-            return value  # most scalars: no constructor needed
-        node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
-        try:
-            constructed = self.constructor.construct_object(node)
-        except yaml.YAMLError as exc:
-            self.problems.append(self.doc_problem(_mark(event), path, f"cannot read value {value!r}: {getattr(exc, 'problem', exc)}",
-                                                  "write it as a plain string, number or boolean"))
-            return value
+            if not plain:
+                return value
+            constructed = scalars.resolve(value)
+            if path not in self.doc.interpolated:
+                self._compare_with_yaml11(value, constructed, event, path)
+        else:
+            try:
+                constructed = scalars.construct(tag, value)
+            except scalars.Unreadable as exc:
+                self.problems.append(self.doc_problem(_mark(event), path, f"cannot read value: {exc}",
+                                                      "write it as a plain string, number or boolean"))
+                return value
+        if isinstance(constructed, str):
+            return constructed
         return self._number(constructed, event, path)
+
+    def _compare_with_yaml11(self, text: str, value: Any, event: Any, path: PathKey) -> None:
+        if len(text) > 100 or value in (scalars.TOO_LARGE, -scalars.TOO_LARGE):
+            return  # refused anyway, or too long to be worth a warning (int() of it may refuse)
+        older = scalars.yaml11(text)
+        if not scalars.same(older, value):
+            self.doc.disputed.append(Disputed(path, _mark(event), text, older, value))
 
     def _number(self, value: Any, event: Any, path: PathKey) -> Any:
         """Numbers the broker can carry: whole floats become ints; NaN, infinity and huge ints are refused."""
         if isinstance(value, float):
             if not math.isfinite(value):
-                self.problems.append(self.doc_problem(_mark(event), path, f"{event.value} is not a finite number",
+                self.problems.append(self.doc_problem(_mark(event), path, f"{shorten(event.value)} is not a finite number",
                                                       "write an ordinary number"))
                 return None
-            return int(value) if value.is_integer() and abs(value) < 2**63 else value
+            return scalars.whole(value)
         if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
-            self.problems.append(self.doc_problem(_mark(event), path, f"number {event.value} is too large (AMQP carries 64-bit integers)",
-                                                  "use a smaller number"))
+            message = f"number {shorten(event.value)} is too large (AMQP carries 64-bit integers)"
+            self.problems.append(self.doc_problem(_mark(event), path, message, "use a smaller number"))
             return None
         return value
 
@@ -395,7 +435,7 @@ def _yaml_problem(path: str, exc: yaml.YAMLError, text: str) -> Problem:
     problem = getattr(exc, "problem", None) or str(exc)
     context = getattr(exc, "context", None)
     message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
-    lines = text.splitlines()
+    lines = re.split(r"\r\n|\r|\n", text)  # as editors count lines (str.splitlines also breaks at \x0c, \x1c...)
     has_tab = 0 < line <= len(lines) and "\t" in lines[line - 1][: col + 1]
     hint = "indent with spaces; YAML does not allow tabs" if has_tab else "check indentation and quoting"
     if 0 < line <= len(lines) and "${" in lines[line - 1] and "{" in lines[line - 1].split("${")[0]:

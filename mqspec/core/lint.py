@@ -8,13 +8,16 @@ a file with no workload), so that every warning is worth reading.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from mqspec.core import model, offline, routing
-from mqspec.core.problems import Problem
+from mqspec.core import model, offline, routing, scalars
+from mqspec.core.document import Disputed, Document, json_path
+from mqspec.core.problems import Problem, shorten
 from mqspec.core.semantics import problem
 
 SAMPLE_SEQ = 1
@@ -24,7 +27,7 @@ _WILDCARD_HINT = "give each wildcard a word of its own between dots, e.g. 'order
 
 def check(scenario: model.Scenario) -> list[Problem]:
     context = _Context(scenario)
-    checks = (_literal_passwords, _unroutable_producers, _unreachable_queues, _growing_queues,
+    checks = (_literal_passwords, _invisible_characters, _unroutable_producers, _unreachable_queues, _growing_queues,
               _dead_letter_dead_ends, _topic_binding_keys, _routes, _multi_ack_above_prefetch)
     return [found for run in checks for found in run(context)]
 
@@ -99,6 +102,27 @@ def _literal_password(context: _Context, where: str) -> Problem:
                        "use ${ENV_VAR} interpolation, e.g. url: amqp://app:${APP_PASSWORD}@host/vhost", "warning")
     return problem(context.scenario, where, "password is written literally in the file",
                    "use ${ENV_VAR} interpolation, e.g. password: ${APP_PASSWORD}", "warning")
+
+
+_ZERO_WIDTH = {"\u200b": "ZERO WIDTH SPACE", "\u200c": "ZERO WIDTH NON-JOINER", "\u200d": "ZERO WIDTH JOINER",
+               "\u2060": "WORD JOINER", "\ufeff": "ZERO WIDTH NO-BREAK SPACE"}
+
+
+def _invisible_characters(context: _Context) -> Iterator[Problem]:
+    """A name with a character no one sees: 'orders' and 'orders\u200b' look alike and are two queues."""
+    topology, work = context.topology, context.workload
+    named: list[tuple[str, str, str]] = [
+        *(("exchange", e.name, e.where) for e in topology.exchanges), *(("queue", q.name, q.where) for q in topology.queues),
+        *(("user", u.name, u.where) for u in topology.users), *(("vhost", v.name, v.where) for v in topology.vhosts),
+        *(("policy", p.name, p.where) for p in topology.policies),
+        *(("producer", p.name, p.where) for p in work.producers), *(("consumer", c.name, c.where) for c in work.consumers),
+    ]
+    for kind, name, where in named:
+        hidden = next((c for c in name if c in _ZERO_WIDTH), None)
+        if hidden is not None:
+            yield problem(context.scenario, f"{where}.name",
+                          f"{kind} name '{name}' holds an invisible character, U+{ord(hidden):04X} {_ZERO_WIDTH[hidden]}",
+                          "remove it: a name that looks the same without it is another name to RabbitMQ", "warning")
 
 
 def _multi_ack_above_prefetch(context: _Context) -> Iterator[Problem]:
@@ -244,3 +268,29 @@ def topic_key_problem(key: str) -> tuple[str, str] | None:
 def _routes(context: _Context) -> Iterator[Problem]:
     """`routes:` the oracle cannot prove either way (plugin and external exchanges) are warnings."""
     return (found for found in offline.route_problems(context.scenario) if found.severity == "warning")
+
+
+def disputed_scalars(doc: Document) -> list[Problem]:
+    """Plain values YAML 1.1 tools read otherwise than mqspec does (YAML 1.2): `NO`, `on`, `01234`, `1_000`."""
+    return [Problem(doc.path, item.mark[0], item.mark[1], json_path(item.path), _disputed_message(item), _disputed_hint(item),
+                    "warning") for item in doc.disputed]
+
+
+def _disputed_message(item: Disputed) -> str:
+    tool = "Go yaml.v2" if item.text in ("y", "Y", "n", "N") else "PyYAML"
+    return (f"{shorten(item.text)} reads as {scalars.describe(_as_mqspec(item.yaml12))} in mqspec (YAML 1.2), "
+            f"but as {scalars.describe(item.yaml11)} in YAML 1.1 tools such as {tool}")
+
+
+def _as_mqspec(value: object) -> object:
+    return scalars.whole(value) if isinstance(value, float) and math.isfinite(value) else value
+
+
+def _disputed_hint(item: Disputed) -> str:
+    hint = f"quote it ({json.dumps(item.text, ensure_ascii=False)}) if it is text"
+    readings = [value for value in (_as_mqspec(item.yaml12), item.yaml11) if isinstance(value, (bool, int, float)) and value is not None]
+    forms = list(dict.fromkeys("true" if v is True else "false" if v is False else scalars.plain(v) for v in readings))
+    if forms:
+        kind = "a boolean" if isinstance(readings[0], bool) else "a number"
+        hint += f"; write {' or '.join(forms)} if it is {kind}"
+    return hint + ", so that every YAML tool reads the same"

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from mqspec.core import model, offline, schema, semantics, units
-from mqspec.core.document import Document, DocumentError, JsonPathMarks, json_path, parse_bytes
+from mqspec.core import lint, model, offline, schema, semantics, units
+from mqspec.core.document import Document, DocumentError, JsonPathMarks, PathKey, json_path, parse_bytes, parse_json_path
 from mqspec.core.problems import Problem, errors
 from mqspec.core.vocabulary import vhost_of as vhost_of
 
@@ -38,9 +38,9 @@ def load_bytes(raw: bytes, path: str, overrides: Overrides = Overrides(), env: M
     except DocumentError as exc:
         return Loaded(None, exc.problems)
     seen = {p.path for p in doc.problems}
-    problems = doc.problems + [p for p in schema.check(doc) if p.path not in seen]
+    problems = doc.problems + lint.disputed_scalars(doc) + [p for p in schema.check(doc) if p.path not in seen]
     if errors(problems):
-        return Loaded(None, problems + _semantics_of_the_rest(doc, overrides, problems))
+        return Loaded(None, problems + _semantics_of_the_rest(doc, overrides, errors(doc.problems)))
     scenario = build(doc, overrides)
     problems += semantics.check(scenario, doc)
     if not errors(problems):
@@ -48,50 +48,110 @@ def load_bytes(raw: bytes, path: str, overrides: Overrides = Overrides(), env: M
     return Loaded(None if errors(problems) else scenario, problems, frozenset(doc.secrets | secrets_of(scenario)))
 
 
-def _semantics_of_the_rest(doc: Document, overrides: Overrides, found: list[Problem]) -> list[Problem]:
+# A value put where a required one was taken out, so the rest of the document still builds.
+_UNKNOWN_EXCHANGE_TYPE = "x-mqspec-unknown-type"
+_ENTITY_LISTS = (("topology", "exchanges"), ("topology", "queues"))
+
+
+def _semantics_of_the_rest(doc: Document, overrides: Overrides, reading_errors: list[Problem]) -> list[Problem]:
     """RabbitMQ's rules on what is left when the values with schema problems are taken out.
 
-    So that a typo does not hide a dangling binding elsewhere. Values are removed from mappings only (list
-    items keep their indexes, so paths stay true); when that cannot make the document valid, or a `type`
-    had to go (its default would mislead the checks), the semantic layer waits for the next run.
+    So that a typo does not hide a dangling binding elsewhere. A bad value is removed from its mapping (a bad
+    list item takes the list with it, inside an entity); a required value is put back as a placeholder; an
+    exchange or queue whose `type` is wrong stays, typed unknown, and the checks of that entity itself are left
+    out (they depend on its type). Problems at, inside or around a removed value are left out: they may only
+    echo it. When the document cannot be made valid that way, the semantic layer waits for the next run.
     """
-    bad = [path for path, _ in schema.errors_at(doc)] + [_path_of(doc, p.path) for p in found if p in doc.problems]
+    bad = schema.errors_at(doc) + [(key, "reading") for p in reading_errors if (key := parse_json_path(p.path)) is not None]
     data = copy.deepcopy(doc.data)
-    for path in bad:
-        if not path or isinstance(path[-1], int) or path[-1] == "type" or not _remove(data, path):
+    removed: dict[PathKey, Any] = {}
+    untyped: list[PathKey] = []
+    for path, validator in bad:
+        if validator == "required":
+            _put(data, path, _placeholder(path, None))
+            removed[path] = None
+            continue
+        key = _mapping_key(path)
+        if key is None:
             return []
+        if key[-1] == "type" and key[:2] in _ENTITY_LISTS and len(key) == 4:
+            untyped.append(key[:-1])
+            _put(data, key, _UNKNOWN_EXCHANGE_TYPE if key[1] == "exchanges" else "classic")
+        elif key not in removed:
+            original = _at(data, key)
+            if not _remove(data, key):
+                return []
+            removed[key] = original
     rest = Document(doc.path, data, doc.marks, doc.interpolated)
-    if schema.errors_at(rest):
+    if not _refill_required(rest, removed):
         return []
-    bad_paths = {json_path(path) for path in bad}
     try:
         checked = semantics.check(build(rest, overrides), rest)
     except Exception:  # noqa: BLE001 - best effort on a document already known to be invalid
         return []
-    return [p for p in checked if not any(_related(p.path, b) for b in bad_paths)]
+    skip = _Skipped(list(removed), untyped)
+    return [p for p in checked if not skip.covers(p)]
 
 
-def _related(path: str, bad: str) -> bool:
-    """The same place, inside it, or around it: a problem there may only echo the removed value."""
-    inside = path.startswith((bad + ".", bad + "["))
-    around = bad.startswith((path + ".", path + "["))
-    return path == bad or inside or around
+def _mapping_key(path: PathKey) -> PathKey | None:
+    """The mapping key to take out for a bad value at path: a bad list item takes its list along, but only inside
+    one entry (taking out all queues, or all of the topology, would make every reference to them dangle)."""
+    while path and isinstance(path[-1], int):
+        path = path[:-1]
+    if not path or (len(path) <= 2 and path[0] in ("topology", "workload", "expect")):
+        return None
+    return path
 
 
-def _path_of(doc: Document, text: str) -> tuple[str | int, ...]:
-    for path in doc.marks:
-        if json_path(path) == text:
-            return path
-    return ()
+def _refill_required(rest: Document, removed: dict[PathKey, Any]) -> bool:
+    """Put a placeholder where a removal left a required key missing; False when the rest stays invalid."""
+    missing = {path for path, validator in schema.errors_at(rest) if validator == "required"}
+    for path in missing:
+        _put(rest.data, path, _placeholder(path, removed.get(path)))
+        removed.setdefault(path, None)
+    return not schema.errors_at(rest)
+
+
+def _placeholder(path: PathKey, original: Any) -> Any:
+    if path[-1] == "definition":
+        return {}
+    if path[-1] == "to":
+        return []
+    if path[-1] == "action":
+        return "close_connections"
+    if path == ("version",):
+        return 1
+    if isinstance(original, (int, float, str)) and not isinstance(original, bool) and str(original):
+        return str(original)  # `name: 123` is most likely meant as '123', which references may name
+    return f"(value at {json_path(path)})"
+
+
+class _Skipped:
+    """Which problems of the partial check to leave out: at, inside or around a removed value, inside an untyped entity."""
+
+    def __init__(self, removed: list[PathKey], untyped: list[PathKey]) -> None:
+        self.exact = set(removed)
+        self.around = {path[:end] for path in removed for end in range(len(path))}
+        self.entities = set(untyped)
+
+    def covers(self, found: Problem) -> bool:
+        if _UNKNOWN_EXCHANGE_TYPE in found.message:
+            return True
+        path = parse_json_path(found.path)
+        if path is None:
+            return False
+        prefixes = {path[:end] for end in range(len(path) + 1)}
+        return path in self.around or bool(prefixes & self.exact) or bool(prefixes & self.entities)
+
+
+def _put(data: Any, path: PathKey, value: Any) -> None:
+    parent = _at(data, path[:-1])
+    if isinstance(parent, dict):
+        parent[path[-1]] = value
 
 
 def _remove(data: Any, path: tuple[str | int, ...]) -> bool:
-    parent = data
-    for part in path[:-1]:
-        try:
-            parent = parent[part]
-        except (KeyError, IndexError, TypeError):
-            return False
+    parent = _at(data, path[:-1])
     if isinstance(parent, dict):
         parent.pop(path[-1], None)
         return True
@@ -112,7 +172,7 @@ def secrets_of(scenario: model.Scenario) -> set[str]:
 
 def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
     data: dict[str, Any] = doc.data
-    broker = _broker(data.get("broker", {}), overrides, Path(doc.path).parent)
+    broker = _broker(data.get("broker", {}), overrides, doc.path)
     vhost = vhost_of(broker.url)
     marks = JsonPathMarks(doc.marks)
     literal = tuple(json_path(("topology", "users", i, "password")) for i, user in enumerate(data.get("topology", {}).get("users", []))
@@ -125,7 +185,7 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
         description=data.get("description", ""),
         broker=broker,
         topology=_topology(data.get("topology", {}), vhost),
-        workload=_workload(data.get("workload", {}), Path(doc.path).parent),
+        workload=_workload(data.get("workload", {}), doc.path),
         expectations=tuple(_expectation(e, f"$.expect[{i}]") for i, e in enumerate(data.get("expect", []))),
         marks=marks,
         literal_passwords=literal,
@@ -162,16 +222,15 @@ def _literal_url_password(url: Any) -> bool:
     return bool(password) and (unquote(parts.username or ""), unquote(password or "")) != ("guest", "guest")
 
 
-def _tls(data: dict[str, Any], base: Path) -> model.TlsSettings:
-    """TLS files are relative to the scenario file, like body_file."""
+def _tls(data: dict[str, Any], scenario_path: str) -> model.TlsSettings:
     settings: dict[str, Any] = dict(data)
     for key in ("ca_file", "cert_file", "key_file"):
         if key in settings:
-            settings[key] = str(base / settings[key])
+            settings[key] = semantics.input_path(scenario_path, settings[key])
     return model.TlsSettings(**settings)
 
 
-def _broker(data: dict[str, Any], overrides: Overrides, base: Path) -> model.BrokerSettings:
+def _broker(data: dict[str, Any], overrides: Overrides, scenario_path: str) -> model.BrokerSettings:
     urls_in_file = data.get("url", DEFAULT_URL)
     urls = (overrides.url,) if overrides.url else tuple(urls_in_file if isinstance(urls_in_file, list) else [urls_in_file])
     tls = data.get("tls", {})
@@ -183,7 +242,7 @@ def _broker(data: dict[str, Any], overrides: Overrides, base: Path) -> model.Bro
         heartbeat=units.seconds(data["heartbeat"]) if "heartbeat" in data else None,
         connect_timeout=units.seconds(data.get("connect_timeout", 5)),
         connection_name=data.get("connection_name"),
-        tls=_tls(tls, base),
+        tls=_tls(tls, scenario_path),
         restart_command=tuple(tuple(c) for c in restart) if restart else defaults.restart_command,
     )
 
@@ -263,9 +322,9 @@ def _bindings(data: dict[str, Any], where: str) -> list[model.Binding]:
     return [model.Binding(data["exchange"], destination, kind, key, args, where) for key in data.get("keys", [""])]
 
 
-def _workload(data: dict[str, Any], base: Path) -> model.Workload:
+def _workload(data: dict[str, Any], scenario_path: str) -> model.Workload:
     return model.Workload(
-        producers=tuple(_producer(p, f"$.workload.producers[{i}]", base) for i, p in enumerate(data.get("producers", []))),
+        producers=tuple(_producer(p, f"$.workload.producers[{i}]", scenario_path) for i, p in enumerate(data.get("producers", []))),
         consumers=tuple(_consumer(c, f"$.workload.consumers[{i}]") for i, c in enumerate(data.get("consumers", []))),
         rpc_servers=tuple(model.RpcServer(s["name"], s["queue"], s.get("prefetch", 1), s.get("handler", "echo"),
                                           _processing(s.get("processing_time")), s.get("instances", 1), f"$.workload.rpc_servers[{i}]")
@@ -287,7 +346,7 @@ def _opt_seconds(value: Any) -> float | None:
     return None if value is None else units.seconds(value)
 
 
-def _producer(data: dict[str, Any], where: str, base: Path) -> model.Producer:
+def _producer(data: dict[str, Any], where: str, scenario_path: str) -> model.Producer:
     queue = data.get("queue")
     keys = tuple(data["routing_keys"]) if "routing_keys" in data else ((queue,) if queue else ("",))
     body: bytes | None = None
@@ -295,7 +354,7 @@ def _producer(data: dict[str, Any], where: str, base: Path) -> model.Producer:
     if "body" in data:
         template = data["body"]
     if "body_file" in data:
-        file = base / data["body_file"]
+        file = Path(semantics.input_path(scenario_path, data["body_file"]))
         body = file.read_bytes() if file.is_file() else b""
     return model.Producer(
         name=data["name"], exchange=data.get("exchange", model.DEFAULT_EXCHANGE), queue=queue, routing_keys=keys,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -14,8 +14,9 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
+from mqspec.core import scalars, units
 from mqspec.core.document import Document, PathKey
-from mqspec.core.problems import Problem
+from mqspec.core.problems import Problem, shorten
 
 SCHEMA_FILE = "mqspec.schema.json"
 _REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_FILE
@@ -35,9 +36,29 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+_UNITS: dict[str, Callable[[Any], float]] = {"duration": units.seconds, "size": units.size_bytes, "rate": units.per_second}
+_UNIT_WORDS = {"duration": "a duration longer than", "size": "a size larger than", "rate": "a rate faster than"}
+
+
+def _unit_range(validator: Any, spec: dict[str, Any], instance: Any, node: dict[str, Any]) -> Iterator[ValidationError]:
+    """x-unit: a duration, size or rate that reads as a number, but one past what can be carried or meant."""
+    if isinstance(instance, bool) or not isinstance(instance, (int, float, str)):
+        return
+    try:
+        value = float(_UNITS[spec["unit"]](instance))
+    except (ValueError, OverflowError, TypeError):
+        return  # not written as this unit at all: the anyOf next to it says so
+    if not value <= spec["max"]:  # also true for infinity and NaN
+        shown = instance if isinstance(instance, str) else scalars.plain(instance)
+        yield ValidationError(f"{shorten(str(shown))} is {_UNIT_WORDS[spec['unit']]} {spec['max_text']}")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"x-unit": _unit_range})  # type: ignore[no-untyped-call]
+
+
 @lru_cache(maxsize=1)
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schema())
+def _validator() -> Any:
+    return _Validator(schema())
 
 
 def check(doc: Document) -> list[Problem]:
@@ -61,12 +82,15 @@ def _is_value_format(error: ValidationError) -> bool:
 
 
 def errors_at(doc: Document) -> list[tuple[PathKey, str]]:
-    """(path, validator) of every schema error: the places a partial check must leave out."""
+    """(path, validator) of every schema error: the places a partial check must leave out (a missing required
+    key is given as the path it should have)."""
     found: list[tuple[PathKey, str]] = []
     for error in _leaf_errors(_validator().iter_errors(doc.data)):
         path: PathKey = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
             found += [((*path, key), "additionalProperties") for key in _unknown_keys(error)]
+        elif error.validator == "required" and isinstance(error.instance, dict) and isinstance(error.validator_value, list):
+            found += [((*path, key), "required") for key in error.validator_value if key not in error.instance]
         else:
             found.append((path, str(error.validator)))
     return found
@@ -94,6 +118,7 @@ def _explain(error: ValidationError) -> tuple[str, str]:
         "exclusiveMinimum": _explain_bound,
         "minLength": _explain_length,
         "minItems": _explain_length,
+        "x-unit": _explain_range,
     }.get(str(error.validator))
     if explain is not None:
         return explain(error)
@@ -180,6 +205,10 @@ def _explain_format(error: ValidationError) -> tuple[str, str]:
 def _explain_bound(error: ValidationError) -> tuple[str, str]:
     words = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "greater than"}[str(error.validator)]
     return f"must be {words} {error.validator_value}, got {_describe(error.instance)}", _hint_from_description(error)
+
+
+def _explain_range(error: ValidationError) -> tuple[str, str]:
+    return error.message, "check the unit, or write a smaller value"
 
 
 def _explain_length(error: ValidationError) -> tuple[str, str]:

@@ -69,10 +69,10 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
 
 
 def check(scenario: model.Scenario, doc: Document | None = None) -> list[Problem]:
-    checks = (_names, _queues, _exchanges, _bindings, _workload, _expectations, _broker)
+    checks = (_names, _queues, _exchanges, _bindings, _workload, _expectations)
     found = [p for run in checks for p in run(scenario)]
     if doc is not None:
-        raw_checks = (_expectation_shapes, _raw_queues, _raw_bindings, _raw_broker, _raw_producers)
+        raw_checks = (_expectation_shapes, _raw_queues, _raw_bindings, _raw_broker, _raw_producers, _tls_files)
         found += [p for raw in raw_checks for p in raw(scenario, doc)]
     return sorted(found, key=lambda p: (p.line, p.col))
 
@@ -397,17 +397,49 @@ def _shape_problem(entry: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _broker(scenario: model.Scenario) -> Iterator[Problem]:
-    tls = scenario.broker.tls
-    base = Path(scenario.path).parent
+def input_path(scenario_path: str, text: str) -> str:
+    """Where a file named in the scenario is (TLS files, body_file): a relative path starts at the scenario's folder.
+
+    The one place such a path is resolved; the loader stores the result, the checks look there.
+    """
+    return str(Path(scenario_path).parent / Path(text).expanduser())
+
+
+def _tls_files(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
+    written = doc.data.get("broker", {}).get("tls", {})
     for field_name in ("ca_file", "cert_file", "key_file"):
-        value = getattr(tls, field_name)
-        if value and not (base / Path(value).expanduser()).is_file():
-            yield problem(scenario, f"$.broker.tls.{field_name}", f"{field_name} '{value}' does not exist",
+        resolved = getattr(scenario.broker.tls, field_name)
+        if resolved and not Path(resolved).is_file():
+            yield problem(scenario, f"$.broker.tls.{field_name}", f"{field_name} '{written.get(field_name, resolved)}' does not exist"
+                          + (f" (looked for {resolved})" if resolved != written.get(field_name) else ""),
                           "give the path of a PEM file; a relative path starts at the scenario file's folder")
-    if tls.key_file and not tls.cert_file:
+    if scenario.broker.tls.key_file and not scenario.broker.tls.cert_file:
         yield problem(scenario, "$.broker.tls.key_file", "key_file needs cert_file: the key belongs to a client certificate",
                       "add cert_file, or remove key_file")
+
+
+_PERCENT = {"/": "%2F", "?": "%3F", "#": "%23", "@": "%40", "[": "%5B", "]": "%5D", " ": "%20", "%": "%25"}
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _unencoded_userinfo(url: str) -> str:
+    """The characters ('/', '@', ...) that end the user:password part of a URL early, quoted; '' when there are none.
+
+    Everything between :// and the last '@' is meant as user:password; a password taken from ${VAR} as is
+    (`ab/cd`) makes urlsplit read `ab` as the host. The password itself is never shown.
+    """
+    _, sep, rest = url.partition("://")
+    userinfo = rest.rpartition("@")[0] if sep else ""
+    found = {c for c in userinfo if c in _PERCENT and c != "%"} | ({"%"} if _BAD_PERCENT.search(userinfo) else set())
+    return " and ".join(f"'{c}'" for c in sorted(found))
+
+
+def _url_hint(url: str, example: str) -> str:
+    unencoded = _unencoded_userinfo(url)
+    if not unencoded:
+        return example
+    codes = ", ".join(f"'{c}' is {_PERCENT[c]}" for c in sorted(_PERCENT) if f"'{c}'" in unencoded)
+    return f"percent-encode the user name and password ({codes}), e.g. urllib.parse.quote(password, safe='') in Python"
 
 
 def _raw_broker(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
@@ -417,15 +449,19 @@ def _raw_broker(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
     for path, url in entries:
         message = _url_problem(url, ("amqp", "amqps"))
         if message:
-            yield doc.problem(path, message, "write amqp://USER:PASSWORD@HOST:5672/VHOST, or amqps:// for TLS")
+            yield doc.problem(path, message, _url_hint(url, "write amqp://USER:PASSWORD@HOST:5672/VHOST, or amqps:// for TLS"))
     management = broker.get("management_url")
     if isinstance(management, str):
         message = _url_problem(management, ("http", "https"))
         if message:
-            yield doc.problem(("broker", "management_url"), message, "write http://HOST:15672, or https:// for TLS")
+            yield doc.problem(("broker", "management_url"), message, _url_hint(management, "write http://HOST:15672, or https:// for TLS"))
 
 
 def _url_problem(url: str, schemes: tuple[str, ...]) -> str:
+    unencoded = _unencoded_userinfo(url)
+    if unencoded:
+        return (f"the user name or password in this URL holds {unencoded}, which a URL must percent-encode: as written, "
+                "part of the credentials is read as the host, port or path")
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -498,9 +534,9 @@ def _raw_bindings(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
 
 
 def _raw_producers(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
-    base = Path(scenario.path).parent
     for i, entry in enumerate(doc.data.get("workload", {}).get("producers", [])):
         body_file = entry.get("body_file")
-        if isinstance(body_file, str) and not (base / Path(body_file).expanduser()).is_file():
-            yield doc.problem(("workload", "producers", i, "body_file"), f"body_file '{body_file}' does not exist",
+        if isinstance(body_file, str) and not Path(resolved := input_path(scenario.path, body_file)).is_file():
+            yield doc.problem(("workload", "producers", i, "body_file"), f"body_file '{body_file}' does not exist"
+                              + (f" (looked for {resolved})" if resolved != body_file else ""),
                               "give the path of a file; a relative path starts at the scenario file's folder")
