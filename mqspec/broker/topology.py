@@ -22,7 +22,7 @@ from mqspec.broker import live as live_state
 from mqspec.broker.management import Management, q
 from mqspec.core import definitions, model, vocabulary
 from mqspec.core.outcome import Outcome, Step
-from mqspec.core.plan import Change, Entity, Kind, Plan
+from mqspec.core.plan import Change, Entity, Key, Kind, Plan, entity_key
 from mqspec.errors import MqspecError, OperationFailed
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class _Runner:
         self.declarer: Declarer | None = None
         self.workers = workers
         self.steps: dict[int, Step] = {}
-        self.failed: dict[tuple[str, str], str] = {}
+        self.failed: dict[Key, str] = {}
         self._properties: dict[tuple[str, str, str, str, str], str] | None = None
         self._lock = threading.Lock()
 
@@ -92,7 +92,7 @@ class _Runner:
         with self._lock:
             if error is not None:
                 self.steps[op.position] = Step(op.change, "failed", self._describe_failure(op, error), error.exit_code)
-                self.failed[(op.change.kind, op.change.name)] = op.change.label
+                self.failed[op.change.key] = op.change.label
             elif not (op.delete and op.change.action == "replace"):
                 self.steps[op.position] = Step(op.change, "done")
 
@@ -272,18 +272,18 @@ def _desired(change: Change) -> Entity:
     return change.desired
 
 
-def _needs(change: Change, vhost: str) -> list[tuple[str, str]]:
-    """The (kind, name) of plan entries this change cannot do without."""
+def _needs(change: Change, vhost: str) -> list[Key]:
+    """The keys of plan entries this change cannot do without."""
     if change.action == "delete":
         return []
     entity = change.desired
-    needs: list[tuple[str, str]] = []
+    needs: list[Key] = []
     if change.kind in ("policy", "operator_policy", "exchange", "queue", "binding"):
-        needs.append(("vhost", vhost))
+        needs.append(entity_key("vhost", vhost, vhost))
     if isinstance(entity, model.Binding):
-        needs += [("exchange", entity.source), (entity.destination_type, entity.destination)]
+        needs += [entity_key("exchange", vhost, entity.source), entity_key(entity.destination_type, vhost, entity.destination)]
     elif isinstance(entity, (model.Permission, model.TopicPermission)):
-        needs += [("user", entity.user), ("vhost", entity.vhost)]
+        needs += [entity_key("user", vhost, entity.user), entity_key("vhost", vhost, entity.vhost)]
     return needs
 
 
