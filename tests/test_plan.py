@@ -279,7 +279,7 @@ def test_destroy_deletes_only_what_the_file_declares_and_the_broker_has_in_rever
 
 def test_destroying_a_vhost_counts_the_messages_of_all_its_queues() -> None:
     desired = topology(vhosts=(model.VHost(V),))
-    plan = destroy(desired, live(vhosts=(model.VHost(V),)), vhost_messages={V: 7})
+    plan = destroy(desired, live(vhosts=(model.VHost(V),)), vhost_messages={V: QueueStats(7)})
     assert refusals(plan, allow_replace=True, force=False) == [
         "refusing to delete vhost 'shop' with all its queues: it holds 7 messages that would be lost; "
         "rerun with --force to discard them"]

@@ -23,7 +23,7 @@ import pika.exceptions as pe
 from mqspec.broker import amqp
 from mqspec.core import definitions, model, vocabulary
 from mqspec.core.outcome import Outcome, Step
-from mqspec.core.plan import Change, Entity, QueueStats, make_change
+from mqspec.core.plan import Change, Entity, make_change
 from mqspec.errors import BrokerUnavailable, MqspecError
 
 # A refused declare closes its channel; pika logs that as a warning, and this module reports it as an error.
@@ -172,29 +172,6 @@ class _Session:
                               lambda: self.channel.exchange_bind(**vocabulary.exchange_bind_args(binding)))
         return self._call(f"bind queue '{binding.destination}' to exchange '{binding.source}'",
                           lambda: self.channel.queue_bind(**vocabulary.queue_bind_args(binding)))
-
-
-def queue_counts(settings: model.BrokerSettings, names: list[str]) -> dict[str, QueueStats]:
-    """Ready messages and consumers of some queues, exact at this moment (a passive declare of each).
-
-    The management API's counts lag up to a few seconds behind; these do not, but they leave out
-    messages delivered and not yet acknowledged.
-    """
-    connection = amqp.connect(settings, connection_name="mqspec (queue counts)")
-    try:
-        channel = connection.channel()
-        counts: dict[str, QueueStats] = {}
-        for name in names:
-            try:
-                declared = channel.queue_declare(name, passive=True)
-            except pe.ChannelClosedByBroker:
-                channel = connection.channel()
-                continue
-            counts[name] = QueueStats(declared.method.message_count, declared.method.consumer_count)
-        return counts
-    finally:
-        if connection.is_open:
-            connection.close()
 
 
 class Declarer:

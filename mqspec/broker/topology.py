@@ -60,6 +60,7 @@ class _Runner:
         self.vhost = vhost
         self.force = force
         self.settings = settings
+        self.amqp = settings        # for counting a queue again right before it is deleted
         self.declarer: Declarer | None = None
         self.workers = workers
         self.steps: dict[int, Step] = {}
@@ -193,7 +194,10 @@ class _Runner:
         entity, what, v = change.live, self._what(change), q(self.vhost)
         m = self.management
         if isinstance(entity, model.Queue):
-            guard = "" if self.force else "?if-empty=true"
+            if not self.force:
+                self._still_empty(change, what)
+            # The broker refuses if-empty for quorum queues (HTTP 400) and ignores it for streams.
+            guard = "?if-empty=true" if not self.force and entity.type == "classic" else ""
             m.delete(f"/queues/{v}/{q(entity.name)}{guard}", what)
         elif isinstance(entity, model.Exchange):
             m.delete(f"/exchanges/{v}/{q(entity.name)}", what)
@@ -209,6 +213,23 @@ class _Runner:
             m.delete(f"/users/{q(entity.name)}", what)
         elif isinstance(entity, model.VHost):
             m.delete(f"/vhosts/{q(entity.name)}", what)
+
+    def _still_empty(self, change: Change, what: str) -> None:
+        """Count the ready messages and consumers again, this moment: the plan's count is seconds old."""
+        if self.amqp is None:
+            return
+        from mqspec.broker import counts
+
+        now = counts.ready_now(self.amqp, change.name)
+        if now is None:
+            return
+        ready, consumers = now
+        if ready > (change.messages or 0):
+            raise OperationFailed(f"{what} was not deleted: it holds {ready} ready messages now, {change.messages or 0} "
+                                  "when the plan counted them; run again to count again, or with --force to discard them")
+        if consumers > (change.consumers or 0):
+            raise OperationFailed(f"{what} was not deleted: {consumers} consumers now, {change.consumers or 0} when the "
+                                  "plan counted its messages; run again to count again, or with --force")
 
     def _unbind(self, binding: model.Binding, what: str) -> None:
         with self._lock:

@@ -48,10 +48,11 @@ ABSENT = "(absent)"
 
 @dataclass(frozen=True)
 class QueueStats:
-    """Live counts of one queue; None when the broker has not reported them yet."""
+    """Live counts of one queue: messages ready and unacknowledged; None when unknown, and then `unknown` says why."""
 
     messages: int | None = None
     consumers: int | None = None
+    unknown: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Change:
     live: Entity | None = None
     messages: int | None = None
     consumers: int | None = None
+    unknown: str = ""                  # why `messages` is None, when it is known why
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -216,19 +218,20 @@ def with_stats(plan: Plan, stats: Mapping[str, QueueStats]) -> Plan:
         found = stats.get(change.name)
         if change.kind != "queue" or change.action not in ("replace", "delete") or found is None:
             return change
-        return replace(change, messages=found.messages, consumers=found.consumers)
+        return _with(change, found)
     return replace(plan, changes=tuple(counted(c) for c in plan.changes))
 
 
 def queues_needing_stats(plan: Plan) -> list[str]:
-    return [c.name for c in plan.changes if c.kind == "queue" and c.action in ("replace", "delete") and c.messages is None]
+    """Every queue the plan removes: each is counted again right before the plan is shown."""
+    return [c.name for c in plan.changes if c.kind == "queue" and c.action in ("replace", "delete")]
 
 
 def destroy(desired: model.Topology, live: Live, acting_user: str | None = None,
-            vhost_messages: Mapping[str, int | None] | None = None) -> Plan:
+            vhost_messages: Mapping[str, QueueStats] | None = None) -> Plan:
     """Delete what the file declares and the broker has, never external or built-in entities.
 
-    `vhost_messages` holds, for each declared vhost, the messages in all its queues (None when unknown).
+    `vhost_messages` holds, for each declared vhost, the messages in all its queues.
     """
     declared = diff(desired, Live(model.Topology(desired.vhost)), prune=False)
     present = existing(live.topology)
@@ -244,7 +247,7 @@ def destroy(desired: model.Topology, live: Live, acting_user: str | None = None,
         if change.kind == "queue":
             deletion = _counted(deletion, live)
         elif change.kind == "vhost":
-            deletion = replace(deletion, messages=(vhost_messages or {}).get(change.name))
+            deletion = _with(deletion, (vhost_messages or {}).get(change.name) or QueueStats())
         changes.append(deletion)
     return Plan(desired.vhost, order(changes), tuple(notes))
 
@@ -273,6 +276,9 @@ def refusals(plan: Plan, allow_replace: bool, force: bool) -> list[str]:
 def _message_guard(change: Change) -> list[str]:
     verb = "replace" if change.action == "replace" else "delete"
     what = change.label if change.kind == "queue" else f"{change.label} with all its queues"
+    if change.messages is None and change.unknown:
+        return [f"refusing to {verb} {what}: how many messages it holds cannot be known ({change.unknown}); "
+                "rerun with --force to discard whatever it holds"]
     if change.messages is None:
         return [f"refusing to {verb} {what}: the broker has not reported how many messages it holds yet; "
                 "rerun in a few seconds, or with --force to discard whatever it holds"]
@@ -435,7 +441,11 @@ def _queue_changes(desired: model.Topology, live: Live, prune: bool) -> list[Cha
 
 def _counted(change: Change, live: Live) -> Change:
     stats = live.queue_stats.get(change.name)
-    return replace(change, messages=stats.messages, consumers=stats.consumers) if stats else change
+    return _with(change, stats) if stats else change
+
+
+def _with(change: Change, stats: QueueStats) -> Change:
+    return replace(change, messages=stats.messages, consumers=stats.consumers, unknown=stats.unknown)
 
 
 def _binding_changes(desired: model.Topology, live: Live, prune: bool, replaced: set[Key]) -> list[Change]:
