@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from mqspec.broker.management import Management, ManagementUnreachable, q
+from mqspec.broker.management import AccessRefused, Management, ManagementUnreachable, q
 from mqspec.core import definitions, model
 from mqspec.core.plan import Live, QueueStats
-from mqspec.errors import BrokerUnavailable, OperationFailed
+from mqspec.errors import OperationFailed
 
 _QUEUE_COLUMNS = "name,type,durable,auto_delete,exclusive,arguments,messages,consumers"
 
@@ -66,7 +66,7 @@ def _vhost_topology(management: Management, vhost: str) -> tuple[model.Topology,
         if management.vhost_exists(vhost):
             raise
         return model.Topology(vhost), {}, False
-    except BrokerUnavailable:
+    except AccessRefused:       # not an administrator: the per-type listings may still be read
         return _listed_topology(management, vhost)
     return definitions.from_definitions(data, vhost), {}, True
 
