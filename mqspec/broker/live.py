@@ -66,8 +66,10 @@ def _vhost_topology(management: Management, vhost: str) -> tuple[model.Topology,
         if management.vhost_exists(vhost):
             raise
         return model.Topology(vhost), {}, False
-    except AccessRefused:       # not an administrator: the per-type listings may still be read
-        return _listed_topology(management, vhost)
+    except AccessRefused as exc:
+        if exc.not_management_user:     # no listing is open to it either
+            raise
+        return _listed_topology(management, vhost)     # not an administrator: the per-type listings may be read
     return definitions.from_definitions(data, vhost), {}, True
 
 
