@@ -7,7 +7,19 @@ import hashlib
 
 from mqspec.core import model
 from mqspec.core.definitions import SHA256
-from mqspec.core.plan import Change, Live, Plan, QueueStats, destroy, diff, queues_needing_stats, refusals, with_stats
+from mqspec.core.plan import (
+    FieldDiff,
+    Key,
+    Live,
+    Plan,
+    QueueStats,
+    destroy,
+    diff,
+    make_change,
+    queues_needing_stats,
+    refusals,
+    with_stats,
+)
 from mqspec.report import plan as render
 
 V = "shop"
@@ -267,7 +279,7 @@ def test_destroy_deletes_only_what_the_file_declares_and_the_broker_has_in_rever
 
 def test_destroying_a_vhost_counts_the_messages_of_all_its_queues() -> None:
     desired = topology(vhosts=(model.VHost(V),))
-    plan = destroy(desired, live(vhosts=(model.VHost(V),)), vhost_messages={V: 7})
+    plan = destroy(desired, live(vhosts=(model.VHost(V),)), vhost_messages={V: QueueStats(7)})
     assert refusals(plan, allow_replace=True, force=False) == [
         "refusing to delete vhost 'shop' with all its queues: it holds 7 messages that would be lost; "
         "rerun with --force to discard them"]
@@ -304,5 +316,50 @@ def test_json_plan_never_contains_a_password() -> None:
 
 
 def test_change_labels_name_the_entity() -> None:
-    assert Change("create", "permission", "user 'a' in vhost 'v'").label == "permissions of user 'a' in vhost 'v'"
-    assert Change("create", "operator_policy", "cap").label == "operator policy 'cap'"
+    assert make_change("create", V, model.Permission("a", "v")).label == "permissions of user 'a' in vhost 'v'"
+    assert make_change("create", V, model.Policy("cap", ".*", {}, operator=True)).label == "operator policy 'cap'"
+
+
+def test_every_change_has_a_stable_key_of_kind_vhost_and_identity() -> None:
+    binding = model.Binding("h", "q", arguments={"x-match": "all", "kind": "a"})
+    desired = topology(users=(model.User("app"),), permissions=(model.Permission("app", V),),
+                       vhosts=(model.VHost(V),), queues=(model.Queue("q"),), bindings=(binding,))
+    keys = {c.kind: c.key for c in diff(desired, Live(topology(), vhost_exists=False)).changes}
+    assert keys == {
+        "vhost": Key("vhost", V), "user": Key("user", "", ("app",)), "permission": Key("permission", V, ("app",)),
+        "queue": Key("queue", V, ("q",)), "binding": Key("binding", V, binding.key()),
+    }
+
+
+def test_a_binding_is_identified_by_its_key_not_by_how_it_is_shown() -> None:
+    declared = model.Binding("x", "b' (key 'c", routing_key="d")
+    other = model.Binding("x", "b", routing_key="c' (key 'd")
+    assert make_change("create", V, declared).name == make_change("create", V, other).name  # shown alike
+    plan = destroy(topology(bindings=(declared,)), live(bindings=(other,)))
+    assert plan.empty
+
+
+def test_field_diffs_say_which_fields_force_a_replace() -> None:
+    desired = topology(queues=(model.Queue("q", durable=False, arguments={"x-max-length": 5}),),
+                       policies=(model.Policy("p", "^q", {"max-length": 2}),))
+    found = live(queues=(model.Queue("q", arguments={"x-message-ttl": 1000}),),
+                 policies=(model.Policy("p", "^q", {"max-length": 1}),))
+    changes = {c.kind: c for c in diff(desired, found).changes}
+    assert changes["queue"].diffs == (
+        FieldDiff("durable", True, False, True),
+        FieldDiff("arguments.x-max-length", "(absent)", 5, True, "x-max-length"),
+        FieldDiff("arguments.x-message-ttl", 1000, "(absent)", True, "x-message-ttl"),
+    )
+    assert changes["policy"].diffs == (FieldDiff("definition.max-length", 1, 2, False, "definition max-length"),)
+    assert (changes["queue"].action, changes["policy"].action) == ("replace", "update")
+
+
+def test_json_plan_carries_keys_and_field_diffs_without_absent_sides() -> None:
+    desired = topology(queues=(model.Queue("q", arguments={"x-max-length": 5}),), users=(model.User("app", "pw"),))
+    found = Live(topology(queues=(model.Queue("q"),), users=(model.User("app"),)),
+                 password_hashes={"app": (SHA256, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")})
+    changes = {c["kind"]: c for c in render.as_dict(diff(desired, found))["changes"]}
+    assert changes["queue"]["key"] == {"kind": "queue", "vhost": V, "identity": ["q"]}
+    assert changes["queue"]["diffs"] == [{"field": "arguments.x-max-length", "after": 5, "immutable": True}]
+    assert changes["user"]["diffs"] == [{"field": "password", "immutable": False}]
+    assert changes["user"]["reasons"] == ["password differs"]

@@ -23,7 +23,7 @@ import pika.exceptions as pe
 from mqspec.broker import amqp
 from mqspec.core import definitions, model, vocabulary
 from mqspec.core.outcome import Outcome, Step
-from mqspec.core.plan import Change, Entity, QueueStats, binding_name
+from mqspec.core.plan import Change, Entity, make_change
 from mqspec.errors import BrokerUnavailable, MqspecError
 
 # A refused declare closes its channel; pika logs that as a warning, and this module reports it as an error.
@@ -88,6 +88,7 @@ class _Session:
     def __init__(self, connection: Any, url: str, allow_replace: bool = False) -> None:
         self.connection = connection
         self.url = url
+        self.vhost = amqp.vhost_of(url)
         self.allow_replace = allow_replace
         self.channel = connection.channel()
         self.mismatch = False       # the last failed _call was PRECONDITION_FAILED
@@ -121,12 +122,12 @@ class _Session:
         """A step for a created or mismatched exchange; the error when an existing one could not be checked."""
         existed = self._passive(lambda: self.channel.exchange_declare(exchange.name, passive=True)) is not None
         error = self._declare_exchange(exchange)
-        return self._result(Change("create", "exchange", exchange.name, (), exchange), existed, error)
+        return self._result(make_change("create", self.vhost, exchange), existed, error)
 
     def queue(self, queue: model.Queue) -> Step | MqspecError | None:
         found = self._passive(lambda: self.channel.queue_declare(queue.name, passive=True))
         error = self._declare_queue(queue)
-        change = Change("create", "queue", queue.name, (), queue)
+        change = make_change("create", self.vhost, queue)
         if found is not None:
             change = replace(change, messages=found.method.message_count, consumers=found.method.consumer_count)
         return self._result(change, found is not None, error)
@@ -143,7 +144,7 @@ class _Session:
         return Step(replace(change, action="replace"), "failed", f"{error.message}; {advice}", error.exit_code)
 
     def binding(self, binding: model.Binding) -> Step:
-        change = Change("create", "binding", binding_name(binding), (), binding)
+        change = make_change("create", self.vhost, binding)
         error = self._bind(binding)
         return Step(change, "failed", error.message, error.exit_code) if error else Step(change, "done")
 
@@ -171,29 +172,6 @@ class _Session:
                               lambda: self.channel.exchange_bind(**vocabulary.exchange_bind_args(binding)))
         return self._call(f"bind queue '{binding.destination}' to exchange '{binding.source}'",
                           lambda: self.channel.queue_bind(**vocabulary.queue_bind_args(binding)))
-
-
-def queue_counts(settings: model.BrokerSettings, names: list[str]) -> dict[str, QueueStats]:
-    """Ready messages and consumers of some queues, exact at this moment (a passive declare of each).
-
-    The management API's counts lag up to a few seconds behind; these do not, but they leave out
-    messages delivered and not yet acknowledged.
-    """
-    connection = amqp.connect(settings, connection_name="mqspec (queue counts)")
-    try:
-        channel = connection.channel()
-        counts: dict[str, QueueStats] = {}
-        for name in names:
-            try:
-                declared = channel.queue_declare(name, passive=True)
-            except pe.ChannelClosedByBroker:
-                channel = connection.channel()
-                continue
-            counts[name] = QueueStats(declared.method.message_count, declared.method.consumer_count)
-        return counts
-    finally:
-        if connection.is_open:
-            connection.close()
 
 
 class Declarer:

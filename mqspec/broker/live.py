@@ -2,25 +2,23 @@
 
 One `GET /api/definitions/{vhost}` gives exchanges, queues, bindings, policies, operator policies and limits.
 Users, permissions, topic permissions and vhosts are read only when the file declares some. Message and
-consumer counts are read only for the queues a plan would replace or delete. A user without the
+consumer counts are counted (broker/counts.py) only for the queues a plan would replace or delete. A user without the
 administrator tag cannot read definitions; the per-type listings (which need only the management tag)
 are used instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from mqspec.broker.management import Management, ManagementUnreachable, q
+from mqspec.broker.management import AccessRefused, Management, ManagementUnreachable, q
 from mqspec.core import definitions, model
 from mqspec.core.plan import Live, QueueStats
-from mqspec.errors import BrokerUnavailable, OperationFailed
+from mqspec.errors import OperationFailed
 
 _QUEUE_COLUMNS = "name,type,durable,auto_delete,exclusive,arguments,messages,consumers"
-_STATS_COLUMNS = "name,messages,consumers"
-_FEW = 20
 
 
 def read(management: Management, desired: model.Topology) -> Live:
@@ -39,24 +37,15 @@ def read(management: Management, desired: model.Topology) -> Live:
     return Live(topology, exists, hashes, stats, unsupported)
 
 
-def queue_stats(management: Management, vhost: str, names: Iterable[str]) -> dict[str, QueueStats]:
-    """Message and consumer counts of some queues: one request each for a few, one listing for many."""
-    wanted = list(dict.fromkeys(names))
-    if not wanted:
-        return {}
-    if len(wanted) <= _FEW:
-        found = (management.get(f"/queues/{q(vhost)}/{q(name)}", _queue_what(name, vhost), missing_ok=True) for name in wanted)
-        return {entry["name"]: _stats(entry) for entry in found if entry}
-    listing = management.get(f"/queues/{q(vhost)}?columns={_STATS_COLUMNS}", f"the queues of vhost '{vhost}'",
+def queue_types(management: Management, vhost: str) -> dict[str, model.QueueType]:
+    """The type of every queue in a vhost."""
+    listing = management.get(f"/queues/{q(vhost)}?columns=name,type", f"the queues of vhost '{vhost}'",
                              missing_ok=True) or []
-    return {entry["name"]: _stats(entry) for entry in listing if entry.get("name") in set(wanted)}
+    return {entry["name"]: _queue_type(entry.get("type")) for entry in listing}
 
 
-def vhost_queue_stats(management: Management, vhost: str) -> dict[str, QueueStats]:
-    """Message and consumer counts of every queue in a vhost."""
-    listing = management.get(f"/queues/{q(vhost)}?columns={_STATS_COLUMNS}", f"the queues of vhost '{vhost}'",
-                             missing_ok=True) or []
-    return {entry["name"]: _stats(entry) for entry in listing}
+def _queue_type(reported: Any) -> model.QueueType:
+    return reported if reported in ("quorum", "stream") else "classic"
 
 
 def binding_properties(management: Management, vhost: str) -> dict[tuple[str, str, str, str, str], str]:
@@ -77,8 +66,10 @@ def _vhost_topology(management: Management, vhost: str) -> tuple[model.Topology,
         if management.vhost_exists(vhost):
             raise
         return model.Topology(vhost), {}, False
-    except BrokerUnavailable:
-        return _listed_topology(management, vhost)
+    except AccessRefused as exc:
+        if exc.not_management_user:     # no listing is open to it either
+            raise
+        return _listed_topology(management, vhost)     # not an administrator: the per-type listings may be read
     return definitions.from_definitions(data, vhost), {}, True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 import ssl
+import threading
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -48,14 +49,26 @@ def q(name: str) -> str:
     return quote(name, safe="")
 
 
+READ_TIMEOUTS = 3      # the wait for each part of an answer, in connect timeouts (15 s by default)
+DEADLINE_TIMEOUTS = 7  # the whole request, answer included, in connect timeouts (35 s by default)
+
+
 class Management:
-    """A thin client: JSON in, JSON out, one clear error per failure."""
+    """A thin client: JSON in, JSON out, one clear error per failure.
+
+    Every request is bounded three ways: connecting by the connect timeout, each wait for more of the answer by
+    READ_TIMEOUTS connect timeouts, and the whole request by DEADLINE_TIMEOUTS of them, so that a listener that
+    trickles a byte a second cannot hold mqspec forever. `timeout` replaces the connect timeout.
+    """
 
     def __init__(self, settings: BrokerSettings, timeout: float | None = None) -> None:
         self.base, auth = management_base(settings)
         self.user = auth[0]
+        connect = timeout or settings.connect_timeout
+        self.read_timeout = connect * READ_TIMEOUTS
+        self.deadline = connect * DEADLINE_TIMEOUTS
         self._client = httpx.Client(base_url=self.base + "/api", auth=auth, verify=_verify(settings.tls),
-                                    timeout=timeout or max(settings.connect_timeout, 30.0))
+                                    timeout=httpx.Timeout(self.read_timeout, connect=connect, pool=self.deadline))
 
     def close(self) -> None:
         self._client.close()
@@ -69,9 +82,16 @@ class Management:
     def request(self, method: str, path: str, what: str, body: Any = None, missing_ok: bool = False) -> Any:
         """Send one request; `what` names the entity for error messages ("queue 'orders' in vhost '/'")."""
         try:
-            response = self._client.request(method, path, json=body)
+            response = self._send(method, path, body)
+        except _Overdue:
+            raise BrokerUnavailable(f"management API at {self.base} timed out while working on {what} (no complete "
+                                    f"answer within {self.deadline:g} s)") from None
+        except httpx.ConnectTimeout:
+            raise BrokerUnavailable(f"management API at {self.base} timed out while working on {what} (no connection "
+                                    f"within {self.deadline / DEADLINE_TIMEOUTS:g} s)") from None
         except httpx.TimeoutException:
-            raise BrokerUnavailable(f"management API at {self.base} timed out while working on {what}") from None
+            raise BrokerUnavailable(f"management API at {self.base} timed out while working on {what} (no answer for "
+                                    f"{self.read_timeout:g} s)") from None
         except httpx.HTTPError as exc:
             raise ManagementUnreachable(f"cannot reach the management API at {self.base} ({_reason(exc)}); "
                                         "is the rabbitmq_management plugin enabled?") from None
@@ -81,7 +101,32 @@ class Management:
             raise _http_error(response, what, self.user)
         if not response.content:
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            raise BrokerUnavailable(f"management API at {self.base} answered {what} with something that is not JSON "
+                                    f"(HTTP {response.status_code}, {kind}); is it the RabbitMQ management API?") from None
+
+    def _send(self, method: str, path: str, body: Any) -> httpx.Response:
+        """The request, on a thread of its own so that the whole of it can be bounded by the deadline."""
+        outcome: list[httpx.Response | BaseException] = []
+        finished = threading.Event()
+
+        def send() -> None:
+            try:
+                outcome.append(self._client.request(method, path, json=body))
+            except BaseException as exc:  # noqa: BLE001 - handed back to the caller below
+                outcome.append(exc)
+            finally:
+                finished.set()
+
+        threading.Thread(target=send, name="mqspec-management", daemon=True).start()
+        if not finished.wait(self.deadline):
+            raise _Overdue()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
+        return outcome[0]
 
     def get(self, path: str, what: str, missing_ok: bool = False) -> Any:
         return self.request("GET", path, what, missing_ok=missing_ok)
@@ -111,6 +156,23 @@ class Management:
     def set_permissions(self, user: str, vhost: str, configure: str = ".*", write: str = ".*", read: str = ".*") -> None:
         self.put(f"/permissions/{q(vhost)}/{q(user)}", f"permissions of user '{user}' in vhost '{vhost}'",
                  {"configure": configure, "write": write, "read": read})
+
+
+class AccessRefused(BrokerUnavailable):
+    """The management API knows the user and refuses it this request (HTTP 401 or 403 with a reason)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    @property
+    def not_management_user(self) -> bool:
+        """The user has no management tag: it may not use the management API at all."""
+        return self.reason == "Not management user"
+
+
+class _Overdue(Exception):
+    """The whole request took longer than the deadline."""
 
 
 class ManagementUnreachable(BrokerUnavailable):
@@ -143,7 +205,7 @@ def _http_error(response: httpx.Response, what: str, user: str) -> Exception:
         return BrokerUnavailable(f"management API refused the credentials of user '{user}' (HTTP 401)")
     if response.status_code in (401, 403):
         verb = _VERBS.get(response.request.method, "change")
-        return BrokerUnavailable(f"access refused: user '{user}' may not {verb} {what} ({reason})")
+        return AccessRefused(f"access refused: user '{user}' may not {verb} {what} ({reason})", reason)
     if response.status_code == 404:
         return OperationFailed(f"not found: {what} ({reason})")
     return OperationFailed(f"broker refused {what}: {reason} (HTTP {response.status_code})")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from mqspec.broker import live
 from mqspec.broker.management import Management
 from mqspec.core import model
-from mqspec.core.plan import Plan, QueueStats, diff, queues_needing_stats, with_stats
-from mqspec.errors import MqspecError, OperationFailed
+from mqspec.core.plan import Plan, diff, queues_needing_stats, with_stats
+from mqspec.errors import OperationFailed
 
 
 def make_plan(management: Management, settings: model.BrokerSettings, topology: model.Topology,
@@ -21,25 +21,12 @@ def make_plan(management: Management, settings: model.BrokerSettings, topology: 
 
 
 def with_counts(plan: Plan, management: Management, settings: model.BrokerSettings) -> Plan:
-    """Message and consumer counts of the queues the plan removes: the management API's (which lag a few
-    seconds and may be missing for a new queue) checked against a passive declare over AMQP (exact now,
-    but without unacknowledged messages). The larger message count wins."""
-    names = queues_needing_stats(plan)
-    if not names:
+    """Message and consumer counts of the queues the plan removes, counted truthfully now (broker/counts.py):
+    ready and unacknowledged messages, streams included; unknown, with the reason, where they cannot be known."""
+    removed = {c.name: c.live.type if isinstance(c.live, model.Queue) else "classic"
+               for c in plan.changes if c.name in set(queues_needing_stats(plan)) and c.kind == "queue"}
+    if not removed:
         return plan
-    reported = live.queue_stats(management, plan.vhost, names)
-    try:
-        from mqspec.broker.amqp_declare import queue_counts
+    from mqspec.broker import counts  # pika loads only when a queue is to be counted
 
-        exact = queue_counts(settings, names)
-    except MqspecError:
-        exact = {}
-    return with_stats(plan, {name: _merged(reported.get(name), exact.get(name)) for name in names})
-
-
-def _merged(reported: QueueStats | None, exact: QueueStats | None) -> QueueStats:
-    if exact is None:
-        return reported or QueueStats()
-    if reported is None or reported.messages is None:
-        return exact
-    return QueueStats(max(exact.messages or 0, reported.messages), exact.consumers)
+    return with_stats(plan, counts.count(settings, management, plan.vhost, removed))

@@ -22,7 +22,7 @@ from mqspec.broker import live as live_state
 from mqspec.broker.management import Management, q
 from mqspec.core import definitions, model, vocabulary
 from mqspec.core.outcome import Outcome, Step
-from mqspec.core.plan import Change, Entity, Kind, Plan
+from mqspec.core.plan import Change, Entity, Key, Kind, Plan, entity_key
 from mqspec.errors import MqspecError, OperationFailed
 
 if TYPE_CHECKING:
@@ -60,10 +60,11 @@ class _Runner:
         self.vhost = vhost
         self.force = force
         self.settings = settings
+        self.amqp = settings        # for counting a queue again right before it is deleted
         self.declarer: Declarer | None = None
         self.workers = workers
         self.steps: dict[int, Step] = {}
-        self.failed: dict[tuple[str, str], str] = {}
+        self.failed: dict[Key, str] = {}
         self._properties: dict[tuple[str, str, str, str, str], str] | None = None
         self._lock = threading.Lock()
 
@@ -92,7 +93,7 @@ class _Runner:
         with self._lock:
             if error is not None:
                 self.steps[op.position] = Step(op.change, "failed", self._describe_failure(op, error), error.exit_code)
-                self.failed[(op.change.kind, op.change.name)] = op.change.label
+                self.failed[op.change.key] = op.change.label
             elif not (op.delete and op.change.action == "replace"):
                 self.steps[op.position] = Step(op.change, "done")
 
@@ -193,7 +194,10 @@ class _Runner:
         entity, what, v = change.live, self._what(change), q(self.vhost)
         m = self.management
         if isinstance(entity, model.Queue):
-            guard = "" if self.force else "?if-empty=true"
+            if not self.force:
+                self._still_empty(change, what)
+            # The broker refuses if-empty for quorum queues (HTTP 400) and ignores it for streams.
+            guard = "?if-empty=true" if not self.force and entity.type == "classic" else ""
             m.delete(f"/queues/{v}/{q(entity.name)}{guard}", what)
         elif isinstance(entity, model.Exchange):
             m.delete(f"/exchanges/{v}/{q(entity.name)}", what)
@@ -209,6 +213,23 @@ class _Runner:
             m.delete(f"/users/{q(entity.name)}", what)
         elif isinstance(entity, model.VHost):
             m.delete(f"/vhosts/{q(entity.name)}", what)
+
+    def _still_empty(self, change: Change, what: str) -> None:
+        """Count the ready messages and consumers again, this moment: the plan's count is seconds old."""
+        if self.amqp is None:
+            return
+        from mqspec.broker import counts
+
+        now = counts.ready_now(self.amqp, change.name)
+        if now is None:
+            return
+        ready, consumers = now
+        if ready > (change.messages or 0):
+            raise OperationFailed(f"{what} was not deleted: it holds {ready} ready messages now, {change.messages or 0} "
+                                  "when the plan counted them; run again to count again, or with --force to discard them")
+        if consumers > (change.consumers or 0):
+            raise OperationFailed(f"{what} was not deleted: {consumers} consumers now, {change.consumers or 0} when the "
+                                  "plan counted its messages; run again to count again, or with --force")
 
     def _unbind(self, binding: model.Binding, what: str) -> None:
         with self._lock:
@@ -272,18 +293,18 @@ def _desired(change: Change) -> Entity:
     return change.desired
 
 
-def _needs(change: Change, vhost: str) -> list[tuple[str, str]]:
-    """The (kind, name) of plan entries this change cannot do without."""
+def _needs(change: Change, vhost: str) -> list[Key]:
+    """The keys of plan entries this change cannot do without."""
     if change.action == "delete":
         return []
     entity = change.desired
-    needs: list[tuple[str, str]] = []
+    needs: list[Key] = []
     if change.kind in ("policy", "operator_policy", "exchange", "queue", "binding"):
-        needs.append(("vhost", vhost))
+        needs.append(entity_key("vhost", vhost, vhost))
     if isinstance(entity, model.Binding):
-        needs += [("exchange", entity.source), (entity.destination_type, entity.destination)]
+        needs += [entity_key("exchange", vhost, entity.source), entity_key(entity.destination_type, vhost, entity.destination)]
     elif isinstance(entity, (model.Permission, model.TopicPermission)):
-        needs += [("user", entity.user), ("vhost", entity.vhost)]
+        needs += [entity_key("user", vhost, entity.user), entity_key("vhost", vhost, entity.vhost)]
     return needs
 
 

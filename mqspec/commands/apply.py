@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mqspec import runner
-from mqspec.broker.management import Management, ManagementUnreachable
+from mqspec.broker.management import AccessRefused, Management, ManagementUnreachable
 from mqspec.broker.planning import make_plan
 from mqspec.broker.topology import execute
 from mqspec.context import Context
@@ -39,7 +39,13 @@ def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions
         try:
             plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
         except ManagementUnreachable as exc:
-            return _over_amqp(scenario, exc.message, out, options.allow_replace)
+            return _over_amqp(scenario, f"{exc.message}\nnote: declaring exchanges, queues and bindings over AMQP instead",
+                              out, options.allow_replace)
+        except AccessRefused as exc:
+            if not exc.not_management_user:
+                raise
+            return _over_amqp(scenario, f"user '{management.user}' may not use the management API (it has no management "
+                              "tag); declaring exchanges, queues and bindings over AMQP instead", out, options.allow_replace)
         if plan.empty:
             out.result(plan, "no changes", None, [])
             return EXIT_OK
@@ -58,7 +64,7 @@ def _over_amqp(scenario: model.Scenario, reason: str, out: _Output, allow_replac
     from mqspec.broker import amqp_declare
 
     missing = amqp_declare.needs_management(scenario.topology)
-    out.say(f"note: {reason}\nnote: declaring exchanges, queues and bindings over AMQP instead")
+    out.say(f"note: {reason}")
     declared = amqp_declare.declare(scenario.broker, scenario.topology, allow_replace)
     if declared.outcome.steps:
         out.outcome(declared.outcome)

@@ -2,8 +2,8 @@
 
 Never built-in exchanges (`amq.*`, the default exchange) and never `external: true` entities. Users and vhosts
 go only when the file declares them under topology.users / topology.vhosts; the target vhost itself is
-deleted only when it is declared there, and then the message guard counts every queue in it (the larger of the
-management API's lagging count and an exact passive declare over AMQP), and the plan notes each queue and exchange
+deleted only when it is declared there, and then the message guard counts every queue in it (truthfully, as
+broker/counts.py does: ready and unacknowledged messages, streams included), and the plan notes each queue and exchange
 the file does not declare that would go with it. The user
 mqspec is logged in as is kept, so that the rest of the run can finish.
 """
@@ -21,9 +21,9 @@ from mqspec.broker.planning import with_counts
 from mqspec.broker.topology import execute
 from mqspec.context import Context
 from mqspec.core.model import BrokerSettings, Topology
-from mqspec.core.plan import destroy, refusals
+from mqspec.core.plan import QueueStats, destroy, refusals, with_stats
 from mqspec.core.vocabulary import is_builtin_exchange
-from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable, MqspecError
+from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable
 from mqspec.options import DestroyOptions
 from mqspec.pipeline import load_valid
 from mqspec.report import plan as render
@@ -44,7 +44,9 @@ def run(ctx: Context, path: str, options: DestroyOptions) -> int:
         contents = {v.name: _vhost_contents(management, scenario.broker, topology, v.name)
                     for v in topology.vhosts if v.name in present}
         plan = destroy(topology, found, management.user, {name: c.messages for name, c in contents.items()})
-        if found.vhost_exists:
+        if topology.vhost in contents:       # counted already, with the rest of the vhost
+            plan = with_stats(plan, contents[topology.vhost].counts)
+        elif found.vhost_exists:
             plan = with_counts(plan, management, scenario.broker)
         if not plan.empty:
             plan = replace(plan, notes=(*plan.notes, *(n for name, c in contents.items() for n in _undeclared_notes(name, c))))
@@ -66,7 +68,7 @@ def run(ctx: Context, path: str, options: DestroyOptions) -> int:
                 ctx.echo(f"error: {line}", err=True)
             ctx.echo("Nothing was deleted.", err=True)
             return EXIT_FAILED
-        outcome = execute(management, plan, force=options.force)
+        outcome = execute(management, plan, force=options.force, settings=scenario.broker)
     if json_out:
         ctx.echo(json.dumps({"plan": render.as_dict(plan), **render.outcome_dict(outcome)}, indent=2, ensure_ascii=False))
     else:
@@ -78,57 +80,49 @@ def run(ctx: Context, path: str, options: DestroyOptions) -> int:
 
 @dataclass(frozen=True)
 class _VhostContents:
-    """What deleting a vhost takes with it: message counts of every queue, and what the file does not declare."""
+    """What deleting a vhost takes with it: the counts of every queue, and what the file does not declare."""
 
-    counts: Mapping[str, int | None]
+    counts: Mapping[str, QueueStats]
     undeclared_queues: tuple[str, ...]
     undeclared_exchanges: tuple[str, ...]
 
     @property
-    def messages(self) -> int | None:
-        return None if any(c is None for c in self.counts.values()) else sum(c or 0 for c in self.counts.values())
+    def messages(self) -> QueueStats:
+        unknown = [f"queue '{name}': {c.unknown or 'not counted'}" for name, c in self.counts.items() if c.messages is None]
+        if unknown:
+            return QueueStats(None, unknown="; ".join(unknown))
+        return QueueStats(sum(c.messages or 0 for c in self.counts.values()))
 
 
 def _vhost_contents(management: Management, settings: BrokerSettings, topology: Topology, vhost: str) -> _VhostContents:
-    """Every queue of the vhost counted twice: by the management API (which lags ~5 s behind but includes
-    unacknowledged messages) and by a passive declare over AMQP (exact now, ready messages only); the larger wins."""
-    reported = live.vhost_queue_stats(management, vhost)
-    url = urlsplit(settings.url)._replace(path="/" + quote(vhost, safe="")).geturl()
-    try:
-        from mqspec.broker.amqp_declare import queue_counts
+    """Every queue of the vhost counted truthfully (ready and unacknowledged messages, streams included)."""
+    from mqspec.broker import counts  # pika loads only when a vhost is to be deleted
 
-        exact = queue_counts(replace(settings, urls=(url,)), list(reported))
-    except MqspecError:
-        exact = {}
-    counts = {name: _larger(stats.messages, exact[name].messages if name in exact else None)
-              for name, stats in reported.items()}
+    url = urlsplit(settings.url)._replace(path="/" + quote(vhost, safe="")).geturl()
+    counted = counts.count(replace(settings, urls=(url,)), management, vhost, live.queue_types(management, vhost))
     same_vhost = vhost == topology.vhost
     declared_queues = {qu.name for qu in topology.queues} if same_vhost else set()
     declared_exchanges = {e.name for e in topology.exchanges} if same_vhost else set()
     exchanges = management.get(f"/exchanges/{q(vhost)}?columns=name", f"the exchanges of vhost '{vhost}'",
                                missing_ok=True) or []
     return _VhostContents(
-        counts,
-        tuple(sorted(name for name in counts if name not in declared_queues)),
+        counted,
+        tuple(sorted(name for name in counted if name not in declared_queues)),
         tuple(sorted(e["name"] for e in exchanges
                      if not is_builtin_exchange(e["name"]) and e["name"] not in declared_exchanges)),
     )
 
 
-def _larger(reported: int | None, exact: int | None) -> int | None:
-    known = [c for c in (reported, exact) if c is not None]
-    return max(known) if known else None
-
-
 def _undeclared_notes(vhost: str, contents: _VhostContents) -> list[str]:
     notes = [f"deleting vhost '{vhost}' also deletes queue '{name}', which the file does not declare "
-             f"({_queue_state(contents.counts.get(name))})" for name in contents.undeclared_queues]
+             f"({_queue_state(contents.counts.get(name) or QueueStats())})" for name in contents.undeclared_queues]
     notes += [f"deleting vhost '{vhost}' also deletes exchange '{name}', which the file does not declare"
               for name in contents.undeclared_exchanges]
     return notes
 
 
-def _queue_state(messages: int | None) -> str:
+def _queue_state(stats: QueueStats) -> str:
+    messages = stats.messages
     if messages is None:
         return "message count unknown; blocks the destroy without --force"
     if messages == 0:

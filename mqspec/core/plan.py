@@ -22,13 +22,13 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from mqspec.core import model
 from mqspec.core.definitions import password_matches
-from mqspec.core.vocabulary import is_builtin_exchange, is_server_named
+from mqspec.core.vocabulary import is_builtin_exchange, is_immutable, is_server_named
 
 Action = Literal["create", "update", "replace", "delete"]
 Kind = Literal["vhost", "user", "permission", "topic_permission", "policy", "operator_policy", "exchange", "queue", "binding"]
@@ -48,10 +48,11 @@ ABSENT = "(absent)"
 
 @dataclass(frozen=True)
 class QueueStats:
-    """Live counts of one queue; None when the broker has not reported them yet."""
+    """Live counts of one queue: messages ready and unacknowledged; None when unknown, and then `unknown` says why."""
 
     messages: int | None = None
     consumers: int | None = None
+    unknown: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,57 @@ class Live:
 
 
 @dataclass(frozen=True)
+class Key:
+    """What a change is about, stable across runs: the kind, the vhost and the identity inside it.
+
+    Users belong to the whole broker (vhost ""); a vhost's own key has its name as vhost and no identity;
+    a binding's identity is `Binding.key()` (source, destination type, destination, routing key, arguments).
+    """
+
+    kind: Kind
+    vhost: str
+    identity: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """One field that differs: its value on the broker and in the file (ABSENT when a side has none).
+
+    `immutable` fields cannot change in place (vocabulary.IMMUTABLE_FIELDS): a difference forces a replace.
+    `label` is how the text plan names the field; `says` replaces the whole line where the values cannot be
+    shown (a password).
+    """
+
+    field: str
+    before: Any = ABSENT
+    after: Any = ABSENT
+    immutable: bool = False
+    label: str = ""
+    says: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.says or f"{self.label or self.field} {_show(self.before)} → {_show(self.after)}"
+
+
+@dataclass(frozen=True)
 class Change:
     action: Action
     kind: Kind
     name: str
-    reasons: tuple[str, ...] = ()
+    key: Key
+    diffs: tuple[FieldDiff, ...] = ()
+    notes: tuple[str, ...] = ()        # why, where no field differs ("not in the file", "restored after ...")
     desired: Entity | None = None
     live: Entity | None = None
     messages: int | None = None
     consumers: int | None = None
+    unknown: str = ""                  # why `messages` is None, when it is known why
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Every field difference and note, one line each, as the text plan shows them."""
+        return (*(d.text for d in self.diffs), *self.notes)
 
     @property
     def label(self) -> str:
@@ -85,6 +128,43 @@ class Change:
             return f"binding {self.name}"
         return f"{KIND_LABELS[self.kind]} '{self.name}'" if self.kind not in ("permission", "topic_permission") \
             else f"{KIND_LABELS[self.kind]} of {self.name}"
+
+
+def identify(entity: Entity, vhost: str) -> tuple[Kind, str, Key]:
+    """The kind, display name and key of an entity of the target vhost."""
+    if isinstance(entity, model.VHost):
+        return "vhost", entity.name, Key("vhost", entity.name)
+    if isinstance(entity, model.User):
+        return "user", entity.name, Key("user", "", (entity.name,))
+    if isinstance(entity, model.Permission):
+        return "permission", permission_name(entity), Key("permission", entity.vhost, (entity.user,))
+    if isinstance(entity, model.TopicPermission):
+        return ("topic_permission", topic_permission_name(entity),
+                Key("topic_permission", entity.vhost, (entity.user, entity.exchange)))
+    if isinstance(entity, model.Policy):
+        kind: Kind = "operator_policy" if entity.operator else "policy"
+        return kind, entity.name, Key(kind, vhost, (entity.name,))
+    if isinstance(entity, model.Exchange):
+        return "exchange", entity.name, Key("exchange", vhost, (entity.name,))
+    if isinstance(entity, model.Queue):
+        return "queue", entity.name, Key("queue", vhost, (entity.name,))
+    return "binding", binding_name(entity), Key("binding", vhost, entity.key())
+
+
+def make_change(action: Action, vhost: str, desired: Entity | None, live: Entity | None = None,
+                diffs: Iterable[FieldDiff] = (), notes: Iterable[str] = ()) -> Change:
+    """A change named and keyed after its entity (the desired one, else the live one)."""
+    entity = desired if desired is not None else live
+    assert entity is not None, "a change needs an entity"
+    kind, name, key = identify(entity, vhost)
+    return Change(action, kind, name, key, tuple(diffs), tuple(notes), desired, live)
+
+
+def entity_key(kind: Kind, vhost: str, name: str) -> Key:
+    """The key of a named entity: an exchange, queue, policy or user, or a vhost."""
+    if kind == "vhost":
+        return Key("vhost", name)
+    return Key(kind, "" if kind == "user" else vhost, (name,))
 
 
 @dataclass(frozen=True)
@@ -118,7 +198,7 @@ def diff(desired: model.Topology, live: Live, prune: bool = False) -> Plan:
     ]
     exchanges = _exchange_changes(desired, live, prune)
     queues = _queue_changes(desired, live, prune)
-    replaced: set[tuple[str, str]] = {(c.kind, c.name) for c in (*exchanges, *queues) if c.action == "replace"}
+    replaced = {c.key for c in (*exchanges, *queues) if c.action == "replace"}
     changes += [*exchanges, *queues, *_binding_changes(desired, live, prune, replaced)]
     return Plan(desired.vhost, order(changes), tuple(notes))
 
@@ -138,51 +218,45 @@ def with_stats(plan: Plan, stats: Mapping[str, QueueStats]) -> Plan:
         found = stats.get(change.name)
         if change.kind != "queue" or change.action not in ("replace", "delete") or found is None:
             return change
-        return replace(change, messages=found.messages, consumers=found.consumers)
+        return _with(change, found)
     return replace(plan, changes=tuple(counted(c) for c in plan.changes))
 
 
 def queues_needing_stats(plan: Plan) -> list[str]:
-    return [c.name for c in plan.changes if c.kind == "queue" and c.action in ("replace", "delete") and c.messages is None]
+    """Every queue the plan removes: each is counted again right before the plan is shown."""
+    return [c.name for c in plan.changes if c.kind == "queue" and c.action in ("replace", "delete")]
 
 
 def destroy(desired: model.Topology, live: Live, acting_user: str | None = None,
-            vhost_messages: Mapping[str, int | None] | None = None) -> Plan:
+            vhost_messages: Mapping[str, QueueStats] | None = None) -> Plan:
     """Delete what the file declares and the broker has, never external or built-in entities.
 
-    `vhost_messages` holds, for each declared vhost, the messages in all its queues (None when unknown).
+    `vhost_messages` holds, for each declared vhost, the messages in all its queues.
     """
     declared = diff(desired, Live(model.Topology(desired.vhost)), prune=False)
     present = existing(live.topology)
     notes = []
     changes = []
     for change in declared.changes:
-        if (change.kind, change.name) not in present:
+        if change.key not in present:
             continue
         if change.kind == "user" and change.name == acting_user:
             notes.append(f"user '{change.name}' is kept: mqspec is logged in as this user")
             continue
-        deletion = Change("delete", change.kind, change.name, (), None, change.desired)
+        deletion = replace(change, action="delete", diffs=(), notes=(), desired=None, live=change.desired)
         if change.kind == "queue":
             deletion = _counted(deletion, live)
         elif change.kind == "vhost":
-            deletion = replace(deletion, messages=(vhost_messages or {}).get(change.name))
+            deletion = _with(deletion, (vhost_messages or {}).get(change.name) or QueueStats())
         changes.append(deletion)
     return Plan(desired.vhost, order(changes), tuple(notes))
 
 
-def existing(topology: model.Topology) -> set[tuple[Kind, str]]:
-    """(kind, name) of every entity in a topology, named as plan changes name them."""
-    found: set[tuple[Kind, str]] = set()
-    found |= {("vhost", v.name) for v in topology.vhosts}
-    found |= {("user", u.name) for u in topology.users}
-    found |= {("permission", permission_name(p)) for p in topology.permissions}
-    found |= {("topic_permission", topic_permission_name(p)) for p in topology.topic_permissions}
-    found |= {("operator_policy" if p.operator else "policy", p.name) for p in topology.policies}
-    found |= {("exchange", e.name) for e in topology.exchanges}
-    found |= {("queue", q.name) for q in topology.queues}
-    found |= {("binding", binding_name(b)) for b in topology.bindings}
-    return found
+def existing(topology: model.Topology) -> set[Key]:
+    """The key of every entity in a topology, as plan changes key them."""
+    entities: list[Entity] = [*topology.vhosts, *topology.users, *topology.permissions, *topology.topic_permissions,
+                              *topology.policies, *topology.exchanges, *topology.queues, *topology.bindings]
+    return {identify(entity, topology.vhost)[2] for entity in entities}
 
 
 # --- guards ------------------------------------------------------------------------------------------------
@@ -202,6 +276,9 @@ def refusals(plan: Plan, allow_replace: bool, force: bool) -> list[str]:
 def _message_guard(change: Change) -> list[str]:
     verb = "replace" if change.action == "replace" else "delete"
     what = change.label if change.kind == "queue" else f"{change.label} with all its queues"
+    if change.messages is None and change.unknown:
+        return [f"refusing to {verb} {what}: how many messages it holds cannot be known ({change.unknown}); "
+                "rerun with --force to discard whatever it holds"]
     if change.messages is None:
         return [f"refusing to {verb} {what}: the broker has not reported how many messages it holds yet; "
                 "rerun in a few seconds, or with --force to discard whatever it holds"]
@@ -231,21 +308,27 @@ def _notes(desired: model.Topology, live: Live) -> Iterator[str]:
                 yield f"vhost '{vhost.name}': this broker does not keep default_queue_type; it is not compared"
 
 
+def _updated(vhost: str, desired: Entity, found: Entity, diffs: list[FieldDiff]) -> Iterator[Change]:
+    """An update when some field differs (a replace when one of them cannot change in place)."""
+    if diffs:
+        action: Action = "replace" if any(d.immutable for d in diffs) else "update"
+        yield make_change(action, vhost, desired, found, diffs)
+
+
 def _vhost_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
     existing = {v.name: v for v in live.topology.vhosts}
     for vhost in desired.vhosts:
         found = existing.get(vhost.name)
         if found is None:
-            yield Change("create", "vhost", vhost.name, (), vhost)
+            yield make_change("create", desired.vhost, vhost)
             continue
-        reasons = [*_field("description", found.description, vhost.description),
-                   *_field("tags", sorted(found.tags), sorted(vhost.tags))]
+        diffs = [*_field("vhost", "description", found.description, vhost.description),
+                 *_field("vhost", "tags", sorted(found.tags), sorted(vhost.tags))]
         if vhost.default_queue_type and "default_queue_type" not in live.unsupported:
-            reasons += _field("default_queue_type", found.default_queue_type, vhost.default_queue_type)
-        reasons += [reason for key, value in vhost.limits.items()
-                    for reason in _field(f"limit {key}", found.limits.get(key, ABSENT), value)]
-        if reasons:
-            yield Change("update", "vhost", vhost.name, tuple(reasons), vhost, found)
+            diffs += _field("vhost", "default_queue_type", found.default_queue_type, vhost.default_queue_type)
+        diffs += [d for key, value in vhost.limits.items()
+                  for d in _field("vhost", f"limits.{key}", found.limits.get(key, ABSENT), value, f"limit {key}")]
+        yield from _updated(desired.vhost, vhost, found, diffs)
 
 
 def _user_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
@@ -254,68 +337,64 @@ def _user_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
         found = existing.get(user.name)
         if found is None:
             note = "password set" if user.password is not None else "no password: it cannot log in with a password"
-            yield Change("create", "user", user.name, (note,), user)
+            yield make_change("create", desired.vhost, user, notes=(note,))
             continue
-        reasons = _field("tags", sorted(found.tags), sorted(user.tags))
+        diffs = _field("user", "tags", sorted(found.tags), sorted(user.tags))
         if user.password is not None:
-            reasons += _password_reason(user.password, live.password_hashes.get(user.name, ("", "")))
-        if reasons:
-            yield Change("update", "user", user.name, tuple(reasons), user, found)
+            diffs += _password_diff(user.password, live.password_hashes.get(user.name, ("", "")))
+        yield from _updated(desired.vhost, user, found, diffs)
 
 
-def _password_reason(password: str, stored: tuple[str, str]) -> list[str]:
+def _password_diff(password: str, stored: tuple[str, str]) -> list[FieldDiff]:
+    """Never the password itself, nor its hash: only whether it differs."""
     algorithm, password_hash = stored
     same = password_matches(password, password_hash, algorithm) if password_hash else False
     if same is None:
-        return [f"password (cannot compare: the broker hashes it with {algorithm}; set)"]
-    return [] if same else ["password differs"]
+        return [FieldDiff("password", says=f"password (cannot compare: the broker hashes it with {algorithm}; set)")]
+    return [] if same else [FieldDiff("password", says="password differs")]
 
 
 def _permission_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
     existing = {(p.user, p.vhost): p for p in live.topology.permissions}
     for perm in desired.permissions:
-        name = permission_name(perm)
         found = existing.get((perm.user, perm.vhost))
         if found is None:
-            yield Change("create", "permission", name, (), perm)
+            yield make_change("create", desired.vhost, perm)
             continue
-        reasons = [r for attr in ("configure", "write", "read") for r in _field(attr, getattr(found, attr), getattr(perm, attr))]
-        if reasons:
-            yield Change("update", "permission", name, tuple(reasons), perm, found)
+        diffs = [d for attr in ("configure", "write", "read")
+                 for d in _field("permission", attr, getattr(found, attr), getattr(perm, attr))]
+        yield from _updated(desired.vhost, perm, found, diffs)
 
 
 def _topic_permission_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
     existing = {(p.user, p.vhost, p.exchange): p for p in live.topology.topic_permissions}
     for perm in desired.topic_permissions:
-        name = topic_permission_name(perm)
         found = existing.get((perm.user, perm.vhost, perm.exchange))
         if found is None:
-            yield Change("create", "topic_permission", name, (), perm)
+            yield make_change("create", desired.vhost, perm)
             continue
-        reasons = [r for attr in ("write", "read") for r in _field(attr, getattr(found, attr), getattr(perm, attr))]
-        if reasons:
-            yield Change("update", "topic_permission", name, tuple(reasons), perm, found)
+        diffs = [d for attr in ("write", "read")
+                 for d in _field("topic_permission", attr, getattr(found, attr), getattr(perm, attr))]
+        yield from _updated(desired.vhost, perm, found, diffs)
 
 
 def _policy_changes(desired: model.Topology, live: Live, prune: bool) -> Iterator[Change]:
     existing = {(p.operator, p.name): p for p in live.topology.policies}
     wanted = {(p.operator, p.name) for p in desired.policies}
     for policy in desired.policies:
-        kind: Kind = "operator_policy" if policy.operator else "policy"
         found = existing.get((policy.operator, policy.name))
         if found is None:
-            yield Change("create", kind, policy.name, (), policy)
+            yield make_change("create", desired.vhost, policy)
             continue
-        reasons = [*_field("pattern", found.pattern, policy.pattern), *_field("apply-to", found.apply_to, policy.apply_to),
-                   *_field("priority", found.priority, policy.priority),
-                   *_arguments("definition ", found.definition, policy.definition)]
-        if reasons:
-            yield Change("update", kind, policy.name, tuple(reasons), policy, found)
+        diffs = [*_field("policy", "pattern", found.pattern, policy.pattern),
+                 *_field("policy", "apply-to", found.apply_to, policy.apply_to),
+                 *_field("policy", "priority", found.priority, policy.priority),
+                 *_arguments("policy", "definition", found.definition, policy.definition)]
+        yield from _updated(desired.vhost, policy, found, diffs)
     if prune:
         for key, found in existing.items():
             if key not in wanted:
-                yield Change("delete", "operator_policy" if found.operator else "policy", found.name, ("not in the file",),
-                             None, found)
+                yield make_change("delete", desired.vhost, None, found, notes=("not in the file",))
 
 
 def _exchange_changes(desired: model.Topology, live: Live, prune: bool) -> list[Change]:
@@ -326,16 +405,15 @@ def _exchange_changes(desired: model.Topology, live: Live, prune: bool) -> list[
             continue
         found = existing.get(exchange.name)
         if found is None:
-            changes.append(Change("create", "exchange", exchange.name, (), exchange))
+            changes.append(make_change("create", desired.vhost, exchange))
             continue
-        reasons = [*_field("type", found.type, exchange.type), *_field("durable", found.durable, exchange.durable),
-                   *_field("auto_delete", found.auto_delete, exchange.auto_delete),
-                   *_field("internal", found.internal, exchange.internal), *_arguments("", found.arguments, exchange.arguments)]
-        if reasons:
-            changes.append(Change("replace", "exchange", exchange.name, tuple(reasons), exchange, found))
+        diffs = [d for attr in ("type", "durable", "auto_delete", "internal")
+                 for d in _field("exchange", attr, getattr(found, attr), getattr(exchange, attr))]
+        diffs += _arguments("exchange", "arguments", found.arguments, exchange.arguments)
+        changes += _updated(desired.vhost, exchange, found, diffs)
     if prune:
         declared = {e.name for e in desired.exchanges}
-        changes += [Change("delete", "exchange", name, ("not in the file",), None, found)
+        changes += [make_change("delete", desired.vhost, None, found, notes=("not in the file",))
                     for name, found in existing.items() if name not in declared]
     return changes
 
@@ -348,59 +426,59 @@ def _queue_changes(desired: model.Topology, live: Live, prune: bool) -> list[Cha
             continue
         found = existing.get(queue.name)
         if found is None:
-            changes.append(Change("create", "queue", queue.name, (), queue))
+            changes.append(make_change("create", desired.vhost, queue))
             continue
-        reasons = [*_field("type", found.type, queue.type), *_field("durable", found.durable, queue.durable),
-                   *_field("exclusive", found.exclusive, queue.exclusive),
-                   *_field("auto_delete", found.auto_delete, queue.auto_delete), *_arguments("", found.arguments, queue.arguments)]
-        if reasons:
-            changes.append(_counted(Change("replace", "queue", queue.name, tuple(reasons), queue, found), live))
+        diffs = [d for attr in ("type", "durable", "exclusive", "auto_delete")
+                 for d in _field("queue", attr, getattr(found, attr), getattr(queue, attr))]
+        diffs += _arguments("queue", "arguments", found.arguments, queue.arguments)
+        changes += [_counted(c, live) for c in _updated(desired.vhost, queue, found, diffs)]
     if prune:
         declared = {q.name for q in desired.queues}
-        changes += [_counted(Change("delete", "queue", name, ("not in the file",), None, found), live)
+        changes += [_counted(make_change("delete", desired.vhost, None, found, notes=("not in the file",)), live)
                     for name, found in existing.items() if name not in declared]
     return changes
 
 
 def _counted(change: Change, live: Live) -> Change:
     stats = live.queue_stats.get(change.name)
-    return replace(change, messages=stats.messages, consumers=stats.consumers) if stats else change
+    return _with(change, stats) if stats else change
 
 
-def _binding_changes(desired: model.Topology, live: Live, prune: bool, replaced: set[tuple[str, str]]) -> list[Change]:
+def _with(change: Change, stats: QueueStats) -> Change:
+    return replace(change, messages=stats.messages, consumers=stats.consumers, unknown=stats.unknown)
+
+
+def _binding_changes(desired: model.Topology, live: Live, prune: bool, replaced: set[Key]) -> list[Change]:
     wanted = {b.key(): b for b in desired.bindings}
     existing = {b.key(): b for b in live.topology.bindings}
-    touched = _touches(replaced)
+    vhost = desired.vhost
     changes = []
     for key, binding in wanted.items():
+        ends = _replaced_ends(binding, vhost, replaced)
         if key not in existing:
-            changes.append(Change("create", "binding", binding_name(binding), (), binding))
-        elif touched(binding):
-            changes.append(Change("create", "binding", binding_name(binding), (_restore_reason(binding, replaced),), binding))
+            changes.append(make_change("create", vhost, binding))
+        elif ends:
+            changes.append(make_change("create", vhost, binding, notes=(_restore_reason(ends),)))
     for key, binding in existing.items():
         if key in wanted:
             continue
+        ends = _replaced_ends(binding, vhost, replaced)
         if prune:
-            changes.append(Change("delete", "binding", binding_name(binding), ("not in the file",), None, binding))
-        elif touched(binding):
-            reason = f"not in the file, but it exists: {_restore_reason(binding, replaced)}"
-            changes.append(Change("create", "binding", binding_name(binding), (reason,), binding, binding))
+            changes.append(make_change("delete", vhost, None, binding, notes=("not in the file",)))
+        elif ends:
+            reason = f"not in the file, but it exists: {_restore_reason(ends)}"
+            changes.append(make_change("create", vhost, binding, binding, notes=(reason,)))
     return changes
 
 
-def _touches(replaced: set[tuple[str, str]]) -> Callable[[model.Binding], bool]:
-    def touched(binding: model.Binding) -> bool:
-        return bool(_replaced_ends(binding, replaced))
-    return touched
+def _replaced_ends(binding: model.Binding, vhost: str, replaced: set[Key]) -> list[str]:
+    """The ends of a binding that the plan replaces (deleting them drops the binding), as labels."""
+    ends: list[tuple[Kind, str]] = [("exchange", binding.source), (binding.destination_type, binding.destination)]
+    return [f"{kind} '{name}'" for kind, name in ends if entity_key(kind, vhost, name) in replaced]
 
 
-def _replaced_ends(binding: model.Binding, replaced: set[tuple[str, str]]) -> list[str]:
-    ends = [("exchange", binding.source), (binding.destination_type, binding.destination)]
-    return [f"{kind} '{name}'" for kind, name in ends if (kind, name) in replaced]
-
-
-def _restore_reason(binding: model.Binding, replaced: set[tuple[str, str]]) -> str:
-    return f"restored after replacing {' and '.join(_replaced_ends(binding, replaced))}"
+def _restore_reason(ends: list[str]) -> str:
+    return f"restored after replacing {' and '.join(ends)}"
 
 
 def permission_name(permission: model.Permission) -> str:
@@ -418,22 +496,27 @@ def binding_name(binding: model.Binding) -> str:
     return text + ")"
 
 
-# --- reasons -----------------------------------------------------------------------------------------------
+# --- field differences -------------------------------------------------------------------------------------
 
-def _field(name: str, live: Any, wanted: Any) -> list[str]:
+def _field(kind: Kind, name: str, live: Any, wanted: Any, label: str = "") -> list[FieldDiff]:
     if _same(live, wanted):
         return []
-    return [f"{name} {_show(live)} → {_show(wanted)}"]
+    return [FieldDiff(name, live, wanted, is_immutable(kind, name), label)]
 
 
-def _arguments(prefix: str, live: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
-    """One reason per differing key; values keep their types ("5" is not 5, true is not 1)."""
-    reasons = []
+def _arguments(kind: Kind, field: str, live: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[FieldDiff]:
+    """One difference per differing key; values keep their types ("5" is not 5, true is not 1).
+
+    Exchange and queue arguments are named by their key alone in the text plan, policy definitions as
+    'definition KEY'.
+    """
+    found = []
     for key in sorted(set(live) | set(wanted)):
         old, new = live.get(key, ABSENT), wanted.get(key, ABSENT)
         if not _same(old, new) or (key in live) != (key in wanted):
-            reasons.append(f"{prefix}{key} {_show(old)} → {_show(new)}")
-    return reasons
+            label = key if field == "arguments" else f"{field} {key}"
+            found.append(FieldDiff(f"{field}.{key}", old, new, is_immutable(kind, field), label))
+    return found
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from mqspec.core.outcome import Outcome, Step
-from mqspec.core.plan import ACTIONS, Change, Entity, Plan
+from mqspec.core.plan import ABSENT, ACTIONS, Change, Entity, FieldDiff, Plan
 
 SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
 STYLES = {"create": "green", "update": "yellow", "replace": "magenta", "delete": "red"}
@@ -97,12 +97,32 @@ def change_dict(change: Change) -> dict[str, Any]:
         "action": change.action,
         "kind": change.kind,
         "name": change.name,
+        "key": _key(change),
+        "diffs": [diff_dict(d) for d in change.diffs],
         "reasons": list(change.reasons),
         "messages": change.messages,
         "consumers": change.consumers,
         "desired": _entity(change.desired),
         "live": _entity(change.live),
     }
+
+
+def _key(change: Change) -> dict[str, Any]:
+    return {"kind": change.key.kind, "vhost": change.key.vhost, "identity": list(change.key.identity)}
+
+
+def diff_dict(diff: FieldDiff) -> dict[str, Any]:
+    """A field difference; `before` or `after` is left out where that side has no value (and for a password)."""
+    found: dict[str, Any] = {"field": diff.field}
+    for side, value in (("before", diff.before), ("after", diff.after)):
+        if value is not ABSENT:
+            found[side] = _plain(value)
+    found["immutable"] = diff.immutable
+    return found
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
 
 
 def _entity(entity: Entity | None) -> dict[str, Any] | None:
@@ -154,7 +174,8 @@ def _step_line(step: Step) -> str:
 def outcome_dict(outcome: Outcome) -> dict[str, Any]:
     return {
         "complete": outcome.ok,
-        "steps": [{"action": s.change.action, "kind": s.change.kind, "name": s.change.name, "status": s.status,
+        "steps": [{"action": s.change.action, "kind": s.change.kind, "name": s.change.name,
+                   "key": _key(s.change), "status": s.status,
                    "error": s.error or None} for s in outcome.steps],
     }
 
