@@ -43,7 +43,7 @@ def evaluate(expectations: tuple[model.Expectation, ...], run: RunResult, timeou
 def _unknown(found: ExpectationResult, missing: list[MissingCounts]) -> ExpectationResult:
     labels = ", ".join(m.label for m in missing)
     return dataclasses.replace(found, passed=False, unknown=True, actual=None,
-                               detail=f"unknown: the counts of {labels} are missing")
+                               detail=f"the counts of {labels} are missing")
 
 
 def _depends_on(expectation: model.Expectation, run: RunResult) -> list[MissingCounts]:
@@ -77,7 +77,7 @@ def _needs(expectation: model.Expectation, missing: MissingCounts, run: RunResul
 
 def missing_counts(run: RunResult) -> list[ExpectationResult]:
     """A run with an instance whose counts never arrived cannot pass: name each one."""
-    return [ExpectationResult(f"counts of {m.label}", False, None, None, f"are missing: {m.why}", "$.workload",
+    return [ExpectationResult(f"counts of {m.label}", False, None, None, f"missing: {m.why}", "$.workload",
                               unknown=True) for m in run.missing]
 
 

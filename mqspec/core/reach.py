@@ -14,8 +14,12 @@ from mqspec.core import model, routing
 SlotsByQueue = Mapping[str, frozenset[int]]
 
 
-def slots_by_queue(topology: model.Topology, producer: model.Producer) -> SlotsByQueue | None:
-    """queue -> the key slots of this producer that reach it; None when the file cannot tell."""
+def slots_by_queue(topology: model.Topology, producer: model.Producer, certain: bool = True) -> SlotsByQueue | None:
+    """queue -> the key slots of this producer that reach it; None when the file cannot tell.
+
+    certain=False: the queues the file's own bindings reach, even when others may exist (external
+    or plugin exchanges), which is enough to know where to look for messages left behind.
+    """
     keys = producer.routing_keys or ("",)
     if producer.queue is not None:
         return {producer.queue: frozenset(range(len(keys)))}
@@ -24,7 +28,7 @@ def slots_by_queue(topology: model.Topology, producer: model.Producer) -> SlotsB
     found: dict[str, set[int]] = {}
     for slot, key in enumerate(keys):
         routed = routing.route(topology, producer.exchange, key, producer.headers)
-        if not routed.certain:
+        if certain and not routed.certain:
             return None
         for queue in routed.queues:
             found.setdefault(queue, set()).add(slot)
@@ -32,9 +36,9 @@ def slots_by_queue(topology: model.Topology, producer: model.Producer) -> SlotsB
 
 
 def queues_reached(topology: model.Topology, workload: model.Workload) -> list[str]:
-    """Every queue some producer of the workload is known to publish to, in file order of producers."""
+    """Every queue some producer of the workload reaches by the file's bindings, in file order of producers."""
     names: list[str] = []
     for producer in workload.producers:
-        reached = slots_by_queue(topology, producer)
+        reached = slots_by_queue(topology, producer, certain=False)
         names += list(reached or {})
     return list(dict.fromkeys(names))
