@@ -21,6 +21,7 @@ from mqspec.broker.management import Management
 from mqspec.core import model
 from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed
 from mqspec.report import run_json
+from mqspec.workload import frames
 from tests.conftest import AMQP_ROOT, ROOT, Result, mqspec, queue_counts, until, vhost_url
 
 
@@ -818,3 +819,15 @@ expect:
     documented = run_json.__doc__ or ""
     for field in list(report) + list(report["producers"]["p"]) + list(report["consumers"]["c"]):
         assert f'"{field}"' in documented, field
+
+
+def test_another_pika_release_runs_pikas_own_paths_and_says_so_once(tmp_path: Path, url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MQSPEC_PLAIN_PIKA", raising=False)
+    monkeypatch.setattr(pika, "__version__", "1.9.0")
+    result, report = apply(tmp_path, url, FANOUT)
+    assert result.exit_code == 0, result.output
+    assert report["notes"] == [f"pika 1.9.0 is not the release mqspec's fast path was written for ({frames.WRITTEN_FOR}): "
+                               "publishing and consuming through pika's own code, which is slower"]
+    assert result.stdout.count("is not the release mqspec's fast path was written for") == 1
+    assert report["messages"] == {"expected": 300, "lost": 0, "duplicates": 0}

@@ -40,6 +40,7 @@ class Context(Protocol):
     run_id: int
     stream_caps: dict[int, int]
     started_ns: int
+    fast: bool              # prebuilt frames and the inbound parser (frames.py) instead of pika's own paths
 
     def fatal(self, error: MqspecError) -> None: ...
 

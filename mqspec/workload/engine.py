@@ -41,6 +41,7 @@ from mqspec.core import accounting, marks, model, result
 from mqspec.core.result import Live, MissingCounts
 from mqspec.core.vocabulary import DIRECT_REPLY_TO
 from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed, Terminated
+from mqspec.workload import frames
 from mqspec.workload.faults import FaultRunner, FaultSchedule, describe
 from mqspec.workload.messages import (
     Abort,
@@ -92,7 +93,7 @@ def worker_count(workload: model.Workload, requested: int | None) -> int:
 
 
 def assign(workload: model.Workload, settings: model.BrokerSettings, topology: model.Topology, workers: int,
-           prefix: str, run_id: int = 0) -> list[Job]:
+           prefix: str, run_id: int = 0, fast: bool = True) -> list[Job]:
     """Round-robin over workers: consumers, RPC servers, RPC clients, then producers."""
     slots: list[tuple[str, Any]] = []
     slots += [("consumers", (i, n)) for i, c in enumerate(workload.consumers) for n in range(c.instances)]
@@ -104,7 +105,8 @@ def assign(workload: model.Workload, settings: model.BrokerSettings, topology: m
     for position, (kind, item) in enumerate(slots):
         buckets[position % workers][kind].append(item)
     return [Job(worker=w, settings=settings, topology=topology, workload=workload, connection_prefix=prefix,
-                run_id=run_id, producers=tuple(b["producers"]), consumers=tuple(b["consumers"]), rpc_servers=tuple(b["rpc_servers"]),
+                run_id=run_id, fast=fast, producers=tuple(b["producers"]), consumers=tuple(b["consumers"]),
+                rpc_servers=tuple(b["rpc_servers"]),
                 rpc_clients=tuple(b["rpc_clients"]))
             for w, b in enumerate(buckets) if any(b.values())]
 
@@ -209,8 +211,9 @@ class Run:
         self.observer: Observer = observer or _Quiet()
         self.prefix = f"{scenario.broker.connection_name or 'mqspec'}:{scenario.name}:{uuid.uuid4().hex[:6]}"
         self.run_id = marks.new_run_id()
+        fast = frames.fast_path()
         self.jobs = assign(self.work, scenario.broker, scenario.topology, worker_count(self.work, workers), self.prefix,
-                           self.run_id)
+                           self.run_id, fast.enabled)
         self.processes: dict[int, BaseProcess] = {}
         self.pipes: dict[int, Connection] = {}
         self.inboxes: dict[int, Inbox] = {}
@@ -229,7 +232,7 @@ class Run:
         self.quiet = 0
         self.last_received = -1
         self.next_drain_check = 0.0
-        self.notes: list[str] = []
+        self.notes: list[str] = [fast.note] if fast.note else []
         self.recovering = False
         self._ending = False
 

@@ -59,6 +59,7 @@ class Job:
     consumers: tuple[tuple[int, int], ...] = ()
     rpc_servers: tuple[tuple[int, int], ...] = ()
     rpc_clients: tuple[int, ...] = ()
+    fast: bool = True    # frames.fast_path(), decided once by the parent
 
     @property
     def size(self) -> int:
@@ -78,6 +79,7 @@ class Worker:
         self.recovering = False
         self.run_id = job.run_id
         self.started_ns = time.time_ns()
+        self.fast = job.fast
         work = job.workload
         self.stream_caps = stream_caps(work)
         self.producers = [Producer(self, work.producers[i], i, n, work.duration) for i, n in job.producers]
