@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit broker venv bench clean cluster cluster-down cluster-status
+.PHONY: demo test test-plain lint typecheck unit broker venv bench clean cluster cluster-down cluster-status
 
 # Before creating the venv: Python 3.11 or newer, and a working `python3 -m venv` (Debian/Ubuntu: python3-venv).
 define CREATE_VENV
@@ -64,8 +64,15 @@ lint: venv
 unit: venv
 	$(BIN)/pytest -q -m "not broker"
 
+# the workload tests again on pika's own publish and delivery code (the fallback of mqspec/workload/frames.py)
+WORKLOAD_TESTS := tests/test_workload_broker.py tests/test_run_safety.py
+
 test: venv broker lint
 	$(BIN)/pytest -q
+	@$(MAKE) --no-print-directory test-plain
+
+test-plain: venv broker
+	MQSPEC_PLAIN_PIKA=1 $(BIN)/pytest -q $(WORKLOAD_TESTS)
 
 bench: venv broker
 	$(BIN)/python benchmarks/run_workload.py

@@ -9,6 +9,7 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 EXIT_BROKER = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143   # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM
 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
 
@@ -21,6 +22,10 @@ class MqspecError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
         self.message = redact(message)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a run: ends it like Ctrl-C (a partial report), with exit code 143."""
 
 
 class InvalidInput(MqspecError):

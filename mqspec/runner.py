@@ -1,7 +1,9 @@
 """The second half of `mqspec apply`: run the workload, observe the broker, check expectations, report.
 
-Exit codes: 0 every expectation held, 1 one failed, 2 a --report or --junit path cannot be written
-(checked before the run starts), 130 interrupted (the partial report is still printed and written).
+Exit codes: 0 every expectation held, 1 one failed or is unknown, 2 a --report or --junit path cannot
+be written (checked before the run starts), 3 (or 1) the workload stopped on a broker error, 130
+interrupted by Ctrl-C, 143 ended by SIGTERM. The report (text, --report, --junit) is written in
+every case, partial or with the error, and every output is scrubbed of secrets.
 """
 
 from __future__ import annotations
@@ -10,36 +12,73 @@ import contextlib
 import dataclasses
 import errno
 import os
+import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
+from typing import IO, cast
 
-from mqspec.core import expect, model
-from mqspec.core.result import RunResult
-from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InvalidInput
+from mqspec.core import expect, model, reach
+from mqspec.core.result import LeftOver, RunResult
+from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, InvalidInput, MqspecError, Terminated, redact
 from mqspec.options import ApplyOptions
 from mqspec.report import junit, run_json, run_text
+from mqspec.report.scrub import scrub_run
 from mqspec.workload import engine, probes
 
+Redact = Callable[[str], str]
 
-def run(scenario: model.Scenario, options: ApplyOptions) -> int:
+
+def run(scenario: model.Scenario, options: ApplyOptions, redactor: Redact = redact) -> int:
     """Run against scenario.broker (overrides are already merged into it); vhost from the URL."""
     check_outputs(options)
-    out = run_text.console(sys.stdout)
+    out = run_text.console(cast(IO[str], run_text.Scrubbed(sys.stdout, redactor)))
     live = run_text.LiveProgress(out, scenario.name) if options.output != "json" and out.is_terminal else None
-    with live if live is not None else contextlib.nullcontext():
-        result = engine.run(scenario, options.workers, live)
-    results: list[expect.ExpectationResult] = []
-    if not result.interrupted:
-        try:
-            result = observe(scenario, result)
-            results = expect.evaluate(scenario.expectations, result)
-        except KeyboardInterrupt:
-            result = dataclasses.replace(result, ended="interrupted")
-    passed = not result.interrupted and expect.passed(results)
-    report(out, scenario, result, results, passed, options)
+    with _sigterm_ends_the_run():
+        with live if live is not None else contextlib.nullcontext():
+            result = engine.run(scenario, options.workers, live)
+        results: list[expect.ExpectationResult] = []
+        if result.error:
+            result = left_over(scenario, result)
+        elif not result.interrupted:
+            try:
+                result = observe(scenario, result)
+                results = expect.evaluate(scenario.expectations, result, scenario.workload.timeout_ok)
+            except Terminated:
+                result = dataclasses.replace(result, ended="terminated")
+            except KeyboardInterrupt:
+                result = dataclasses.replace(result, ended="interrupted")
+        passed = not result.interrupted and not result.error and expect.passed(results)
+        report(out, scenario, result, results, passed, options, redactor)
+    if result.error:
+        raise _error(result)
     if result.interrupted:
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if result.ended == "terminated" else EXIT_INTERRUPTED
     return EXIT_OK if passed else EXIT_FAILED
+
+
+@contextlib.contextmanager
+def _sigterm_ends_the_run() -> Iterator[None]:
+    """SIGTERM raises Terminated in the main thread, so a run ends as on Ctrl-C: a partial report, exit 143."""
+    def terminated(_signum: int, _frame: FrameType | None) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:   # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _error(result: RunResult) -> MqspecError:
+    error = MqspecError(result.error)
+    error.exit_code = result.error_code or EXIT_FAILED
+    return error
 
 
 def check_outputs(options: ApplyOptions) -> None:
@@ -75,8 +114,21 @@ def observe(scenario: model.Scenario, result: RunResult) -> RunResult:
     return dataclasses.replace(result, queues=queues, routes=observed)
 
 
+def left_over(scenario: model.Scenario, result: RunResult) -> RunResult:
+    """After an error: how many messages sit in the queues this run publishes to or consumes from."""
+    names = reach.queues_reached(scenario.topology, scenario.workload) + [c.queue for c in scenario.workload.consumers]
+    exclusive = {q.name for q in scenario.topology.queues if q.exclusive}
+    try:
+        seen = probes.observe_queues(scenario.broker, [n for n in dict.fromkeys(names) if n not in exclusive])
+    except MqspecError as exc:
+        return dataclasses.replace(result, notes=(*result.notes, f"could not count the messages left behind: {exc.message}"))
+    left = tuple(LeftOver(name, o.depth) for name, o in seen.items() if o.exists and o.depth)
+    return dataclasses.replace(result, left_over=left)
+
+
 def report(out: run_text.Console, scenario: model.Scenario, result: RunResult, results: list[expect.ExpectationResult],
-           passed: bool, options: ApplyOptions) -> None:
+           passed: bool, options: ApplyOptions, redactor: Redact = redact) -> None:
+    result, results = scrub_run(result, results, redactor)
     if options.report:
         run_json.write(options.report, result, results, passed)
     if options.junit:

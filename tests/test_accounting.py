@@ -192,3 +192,35 @@ def test_every_producer_stream_of_the_run_has_a_sequence_bound() -> None:
                                          model.Producer(name="b", exchange="x")))
     assert stream_caps(workload) == {marks.stream_id(0, 0): 10, marks.stream_id(0, 1): 10,
                                      marks.stream_id(1, 0): 2**32}
+
+
+def test_a_consumer_that_never_heard_from_a_producer_routed_to_its_queue_is_charged_with_all_of_it() -> None:
+    topology = model.Topology(exchanges=(model.Exchange("x", "fanout"),), queues=(model.Queue("q"),),
+                              bindings=(model.Binding("x", "q"),))
+    workload = model.Workload(producers=(model.Producer(name="fresh", exchange="x"), model.Producer(name="stale", exchange="x")),
+                              consumers=(model.Consumer(name="c", queue="q"),))
+    streams = Streams.of([_producer(40, index=0), _producer(500, index=1)])
+    consumer = _consumer("q", list(range(40)), sid=marks.stream_id(0, 0))
+    routes = accounting.routes_of(topology, workload)
+    assert accounting.lost_on_queue(streams, [consumer]) == 0          # what it saw alone says nothing of 'stale'
+    assert accounting.lost_on_queue(streams, [consumer], "q", routes) == 500
+    (result,) = accounting.consumer_results(workload, streams, [consumer], routes=routes).values()
+    assert (result.lost, result.expected, result.missing) == (500, 540, 500)
+
+
+def test_the_routing_oracle_charges_a_queue_only_with_the_key_slots_bound_to_it() -> None:
+    topology = model.Topology(exchanges=(model.Exchange("x", "direct"),), queues=(model.Queue("q"),),
+                              bindings=(model.Binding("x", "q", routing_key="b"),))
+    workload = model.Workload(producers=(model.Producer(name="p", exchange="x", routing_keys=("a", "b", "c")),),
+                              consumers=(model.Consumer(name="c", queue="q"),))
+    streams = Streams.of([_producer(30, keys=3, index=0)])
+    nothing = ConsumerTally("c", "q", 0)
+    routes = accounting.routes_of(topology, workload)
+    assert routes == {0: {"q": frozenset({1})}}
+    assert accounting.lost_on_queue(streams, [nothing], "q", routes) == 10
+    assert accounting.lost_on_queue(streams, [nothing], "elsewhere", routes) == 0
+
+
+def test_templated_keys_fall_back_to_what_the_queue_was_seen_to_receive() -> None:
+    workload = model.Workload(producers=(model.Producer(name="p", exchange="x", routing_keys=("k.{seq}",)),))
+    assert accounting.routes_of(model.Topology(), workload) == {0: None}

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from mqspec.core import model
 from mqspec.core.expect import ExpectationResult, evaluate, passed
-from mqspec.core.result import ConsumerResult, Latency, ProducerResult, QueueObservation, RouteObservation, RpcClientResult, RunResult
+from mqspec.core.result import (
+    ConsumerResult,
+    Latency,
+    MissingCounts,
+    ProducerResult,
+    QueueObservation,
+    RouteObservation,
+    RpcClientResult,
+    RunResult,
+)
 from mqspec.report.run_text import expectation_line
 
 
@@ -145,3 +154,27 @@ def test_a_fault_that_never_happened_is_a_failed_check() -> None:
     assert [expectation_line(r) for r in results] == [
         "FAIL fault close_connections at 30s did not happen (the run ended after 2.1s)"]
     assert not passed(results)
+
+
+def test_an_expectation_that_needs_missing_counts_is_unknown_and_the_run_fails_naming_the_instance() -> None:
+    missing = MissingCounts("producer", "p", 0, "worker 1 did not report its counters within 10s and was killed")
+    run = _run(missing=(missing,), queues={"qa": QueueObservation("qa", True, 0, 0)})
+    results = evaluate((model.NoLoss(), _count("queue", "qa", "depth", 0, 0), _count("consumer", "a", "received", 10, 10)), run)
+    assert [(r.passed, r.unknown) for r in results] == [(False, True), (True, False), (True, False), (False, True)]
+    assert [expectation_line(r) for r in (results[0], results[3])] == [
+        "UNKNOWN no loss: every confirmed (or published, without confirms) message was consumed "
+        "(the counts of producer 'p' instance 0 are missing)",
+        "UNKNOWN counts of producer 'p' instance 0 (missing: worker 1 did not report its counters within 10s and was killed)"]
+    assert not passed(results)
+
+
+def test_a_run_ended_by_its_timeout_fails_for_each_unfinished_producer_unless_timeout_ok() -> None:
+    run = _run(ended="timeout", elapsed=60.0,
+               producers={"p": ProducerResult("p", published=8208, finished=0, planned=100000),
+                          "q": ProducerResult("q", published=5, finished=1)})
+    (result,) = evaluate((), run)
+    assert expectation_line(result) == (
+        "FAIL producer 'p' finished before the workload timeout it was still publishing when the timeout ended the run "
+        "after 60.0s (8,208 of 100,000 messages published) (set workload.timeout_ok: true if stopping at the timeout is fine)")
+    assert evaluate((), run, timeout_ok=True) == []
+    assert evaluate((), _run(ended="drained", producers=run.producers)) == []

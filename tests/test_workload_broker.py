@@ -21,6 +21,7 @@ from mqspec.broker.management import Management
 from mqspec.core import model
 from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed
 from mqspec.report import run_json
+from mqspec.workload import frames
 from tests.conftest import AMQP_ROOT, ROOT, Result, mqspec, queue_counts, until, vhost_url
 
 
@@ -107,7 +108,7 @@ def test_report_has_the_documented_shape(tmp_path: Path, url: str) -> None:
     assert set(report["latency_ms"]) == {"p50", "p95", "p99", "max"}
     assert report["latency_ms"]["p50"] <= report["latency_ms"]["p99"] <= report["latency_ms"]["max"]
     assert report["expectations"][0] == {"description": "every message reached each of 'ca', 'cb', 'cc'", "passed": True,
-                                         "expected": 300, "actual": {"ca": 300, "cb": 300, "cc": 300}, "detail": "",
+                                         "unknown": False, "expected": 300, "actual": {"ca": 300, "cb": 300, "cc": 300}, "detail": "",
                                          "where": "$.expect[0]"}
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
@@ -799,9 +800,9 @@ expect:
     assert result.exit_code == 0, result.output
     assert list(report) == ["scenario", "passed", "producers", "consumers", "latency_ms", "expectations", "rpc_clients",
                             "rpc_servers", "latency_samples", "latency_note", "messages", "queues", "routes", "ended",
-                            "interrupted", "elapsed_s", "workers", "faults", "notes"]
+                            "interrupted", "error", "left_over", "missing_counts", "elapsed_s", "workers", "faults", "notes"]
     assert set(report["producers"]["p"]) == {"published", "confirmed", "nacked", "returned", "rate", "instances",
-                                             "unconfirmed", "reconnects", "republished"}
+                                             "unconfirmed", "reconnects", "republished", "finished"}
     assert set(report["consumers"]["c"]) == {"received", "acked", "redelivered", "duplicates", "lost", "expected",
                                              "missing", "rate", "queue", "instances", "per_instance", "rejected", "nacked",
                                              "dead_lettered", "foreign", "out_of_order", "reconnects", "crashed"}
@@ -811,10 +812,22 @@ expect:
     assert report["queues"] == {"read": {"exists": True, "depth": 0, "consumers": 0}}
     assert report["routes"] == [{"exchange": "copy", "key": "any", "headers": {}, "expected": ["read"],
                                  "landed": ["read"], "returned": False, "note": ""}]
-    assert set(report["expectations"][0]) == {"description", "passed", "expected", "actual", "detail", "where"}
+    assert set(report["expectations"][0]) == {"description", "passed", "unknown", "expected", "actual", "detail", "where"}
     assert report["expectations"][1]["where"] == "$.expect[1].routes[0]"
     assert (report["ended"], report["interrupted"], report["faults"], report["notes"]) == ("drained", False, [], [])
     assert report["latency_samples"] == 20 and set(report["latency_ms"]) == {"p50", "p95", "p99", "max"}
     documented = run_json.__doc__ or ""
     for field in list(report) + list(report["producers"]["p"]) + list(report["consumers"]["c"]):
         assert f'"{field}"' in documented, field
+
+
+def test_another_pika_release_runs_pikas_own_paths_and_says_so_once(tmp_path: Path, url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MQSPEC_PLAIN_PIKA", raising=False)
+    monkeypatch.setattr(pika, "__version__", "1.9.0")
+    result, report = apply(tmp_path, url, FANOUT)
+    assert result.exit_code == 0, result.output
+    assert report["notes"] == [f"pika 1.9.0 is not the release mqspec's fast path was written for ({frames.WRITTEN_FOR}): "
+                               "publishing and consuming through pika's own code, which is slower"]
+    assert result.stdout.count("is not the release mqspec's fast path was written for") == 1
+    assert report["messages"] == {"expected": 300, "lost": 0, "duplicates": 0}

@@ -29,7 +29,7 @@ def run(ctx: Context, path: str, options: ApplyOptions) -> int:
     code = apply_topology(ctx, scenario, options, to_stderr=workload_follows and options.output == "json")
     if code != EXIT_OK or not workload_follows:
         return code
-    return runner.run(scenario, options)
+    return runner.run(scenario, options, ctx.redactor)
 
 
 def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions, to_stderr: bool = False) -> int:

@@ -37,10 +37,13 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from mqspec.core import marks, model, result
+from mqspec.core import marks, model, reach, result
 
 LATENCY_MAX_US = 3_600_000_000
 LATENCY_DIGITS = 2
+CLOCK_SLACK_US = 1_000_000         # publish times up to 1 s in the future are clock noise (recorded as 0)
+DUPLICATE = 1                      # Track.see: a second first-delivery of the same message
+OUT_OF_ORDER = 2                   # Track.see: numbered below one already seen
 
 
 def new_histogram() -> HdrHistogram:
@@ -108,35 +111,37 @@ class Track:
         self.again.extend(bytes(extra))
         self.dead.extend(bytes(extra))
 
-    def see(self, seq: int, redelivered: bool, dead: bool) -> tuple[bool, bool]:
-        """Record one delivery; returns (duplicate, out_of_order). The consumer inlines this."""
+    def see(self, seq: int, redelivered: bool, dead: bool) -> int:
+        """Record one delivery; returns 0, DUPLICATE or OUT_OF_ORDER. Every consumer delivery comes here."""
         index = seq >> 3
-        if index >= len(self.first):
+        first = self.first
+        if index >= len(first):
             self.grow(index)
+            first = self.first
         bit = 1 << (seq & 7)
         if dead:
             self.dead[index] |= bit
-            return False, False
+            return 0
         if redelivered:
             self.again[index] |= bit
-            return False, False
-        if self.first[index] & bit:
-            return True, False
-        self.first[index] |= bit
+            return 0
+        if first[index] & bit:
+            return DUPLICATE
+        first[index] |= bit
         if seq < self.top:
-            return False, True
+            return OUT_OF_ORDER
         self.top = seq
-        return False, False
+        return 0
 
 
 class ConsumerTally:
     """Counters of one consumer instance (mutable, lives in a worker process)."""
 
-    __slots__ = ("acked", "crashed", "dead_lettered", "duplicates", "first_ns", "foreign", "held", "instance", "last_ns",
-                 "latency", "nacked", "name", "out_of_order", "queue", "received", "reconnects", "redelivered", "rejected",
-                 "stopped", "streams")
+    __slots__ = ("acked", "crashed", "dead_lettered", "duplicates", "earliest_ns", "first_ns", "foreign", "held", "instance",
+                 "last_ns", "last_sid", "last_track", "latency", "nacked", "name", "out_of_order", "queue", "received",
+                 "reconnects", "redelivered", "rejected", "stopped", "streams")
 
-    def __init__(self, name: str, queue: str, instance: int) -> None:
+    def __init__(self, name: str, queue: str, instance: int, earliest_ns: int = 0) -> None:
         self.name, self.queue, self.instance = name, queue, instance
         self.received = self.acked = self.rejected = self.nacked = self.redelivered = 0
         self.duplicates = self.out_of_order = self.foreign = self.dead_lettered = 0
@@ -146,6 +151,9 @@ class ConsumerTally:
         self.first_ns = self.last_ns = 0
         self.streams: dict[int, Track] = {}
         self.latency = Latency()
+        self.earliest_ns = earliest_ns   # publish times before this are not this run's: no latency from them
+        self.last_sid = -1               # the stream of the previous delivery, and its Track (consecutive
+        self.last_track: Track | None = None   # deliveries mostly come from one producer)
 
     def track(self, sid: int) -> Track:
         found = self.streams.get(sid)
@@ -154,11 +162,20 @@ class ConsumerTally:
         return found
 
     def see(self, sid: int, seq: int, ts_ns: int, now_ns: int, redelivered: bool, dead: bool) -> None:
-        """Account one marked delivery (the slow, readable path; consumers inline the same logic)."""
-        duplicate, disorder = self.track(sid).see(seq, redelivered, dead)
-        self.duplicates += duplicate
-        self.out_of_order += disorder
-        self.latency.record_us((now_ns - ts_ns) // 1000)
+        """Account one marked delivery of this run: the consumer's hot path."""
+        track = self.last_track
+        if sid != self.last_sid or track is None:
+            track = self.last_track = self.track(sid)
+            self.last_sid = sid
+        seen = track.see(seq, redelivered, dead)
+        if seen:
+            if seen == DUPLICATE:
+                self.duplicates += 1
+            else:
+                self.out_of_order += 1
+        us = (now_ns - ts_ns) // 1000
+        if us >= -CLOCK_SLACK_US and ts_ns >= self.earliest_ns:   # else a timestamp from another run or the future
+            self.latency.record_us(us)
 
 
 class ProducerTally:
@@ -282,25 +299,39 @@ def lost_everywhere(streams: Streams, consumers: Sequence[ConsumerTally]) -> int
     return sum(popcount(bits & ~seen.get(sid, _Seen()).any) for sid, bits in streams.expected.items())
 
 
-def expected_on_queue(streams: Streams, consumers: Sequence[ConsumerTally]) -> dict[int, int]:
+Routes = Mapping[int, reach.SlotsByQueue | None]   # producer index -> queue -> key slots (None: unknown)
+
+
+def expected_on_queue(streams: Streams, consumers: Sequence[ConsumerTally], queue: str = "",
+                      routes: Routes | None = None, fallback: bool = True) -> dict[int, int]:
     """The expected messages (sid -> bitmap) routed to the queue these consumers read.
 
-    Only streams the queue is seen to receive count, and of those only the key slots it is seen to
-    receive. A queue that received nothing at all is charged with every expected message, so a
-    consumer that got nothing never passes vacuously.
+    A producer whose routes the routing oracle knows (`routes`) counts with the key slots that
+    reach `queue`, whether or not any consumer heard from it. For the others only streams the
+    queue is seen to receive count, and of those only the key slots it is seen to receive. With
+    `fallback`, a queue that received nothing and is not known to receive nothing is charged with
+    every expected message, so a consumer that got nothing never passes vacuously.
     """
+    seen = _seen_by(consumers)
     routed: dict[int, int] = {}
-    for sid, seen in _seen_by(consumers).items():
-        expected = streams.expected.get(sid)
-        direct = seen.direct
-        if expected is None or not direct:
-            continue
+    every_route_known = True
+    for sid, expected in streams.expected.items():
         keys, order, published = streams.layout[sid]
-        if keys > 1:
-            masks = [slot_mask(slot, keys, order, published) for slot in range(keys)]
-            expected &= sum_masks(mask for mask in masks if mask & direct)
+        known = routes.get(marks.split_stream(sid)[0]) if routes is not None else None
+        if known is not None:
+            slots = known.get(queue, frozenset())
+        else:
+            every_route_known = False
+            direct = seen[sid].direct if sid in seen else 0
+            slots = frozenset(s for s in range(keys) if slot_mask(s, keys, order, published) & direct) if direct else frozenset()
+        if not slots:
+            continue
+        if keys > 1 and len(slots) < keys:
+            expected &= sum_masks(slot_mask(slot, keys, order, published) for slot in slots)
         routed[sid] = expected
-    return routed if routed else dict(streams.expected)
+    if not routed and fallback and not every_route_known:
+        return dict(streams.expected)
+    return routed
 
 
 def missing_for(expected: Mapping[int, int], consumers: Sequence[ConsumerTally]) -> int:
@@ -309,11 +340,16 @@ def missing_for(expected: Mapping[int, int], consumers: Sequence[ConsumerTally])
     return sum(popcount(bits & ~seen.get(sid, _Seen()).any) for sid, bits in expected.items())
 
 
-def lost_on_queue(streams: Streams, consumers: Sequence[ConsumerTally]) -> int:
-    """Expected messages of the key slots this queue receives that its consumers never got directly."""
+def lost_on_queue(streams: Streams, consumers: Sequence[ConsumerTally], queue: str = "",
+                  routes: Routes | None = None) -> int:
+    """Expected messages routed to this queue that none of its consumers got directly.
+
+    Every message routed to the queue counts, including those of producers the consumers never
+    heard from (all expired before delivery, say); without known routes only what was seen can.
+    """
     seen = _seen_by(consumers)
-    return sum(popcount(bits & ~seen[sid].direct) for sid, bits in expected_on_queue(streams, consumers).items()
-               if sid in seen and seen[sid].direct)
+    routed = expected_on_queue(streams, consumers, queue, routes, fallback=False)
+    return sum(popcount(bits & ~seen[sid].direct) if sid in seen else popcount(bits) for sid, bits in routed.items())
 
 
 def sum_masks(masks: Iterable[int]) -> int:
@@ -367,17 +403,23 @@ def producer_results(workload: model.Workload, tallies: Sequence[ProducerTally],
             confirmed=sum(t.confirmed for t in mine), nacked=sum(t.nacked for t in mine),
             returned=sum(t.returned for t in mine), unconfirmed=sum(t.unconfirmed for t in mine),
             reconnects=sum(t.reconnects for t in mine), republished=sum(t.republished for t in mine),
-            rate=rate, span=span, throttled=producer.rate is not None)
+            rate=rate, span=span, throttled=producer.rate is not None, finished=sum(1 for t in mine if t.done),
+            planned=None if producer.messages is None else producer.messages * producer.instances)
     return out
 
 
+def routes_of(topology: model.Topology, workload: model.Workload) -> dict[int, reach.SlotsByQueue | None]:
+    """Producer index -> where its key slots go, by the routing oracle (None where it cannot tell)."""
+    return {index: reach.slots_by_queue(topology, producer) for index, producer in enumerate(workload.producers)}
+
+
 def consumer_results(workload: model.Workload, streams: Streams, tallies: Sequence[ConsumerTally],
-                     run_window: float = 0.0) -> dict[str, result.ConsumerResult]:
-    by_queue: dict[str, list[ConsumerTally]] = {}
+                     run_window: float = 0.0, routes: Routes | None = None) -> dict[str, result.ConsumerResult]:
+    by_queue: dict[str, list[ConsumerTally]] = {c.queue: [] for c in workload.consumers}
     for tally in tallies:
         by_queue.setdefault(tally.queue, []).append(tally)
-    lost = {queue: lost_on_queue(streams, group) for queue, group in by_queue.items()}
-    routed = {queue: expected_on_queue(streams, group) for queue, group in by_queue.items()}
+    lost = {queue: lost_on_queue(streams, group, queue, routes) for queue, group in by_queue.items()}
+    routed = {queue: expected_on_queue(streams, group, queue, routes) for queue, group in by_queue.items()}
     out: dict[str, result.ConsumerResult] = {}
     for consumer in workload.consumers:
         mine = sorted((t for t in tallies if t.name == consumer.name), key=lambda t: t.instance)

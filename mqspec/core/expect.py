@@ -3,15 +3,21 @@
 Every result carries a description (the file's own, or one generated from the check), whether it
 passed, and the expected and actual values as JSON-ready data, so a failure reads
 "expected 10, got 7" in text, JSON and JUnit alike.
+
+A check that depends on an instance whose counts are missing (its worker hung and was killed) is
+*unknown*, never passed; so is the run. The run also fails, with a generated result, when a fault
+never fired, when a producer or RPC client was still unfinished at the workload's timeout (unless
+`timeout_ok`), and for every instance whose counts are missing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from mqspec.core import model
-from mqspec.core.result import ConsumerResult, RouteObservation, RunResult
+from mqspec.core.result import ConsumerResult, MissingCounts, ProducerResult, RouteObservation, RunResult
 from mqspec.core.units import format_duration
 
 
@@ -23,13 +29,84 @@ class ExpectationResult:
     actual: Any
     detail: str = ""
     where: str = ""
+    unknown: bool = False   # it depends on counts that are missing: neither passed nor failed on its own terms
 
 
-def evaluate(expectations: tuple[model.Expectation, ...], run: RunResult) -> list[ExpectationResult]:
+def evaluate(expectations: tuple[model.Expectation, ...], run: RunResult, timeout_ok: bool = False) -> list[ExpectationResult]:
     results: list[ExpectationResult] = []
     for expectation in expectations:
-        results += _evaluate(expectation, run)
-    return results + unfired_faults(run)
+        missing = _depends_on(expectation, run)
+        results += [_unknown(r, missing) if missing else r for r in _evaluate(expectation, run)]
+    return results + unfired_faults(run) + unfinished(run, timeout_ok) + missing_counts(run)
+
+
+def _unknown(found: ExpectationResult, missing: list[MissingCounts]) -> ExpectationResult:
+    labels = ", ".join(m.label for m in missing)
+    return dataclasses.replace(found, passed=False, unknown=True, actual=None,
+                               detail=f"the counts of {labels} are missing")
+
+
+def _depends_on(expectation: model.Expectation, run: RunResult) -> list[MissingCounts]:
+    """The missing instances this check needs the counts of."""
+    if not run.missing:
+        return []
+    return [m for m in run.missing if _needs(expectation, m, run)]
+
+
+def _needs(expectation: model.Expectation, missing: MissingCounts, run: RunResult) -> bool:
+    kind, name = missing.kind, missing.name
+    if isinstance(expectation, model.CountExpectation):
+        subject, measure = expectation.subject, expectation.measure
+        if expectation.subject_kind == "queue":
+            consumer = run.consumers.get(name)
+            return measure != "depth" and kind == "consumer" and consumer is not None and consumer.queue == subject
+        wanted = {"producer": "producer", "consumer": "consumer", "rpc": "rpc_client"}[expectation.subject_kind]
+        return kind == wanted and name == subject
+    if isinstance(expectation, model.RpcAnswered):
+        return kind == "rpc_client" and name == expectation.client
+    if isinstance(expectation, model.NoLoss):
+        return kind in ("producer", "consumer")
+    if isinstance(expectation, (model.NoDuplicates, model.LatencyBound)):
+        return kind == "consumer"
+    if isinstance(expectation, model.Balanced):
+        return kind == "consumer" and name in expectation.consumers
+    if isinstance(expectation, model.EveryMessage):
+        return kind == "producer" or (kind == "consumer" and name in expectation.consumers)
+    return False
+
+
+def missing_counts(run: RunResult) -> list[ExpectationResult]:
+    """A run with an instance whose counts never arrived cannot pass: name each one."""
+    return [ExpectationResult(f"counts of {m.label}", False, None, None, f"missing: {m.why}", "$.workload",
+                              unknown=True) for m in run.missing]
+
+
+def unfinished(run: RunResult, timeout_ok: bool = False) -> list[ExpectationResult]:
+    """A run cut short by its timeout does not pass: every unfinished producer and RPC client fails it."""
+    if run.ended != "timeout" or timeout_ok:
+        return []
+    hint = "(set workload.timeout_ok: true if stopping at the timeout is fine)"
+    found = [ExpectationResult(
+        f"producer '{p.name}' finished before the workload timeout", False, None, None,
+        f"{_instances(p.instances - p.finished, p.instances)} still publishing when the timeout ended the run after "
+        f"{run.elapsed:.1f}s ({_published(p)}) {hint}", "$.workload.timeout")
+        for p in run.producers.values() if p.finished < p.instances]
+    found += [ExpectationResult(
+        f"RPC client '{c.name}' finished before the workload timeout", False, None, None,
+        f"{c.sent:,} of {c.requests:,} requests sent, {c.answered:,} answered when the timeout ended the run after "
+        f"{run.elapsed:.1f}s {hint}", "$.workload.timeout")
+        for c in run.rpc_clients.values() if c.answered + c.timeouts < c.requests]
+    return found
+
+
+def _published(producer: ProducerResult) -> str:
+    if producer.planned is None:
+        return f"{producer.published:,} messages published"
+    return f"{producer.published:,} of {producer.planned:,} messages published"
+
+
+def _instances(count: int, of: int) -> str:
+    return "it was" if of == 1 else f"{count} of {of} instances were"
 
 
 def unfired_faults(run: RunResult) -> list[ExpectationResult]:

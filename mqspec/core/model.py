@@ -282,6 +282,7 @@ class Workload:
     timeout: float = 60.0
     drain_timeout: float = 10.0
     workers: int | None = None  # None: one process per instance, up to the CPU count
+    timeout_ok: bool = False    # reaching `timeout` with unfinished producers does not fail the run
 
     @property
     def empty(self) -> bool:

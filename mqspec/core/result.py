@@ -28,6 +28,8 @@ class ProducerResult:
     rate: float = 0.0
     span: float = 0.0
     throttled: bool = False
+    finished: int = 0       # instances that published everything they were to publish (and had it confirmed)
+    planned: int | None = None   # messages × instances, when the file gives a message count
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,29 @@ class RouteObservation:
 
 
 @dataclass(frozen=True)
+class MissingCounts:
+    """An instance whose final counts never reached the parent (its worker hung or died)."""
+
+    kind: str        # producer | consumer | rpc_client | rpc_server
+    name: str
+    instance: int
+    why: str
+
+    @property
+    def label(self) -> str:
+        kind = self.kind.replace("_", " ").replace("rpc", "RPC")
+        return f"{kind} '{self.name}' instance {self.instance}"
+
+
+@dataclass(frozen=True)
+class LeftOver:
+    """Messages left in a queue when the workload failed."""
+
+    queue: str
+    messages: int
+
+
+@dataclass(frozen=True)
 class RunResult:
     scenario: str
     producers: Mapping[str, ProducerResult] = field(default_factory=dict)
@@ -125,7 +150,7 @@ class RunResult:
     duplicates: int = 0
     queues: Mapping[str, QueueObservation] = field(default_factory=dict)
     routes: tuple[RouteObservation, ...] = ()
-    # drained | duration | timeout | interrupted | done
+    # drained | drain_timeout | duration | timeout | interrupted | terminated | failed | done
     ended: str = "done"
     elapsed: float = 0.0
     unthrottled: bool = False
@@ -134,10 +159,18 @@ class RunResult:
     notes: tuple[str, ...] = ()
     # faults of the scenario that never fired (the run ended first), described
     unfired_faults: tuple[str, ...] = ()
+    # instances whose counts are missing: every expectation that depends on one is unknown
+    missing: tuple[MissingCounts, ...] = ()
+    # the error that ended the workload early (access refused, a broker gone), "" when none
+    error: str = ""
+    error_code: int = 0
+    # messages left in queues after that error
+    left_over: tuple[LeftOver, ...] = ()
 
     @property
     def interrupted(self) -> bool:
-        return self.ended == "interrupted"
+        """Ctrl-C or SIGTERM: the counts are partial and the expectations are not checked."""
+        return self.ended in ("interrupted", "terminated")
 
 
 @dataclass

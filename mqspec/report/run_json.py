@@ -12,7 +12,8 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
          "instances": int,
          "unconfirmed": int,              still unconfirmed when the run ended (counted as failed)
          "reconnects": int,               connections re-established after a loss
-         "republished": int}},            unconfirmed messages published again after a reconnect
+         "republished": int,              unconfirmed messages published again after a reconnect
+         "finished": int}},               instances that published everything they were to (and had it confirmed)
      "consumers": {NAME: {
          "received": int, "acked": int, "rejected": int, "nacked": int,
          "redelivered": int,              deliveries with the broker's redelivered flag
@@ -31,6 +32,7 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
      "latency_ms": {"p50": float, "p95": float, "p99": float, "max": float} | null,
                                           publish-to-delivery latency; null when no marked message was consumed
      "expectations": [{"description": str, "passed": bool,
+                       "unknown": bool,                  it needs counts that are missing (never passed)
                        "expected": any, "actual": any,   JSON values, as shown in the text report
                        "detail": str,                    why it failed, or "" when nothing to add
                        "where": str}],                   path in the file: $.expect[i] (a route: $.expect[i].routes[j])
@@ -46,8 +48,11 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
      "routes": [{"exchange": str, "key": str, "headers": {str: any}, "expected": [str],
                  "landed": [str], "returned": bool, "note": str}],
                                           live probes of `routes` expectations: where each probe message landed
-     "ended": "done" | "drained" | "drain_timeout" | "duration" | "timeout" | "interrupted",
-     "interrupted": bool,                 ended == "interrupted" (exit 130; counts are partial)
+     "ended": "done" | "drained" | "drain_timeout" | "duration" | "timeout" | "interrupted" | "terminated" | "failed",
+     "interrupted": bool,                 Ctrl-C (exit 130) or SIGTERM (exit 143): counts are partial
+     "error": str | null,                 the error that ended the workload ("failed"), as printed on stderr
+     "left_over": {QUEUE: int},           after an error: messages left in the queues this run publishes to
+     "missing_counts": [str],             instances whose counts never arrived (a hung worker, killed)
      "elapsed_s": float,                  seconds from the common start to the end of the run
      "workers": int,                      worker processes used
      "faults": [str],                     each fault that fired, with what happened
@@ -90,7 +95,7 @@ def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> d
         "passed": passed,
         "producers": {name: {"published": p.published, "confirmed": p.confirmed, "nacked": p.nacked, "returned": p.returned,
                              "rate": p.rate, "instances": p.instances, "unconfirmed": p.unconfirmed,
-                             "reconnects": p.reconnects, "republished": p.republished}
+                             "reconnects": p.reconnects, "republished": p.republished, "finished": p.finished}
                       for name, p in run.producers.items()},
         "consumers": {name: {"received": c.received, "acked": c.acked, "redelivered": c.redelivered,
                              "duplicates": c.duplicates, "lost": c.lost, "expected": c.expected, "missing": c.missing,
@@ -101,8 +106,8 @@ def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> d
                       for name, c in run.consumers.items()},
         "latency_ms": None if latency is None else {"p50": latency.p50, "p95": latency.p95, "p99": latency.p99,
                                                       "max": latency.max},
-        "expectations": [{"description": r.description, "passed": r.passed, "expected": r.expected, "actual": r.actual,
-                          "detail": r.detail, "where": r.where} for r in results],
+        "expectations": [{"description": r.description, "passed": r.passed, "unknown": r.unknown, "expected": r.expected,
+                          "actual": r.actual, "detail": r.detail, "where": r.where} for r in results],
         "rpc_clients": {name: {"requests": c.requests, "sent": c.sent, "answered": c.answered, "timeouts": c.timeouts,
                                "stray": c.stray, "rate": c.rate} for name, c in run.rpc_clients.items()},
         "rpc_servers": {name: {"instances": s.instances, "handled": s.handled} for name, s in run.rpc_servers.items()},
@@ -115,6 +120,9 @@ def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> d
                    for o in run.routes],
         "ended": run.ended,
         "interrupted": run.interrupted,
+        "error": run.error or None,
+        "left_over": {left.queue: left.messages for left in run.left_over},
+        "missing_counts": [f"{m.label}: {m.why}" for m in run.missing],
         "elapsed_s": run.elapsed,
         "workers": run.workers,
         "faults": list(run.faults),

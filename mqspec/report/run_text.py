@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import time
+from collections.abc import Callable
 from typing import IO, Any
 
 from rich import box
 from rich.console import Console, Group
 
-__all__ = ["Console", "LiveProgress", "console", "print_summary"]
+__all__ = ["Console", "LiveProgress", "Scrubbed", "console", "print_summary"]
 from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
@@ -16,7 +18,7 @@ from rich.text import Text
 from mqspec.core.accounting import MIN_RATE_WINDOW
 from mqspec.core.expect import ExpectationResult
 from mqspec.core.result import Live, RunResult
-from mqspec.report.junit import shown
+from mqspec.report.junit import left_over_lines, shown
 from mqspec.report.run_json import latency_note
 
 ENDINGS = {
@@ -26,7 +28,35 @@ ENDINGS = {
     "duration": "duration reached",
     "timeout": "workload timeout reached",
     "interrupted": "interrupted (Ctrl-C); counts are partial",
+    "terminated": "terminated (SIGTERM); counts are partial",
+    "failed": "stopped by an error; counts are partial",
 }
+
+
+class Scrubbed(io.TextIOBase):
+    """A text stream that removes secrets from everything written through it (rich writes whole lines)."""
+
+    def __init__(self, file: IO[str], redact: Callable[[str], str]) -> None:
+        super().__init__()
+        self.file = file
+        self.redact = redact
+
+    def write(self, text: str) -> int:
+        self.file.write(self.redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def isatty(self) -> bool:
+        return self.file.isatty()
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.file, "encoding", None) or "utf-8"
 
 
 def console(file: IO[str] | None = None) -> Console:
@@ -86,6 +116,8 @@ def rpc_table(run: RunResult) -> Table | None:
 def expectation_line(result: ExpectationResult) -> str:
     if result.passed:
         return f"PASS {result.description}"
+    if result.unknown:
+        return f"UNKNOWN {result.description} ({result.detail})"
     if result.expected is None and result.actual is None:
         return f"FAIL {result.description} {result.detail}"
     text = f"FAIL {result.description}: expected {shown(result.expected)}, got {shown(result.actual)}"
@@ -111,16 +143,22 @@ def print_summary(out: Console, run: RunResult, results: list[ExpectationResult]
         out.print(f"fault: {fault}")
     for note in run.notes:
         out.print(f"note: {note}")
+    for line in left_over_lines(run):
+        out.print(f"left behind: {line}")
     if results:
         out.print("expectations:")
         for result in results:
             line = expectation_line(result)
-            out.print(Text("  " + line, style="green" if result.passed else "red"))
+            out.print(Text("  " + line, style="green" if result.passed else "yellow" if result.unknown else "red"))
         failed = sum(1 for r in results if not r.passed)
-        out.print(f"{len(results) - failed} of {len(results)} expectations passed." if failed else
+        unknown = sum(1 for r in results if r.unknown)
+        tail = f", {unknown} unknown" if unknown else ""
+        out.print(f"{len(results) - failed} of {len(results)} expectations passed{tail}." if failed else
                   f"all {len(results)} expectations passed.")
     elif run.interrupted:
         out.print("expectations were not checked: the run was interrupted.")
+    elif run.error:
+        out.print("expectations were not checked: the workload failed.")
 
 
 class LiveProgress:

@@ -10,6 +10,7 @@ exponential backoff, trying the next node URL each time (cluster failover), unti
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -39,6 +40,7 @@ class Context(Protocol):
     run_id: int
     stream_caps: dict[int, int]
     started_ns: int
+    fast: bool              # prebuilt frames and the inbound parser (frames.py) instead of pika's own paths
 
     def fatal(self, error: MqspecError) -> None: ...
 
@@ -49,7 +51,7 @@ class Context(Protocol):
     def finished(self, client: Client) -> None: ...
 
 
-class Client:
+class Client(ABC):
     """Connection + one channel; `label` names it in the management UI (`prefix:label`)."""
 
     def __init__(self, ctx: Context, label: str) -> None:
@@ -72,13 +74,22 @@ class Client:
     def start(self) -> None:
         self._connect()
 
+    @abstractmethod
     def setup(self, channel: Channel) -> None:
-        raise NotImplementedError
+        """Called on every (re)opened channel."""
 
-    def lost(self) -> None:
+    @abstractmethod
+    def go(self, go_at: float) -> None:
+        """The common start (time.monotonic of this process): start publishing or counting."""
+
+    @abstractmethod
+    def stop(self, reason: str = "") -> None:
+        """The run is ending (drained, timeout, interrupted...): finish up and close."""
+
+    def lost(self) -> None:  # noqa: B027 - a hook: most clients have nothing to forget
         """The connection dropped; subclasses forget channel state (unconfirmed, held messages)."""
 
-    def closed(self) -> None:
+    def closed(self) -> None:  # noqa: B027 - a hook: most clients have nothing to finalise
         """The connection is closed for good; subclasses finalise counters."""
 
     @property

@@ -1,6 +1,6 @@
 """A consumer instance: prefetch, auto or manual acks (every N with multiple=true), rejects, crashes, stops.
 
-Every delivery is accounted on arrival (see accounting.py for the bitmaps), inline for speed.
+Every delivery is accounted on arrival by ConsumerTally.see (accounting.py: the bitmaps).
 Simulated processing is sequential, like a single-threaded worker: deliveries wait in a local FIFO
 and each takes `processing_time` on an ioloop timer, so other instances in the process carry on.
 Reject and nack fractions are deterministic (an accumulator), so counts are exact and repeatable.
@@ -18,17 +18,15 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from mqspec.core import marks, model
-from mqspec.core.accounting import ConsumerTally, Track
+from mqspec.core.accounting import ConsumerTally
 from mqspec.workload import frames
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
 
 IDLE_CHECK_MAX = 0.25
 ACK_IDLE = 0.2                     # pending multi_ack acks are flushed at the latest after this long
-CLOCK_SLACK_US = 1_000_000         # publish times up to 1 s in the future are clock noise (recorded as 0)
 START_SLACK_NS = 5_000_000_000     # publish times before the worker started (minus this) are not this run's
 RECV_BYTES = int(os.environ.get("MQSPEC_RECV_BYTES", "65536"))  # per recv() once the parser runs (pika: 4096)
-FAST = os.environ.get("MQSPEC_PLAIN_PIKA", "") == ""   # set MQSPEC_PLAIN_PIKA=1 to use pika's own paths
 
 
 class Consumer(Client):
@@ -36,7 +34,7 @@ class Consumer(Client):
         super().__init__(ctx, f"consumer:{spec.name}#{instance}")
         self.spec = spec
         self.instance = instance
-        self.tally = ConsumerTally(spec.name, spec.queue, instance)
+        self.tally = ConsumerTally(spec.name, spec.queue, instance, ctx.started_ns - START_SLACK_NS)
         self.auto = spec.ack == "auto"
         # acks every `multi_ack` deliveries, but never hold more than the prefetch: the broker would stop sending
         self.multi = max(1, min(spec.multi_ack, spec.prefetch) if spec.prefetch else spec.multi_ack)
@@ -55,12 +53,10 @@ class Consumer(Client):
         self.last_activity = time.monotonic()
         self.idle_count = 0
         self.started = False
-        self.last_sid = -1
-        self.last_track: Track | None = None
         self.raw_acks: Channel | None = None   # the channel whose acks go out as prebuilt frames
         self.run_id = ctx.run_id
         self.stream_caps = ctx.stream_caps     # this run's streams -> bound on their sequence numbers
-        self.earliest_ns = ctx.started_ns - START_SLACK_NS
+        self.fast = ctx.fast                   # our own frame parser and prebuilt acks (frames.py)
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -96,7 +92,7 @@ class Consumer(Client):
             arguments=arguments, callback=lambda _frame: self._on_consuming())
 
     def _on_consuming(self) -> None:
-        if FAST and frames.supported(self.connection):
+        if self.fast and frames.supported(self.connection):
             self.later(0, self._install_parser)
         if not self.ready_once:
             self.became_ready()
@@ -183,36 +179,7 @@ class Consumer(Client):
         if run != self.run_id or seq >= self.stream_caps.get(sid, 0):
             tally.foreign += 1
             return
-        track = self.last_track
-        if sid != self.last_sid or track is None:
-            track = self.last_track = tally.track(sid)
-            self.last_sid = sid
-        index = seq >> 3
-        if index >= len(track.first):
-            track.grow(index)
-        bit = 1 << (seq & 7)
-        if dead:
-            track.dead[index] |= bit
-        elif redelivered:
-            track.again[index] |= bit
-        elif track.first[index] & bit:
-            tally.duplicates += 1
-        else:
-            track.first[index] |= bit
-            if seq < track.top:
-                tally.out_of_order += 1
-            else:
-                track.top = seq
-        us = (now_ns - ts) // 1000
-        if us < -CLOCK_SLACK_US or ts < self.earliest_ns:
-            return  # a timestamp from before this run or from the future: not a latency
-        if us < 0:
-            us = 0
-        shift = us.bit_length() - 8
-        if shift > 0:
-            us = us >> shift << shift
-        counts = tally.latency.counts
-        counts[us] = counts.get(us, 0) + 1
+        tally.see(sid, seq, ts, now_ns, redelivered, dead)
 
     def _settle(self, channel: Channel, tag: int) -> None:
         tally = self.tally

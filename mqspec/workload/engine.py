@@ -12,34 +12,59 @@ The parent process coordinates and publishes nothing itself:
      or every consumer stopped on its own ("done");
    - consumer-only workloads end when the consumers stop on their own or at `duration`;
    - `drain_timeout` after the producers finished ("drain_timeout"), `timeout` ("timeout"), Ctrl-C
-     ("interrupted");
-4. it tells the workers to stop, collects their tallies and merges them into one RunResult.
+     ("interrupted"), SIGTERM ("terminated"), an error ("failed");
+4. it tells the workers to stop, collects their tallies and merges them into one RunResult. A worker
+   that does not report within STOP_TIMEOUT is killed, and its instances' counts are `missing`.
+
+Worker messages are read without ever blocking: a worker frozen half-way through writing one
+(SIGSTOP, a stalled machine) leaves a partial frame in our buffer, never a parent stuck in recv().
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
+import pickle
 import signal
+import struct
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from mqspec.broker import amqp
 from mqspec.core import accounting, marks, model, result
-from mqspec.core.result import Live
+from mqspec.core.result import Live, MissingCounts
 from mqspec.core.vocabulary import DIRECT_REPLY_TO
-from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed
+from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed, Terminated
+from mqspec.workload import frames
 from mqspec.workload.faults import FaultRunner, FaultSchedule, describe
+from mqspec.workload.messages import (
+    Abort,
+    ConsumerRow,
+    Fatal,
+    Final,
+    FromWorker,
+    Go,
+    Kill,
+    ProducerRow,
+    Progress,
+    Ready,
+    Recovering,
+    Snapshot,
+    Stop,
+    Tallies,
+    ToWorker,
+)
 from mqspec.workload.monitor import QueueMonitor
-from mqspec.workload.worker import Final, Job, Snapshot, main
+from mqspec.workload.worker import Job, main
 
 READY_MARGIN = 10.0
-STOP_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0     # seconds a worker has to report its counters once told to stop; then it is killed
 DRAIN_CHECK_EVERY = 0.1
 DRAIN_QUIET_CHECKS = 3
 PROGRESS_EVERY = 0.25
@@ -68,7 +93,7 @@ def worker_count(workload: model.Workload, requested: int | None) -> int:
 
 
 def assign(workload: model.Workload, settings: model.BrokerSettings, topology: model.Topology, workers: int,
-           prefix: str, run_id: int = 0) -> list[Job]:
+           prefix: str, run_id: int = 0, fast: bool = True) -> list[Job]:
     """Round-robin over workers: consumers, RPC servers, RPC clients, then producers."""
     slots: list[tuple[str, Any]] = []
     slots += [("consumers", (i, n)) for i, c in enumerate(workload.consumers) for n in range(c.instances)]
@@ -80,7 +105,8 @@ def assign(workload: model.Workload, settings: model.BrokerSettings, topology: m
     for position, (kind, item) in enumerate(slots):
         buckets[position % workers][kind].append(item)
     return [Job(worker=w, settings=settings, topology=topology, workload=workload, connection_prefix=prefix,
-                run_id=run_id, producers=tuple(b["producers"]), consumers=tuple(b["consumers"]), rpc_servers=tuple(b["rpc_servers"]),
+                run_id=run_id, fast=fast, producers=tuple(b["producers"]), consumers=tuple(b["consumers"]),
+                rpc_servers=tuple(b["rpc_servers"]),
                 rpc_clients=tuple(b["rpc_clients"]))
             for w, b in enumerate(buckets) if any(b.values())]
 
@@ -116,6 +142,66 @@ def _context() -> Any:
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
+_LENGTH = struct.Struct("!i")
+_LONG_LENGTH = struct.Struct("!Q")
+
+
+class Inbox:
+    """The parent's end of one worker's pipe, read without blocking (multiprocessing's framing)."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self.pipe = pipe
+        self.fd = pipe.fileno()
+        os.set_blocking(self.fd, False)
+        self.buffer = bytearray()
+        self.closed = False
+
+    def receive(self) -> list[FromWorker]:
+        """Every whole message that has arrived; `closed` turns True at end of file."""
+        while not self.closed:
+            try:
+                chunk = os.read(self.fd, 1 << 20)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.closed = True
+                break
+            self.buffer += chunk
+        return self._messages()
+
+    def _messages(self) -> list[FromWorker]:
+        buffer, found = self.buffer, []
+        while len(buffer) >= _LENGTH.size:
+            size, start = _LENGTH.unpack_from(buffer)[0], _LENGTH.size
+            if size == -1:
+                if len(buffer) < _LENGTH.size + _LONG_LENGTH.size:
+                    break
+                size, start = _LONG_LENGTH.unpack_from(buffer, _LENGTH.size)[0], _LENGTH.size + _LONG_LENGTH.size
+            if len(buffer) < start + size:
+                break
+            found.append(pickle.loads(buffer[start:start + size]))
+            del buffer[:start + size]
+        return found
+
+
+class Hosted(NamedTuple):
+    """Which instances one worker runs, for naming those whose counts go missing."""
+
+    worker: int
+    instances: tuple[tuple[str, str, int], ...]   # (kind, name, instance)
+
+
+def hosted(job: Job) -> Hosted:
+    work = job.workload
+    return Hosted(job.worker, (
+        *(("producer", work.producers[i].name, n) for i, n in job.producers),
+        *(("consumer", work.consumers[i].name, n) for i, n in job.consumers),
+        *(("rpc_server", work.rpc_servers[i].name, n) for i, n in job.rpc_servers),
+        *(("rpc_client", work.rpc_clients[i].name, 0) for i in job.rpc_clients)))
+
+
 class Run:
     """One run of a workload; `execute()` returns its RunResult."""
 
@@ -125,12 +211,15 @@ class Run:
         self.observer: Observer = observer or _Quiet()
         self.prefix = f"{scenario.broker.connection_name or 'mqspec'}:{scenario.name}:{uuid.uuid4().hex[:6]}"
         self.run_id = marks.new_run_id()
+        fast = frames.fast_path()
         self.jobs = assign(self.work, scenario.broker, scenario.topology, worker_count(self.work, workers), self.prefix,
-                           self.run_id)
+                           self.run_id, fast.enabled)
         self.processes: dict[int, BaseProcess] = {}
         self.pipes: dict[int, Connection] = {}
+        self.inboxes: dict[int, Inbox] = {}
         self.snapshots: dict[int, Snapshot] = {}
-        self.finals: dict[int, Final] = {}
+        self.finals: dict[int, Tallies] = {}
+        self.silent: dict[int, str] = {}   # worker -> why its counts are missing
         self.ready: set[int] = set()
         self.failure: MqspecError | None = None
         self.faults = FaultSchedule(self.work.faults)
@@ -143,13 +232,14 @@ class Run:
         self.quiet = 0
         self.last_received = -1
         self.next_drain_check = 0.0
-        self.notes: list[str] = []
+        self.notes: list[str] = [fast.note] if fast.note else []
         self.recovering = False
         self._ending = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def execute(self) -> result.RunResult:
+        """The run's result; an error that ended it early is in `error` (with the counts so far)."""
         ended = "done"
         started = time.monotonic()
         try:
@@ -158,29 +248,41 @@ class Run:
             self._go()
             ended = self._control()
             self._stop_workers(ended)
+        except Terminated:
+            ended = "terminated"
+            self._abort("terminated")
         except KeyboardInterrupt:
             ended = "interrupted"
-            self._abort()
-        except MqspecError:
-            self._abort()
-            raise
+            self._abort("interrupted")
+        except MqspecError as exc:
+            self.failure = self.failure or exc
+            ended = "failed"
+            self._abort("failed")
         finally:
             self.monitor.close()
             self._reap()
+        outcome = self._result(ended, time.monotonic() - (self.go_at or started))
         if self.failure is not None:
-            raise self.failure
-        return self._result(ended, time.monotonic() - (self.go_at or started))
+            outcome = dataclasses.replace(outcome, ended="failed", error=self.failure.message,
+                                          error_code=self.failure.exit_code)
+        return outcome
 
     def _start_workers(self) -> None:
         context = _context()
+        forked = context.get_start_method() == "fork"
         with _sigint_ignored():
             for job in self.jobs:
                 parent, child = context.Pipe()
-                process = context.Process(target=main, args=(job, child), name=f"mqspec-worker-{job.worker}", daemon=True)
+                # a forked child holds copies of the parent's ends of its own and earlier pipes: it closes them,
+                # so the parent's death is an end of file on its pipe
+                inherited = (parent, *self.pipes.values()) if forked else ()
+                process = context.Process(target=main, args=(job, child, os.getpid(), inherited),
+                                          name=f"mqspec-worker-{job.worker}", daemon=True)
                 process.start()
                 child.close()
                 self.processes[job.worker] = process
                 self.pipes[job.worker] = parent
+                self.inboxes[job.worker] = Inbox(parent)
 
     def _wait_ready(self) -> None:
         settings = self.scenario.broker
@@ -197,7 +299,7 @@ class Run:
 
     def _go(self) -> None:
         self.go_at = time.monotonic()
-        self._broadcast(("go", time.time_ns()))
+        self._broadcast(Go(time.time_ns()))
 
     def _control(self) -> str:
         last_show = 0.0
@@ -217,39 +319,38 @@ class Run:
     # --- messages from workers ----------------------------------------------------------------
 
     def _read(self, timeout: float) -> None:
-        open_pipes = {pipe: wid for wid, pipe in self.pipes.items() if wid not in self.finals}
-        if not open_pipes:
+        waiting = {inbox.pipe: wid for wid, inbox in self.inboxes.items() if wid not in self.finals and not inbox.closed}
+        if not waiting:
             time.sleep(timeout)
             return
-        ready = wait(list(open_pipes), timeout)
-        for pipe, wid in open_pipes.items():
+        ready = wait(list(waiting), timeout)
+        for pipe, wid in waiting.items():
             if pipe not in ready:
                 continue
-            try:
-                while pipe.poll():
-                    self._handle(pipe.recv())
-                    if wid in self.finals:
-                        break
-            except (EOFError, OSError):
-                if wid not in self.finals:
-                    self.finals[wid] = Final((), (), (), ())
-                    if self.failure is None and not self._ending:
-                        self.failure = OperationFailed(f"workload worker {wid} exited unexpectedly")
+            inbox = self.inboxes[wid]
+            for message in inbox.receive():
+                self._handle(message)
+                if wid in self.finals:
+                    break
+            if inbox.closed and wid not in self.finals:
+                self.finals[wid] = Tallies()
+                self.silent[wid] = "its worker process exited without reporting them"
+                if self.failure is None and not self._ending:
+                    self.failure = OperationFailed(f"workload worker {wid} exited unexpectedly")
 
-    def _handle(self, message: tuple[Any, ...]) -> None:
-        kind, wid = message[0], message[1]
-        if kind == "ready":
-            self.ready.add(wid)
-        elif kind == "progress":
-            self.snapshots[wid] = message[2]
-        elif kind == "fatal":
+    def _handle(self, message: FromWorker) -> None:
+        if isinstance(message, Ready):
+            self.ready.add(message.worker)
+        elif isinstance(message, Progress):
+            self.snapshots[message.worker] = message.snapshot
+        elif isinstance(message, Fatal):
             if self.failure is None:
-                code, text = message[2], message[3]
-                self.failure = BrokerUnavailable(text) if code == EXIT_BROKER else OperationFailed(text)
-        elif kind == "final":
-            self.finals[wid] = message[2]
+                text = message.message
+                self.failure = BrokerUnavailable(text) if message.exit_code == EXIT_BROKER else OperationFailed(text)
+        elif isinstance(message, Final):
+            self.finals[message.worker] = message.tallies
 
-    def _broadcast(self, message: tuple[Any, ...]) -> None:
+    def _broadcast(self, message: ToWorker) -> None:
         for wid, pipe in self.pipes.items():
             if wid not in self.finals:
                 with suppress(OSError, ValueError):
@@ -257,18 +358,18 @@ class Run:
 
     # --- run control --------------------------------------------------------------------------
 
-    def _producer_rows(self) -> list[tuple[str, int, int, int, int, int, bool, int]]:
+    def _producer_rows(self) -> list[ProducerRow]:
         return [row for s in self.snapshots.values() for row in s.producers]
 
-    def _consumer_rows(self) -> list[tuple[str, int, int, int, str, int]]:
+    def _consumer_rows(self) -> list[ConsumerRow]:
         return [row for s in self.snapshots.values() for row in s.consumers]
 
     def _senders_done(self) -> bool:
         producers = self._producer_rows()
         clients = [row for s in self.snapshots.values() for row in s.rpc_clients]
         expected_producers = sum(p.instances for p in self.work.producers)
-        return (len(producers) == expected_producers and all(row[6] for row in producers)
-                and len(clients) == len(self.work.rpc_clients) and all(row[4] for row in clients))
+        return (len(producers) == expected_producers and all(row.done for row in producers)
+                and len(clients) == len(self.work.rpc_clients) and all(row.done for row in clients))
 
     def _has_senders(self) -> bool:
         return bool(self.work.producers or self.work.rpc_clients)
@@ -280,7 +381,8 @@ class Run:
         if self.fault_runner.busy:
             return None
         consumers = self._consumer_rows()
-        consumers_stopped = all(row[4] for row in consumers) and len(consumers) == sum(c.instances for c in self.work.consumers)
+        consumers_stopped = (all(row.stopped for row in consumers)
+                             and len(consumers) == sum(c.instances for c in self.work.consumers))
         if not self._has_senders():
             if consumers_stopped and not self.work.rpc_servers and not self.faults.pending:
                 return "done"
@@ -301,12 +403,13 @@ class Run:
             return "drain_timeout"
         return None
 
-    def _drained(self, now: float, consumers: list[tuple[str, int, int, int, str, int]]) -> bool:
+    def _drained(self, now: float, consumers: list[ConsumerRow]) -> bool:
         if now < self.next_drain_check:
             return False
         self.next_drain_check = now + DRAIN_CHECK_EVERY
-        received = sum(row[2] for row in consumers) + sum(row[2] for s in self.snapshots.values() for row in s.rpc_servers)
-        held = sum(row[3] for row in consumers if not row[4])
+        received = (sum(row.received for row in consumers)
+                    + sum(row.handled for s in self.snapshots.values() for row in s.rpc_servers))
+        held = sum(row.held for row in consumers if not row.stopped)
         watched = self._drainable(consumers)
         depths = self.monitor.depths(watched) if watched else {}
         if depths is None or held or any(depths.values()) or received != self.last_received:
@@ -316,11 +419,11 @@ class Run:
         self.quiet += 1
         return self.quiet >= DRAIN_QUIET_CHECKS
 
-    def _drainable(self, consumers: list[tuple[str, int, int, int, str, int]]) -> list[str]:
+    def _drainable(self, consumers: list[ConsumerRow]) -> list[str]:
         """Watched queues that can still empty: a consumed queue only while one of its consumers runs."""
         queue_of = {c.name: c.queue for c in self.work.consumers}
-        consumed = {queue_of[row[0]] for row in consumers}
-        running = {queue_of[row[0]] for row in consumers if not row[4]} | {s.queue for s in self.work.rpc_servers}
+        consumed = {queue_of[row.name] for row in consumers}
+        running = {queue_of[row.name] for row in consumers if not row.stopped} | {s.queue for s in self.work.rpc_servers}
         return [name for name in self.watched if name in running or name not in consumed]
 
     def _fire_faults(self, now: float) -> None:
@@ -328,7 +431,7 @@ class Run:
             return
         if self.recovering:
             self._set_recovering(False)
-        published = sum(row[2] for row in self._producer_rows())
+        published = sum(row.published for row in self._producer_rows())
         for fault in self.faults.due(now - self.go_at, published):
             self.observer.note(f"fault: {describe(fault)}")
             if fault.action == "kill_consumer":
@@ -344,8 +447,9 @@ class Run:
 
     def _kill(self, fault: model.Fault) -> None:
         for wid, snapshot in self.snapshots.items():
-            if any(row[0] == fault.consumer and not row[4] for row in snapshot.consumers):
-                self.pipes[wid].send(("kill", fault.consumer))
+            if any(row.name == fault.consumer and not row.stopped for row in snapshot.consumers):
+                with suppress(OSError, ValueError):
+                    self.pipes[wid].send(Kill(fault.consumer or ""))
                 self.fault_runner.log.append(f"{describe(fault)}: killed one instance (at {time.monotonic() - self.go_at:.1f}s)")
                 return
         self.fault_runner.log.append(f"{describe(fault)}: no running instance to kill")
@@ -353,20 +457,20 @@ class Run:
     def _set_recovering(self, value: bool) -> None:
         if self.recovering != value:
             self.recovering = value
-            self._broadcast(("recovering", value))
+            self._broadcast(Recovering(value))
 
     # --- stopping -------------------------------------------------------------------------------
 
     def _stop_workers(self, reason: str) -> None:
         self._ending = True
         self.fault_runner.join(0)
-        self._broadcast(("stop", reason))
+        self._broadcast(Stop(reason))
         self._collect(STOP_TIMEOUT)
 
-    def _abort(self) -> None:
+    def _abort(self, reason: str) -> None:
         self._ending = True
         try:
-            self._broadcast(("abort",))
+            self._broadcast(Abort(reason))
             self._collect(STOP_TIMEOUT / 2)
         except KeyboardInterrupt:
             pass
@@ -377,18 +481,30 @@ class Run:
             self._read(0.05)
         for job in self.jobs:
             if job.worker not in self.finals:
-                self.notes.append(f"worker {job.worker} did not report its counters within {timeout:g}s")
+                self.silent[job.worker] = f"worker {job.worker} did not report its counters within {timeout:g}s and was killed"
+                self._kill_worker(job.worker)
+
+    def _kill_worker(self, wid: int) -> None:
+        process = self.processes.get(wid)
+        if process is not None and process.is_alive():
+            process.kill()   # SIGKILL: a stopped (SIGSTOP) process ignores everything else until continued
+            process.join(2.0)
 
     def _reap(self) -> None:
-        for process in self.processes.values():
+        for wid, process in self.processes.items():
             process.join(1.0)
             if process.is_alive():
-                process.terminate()
-                process.join(1.0)
+                self._kill_worker(wid)
         for pipe in self.pipes.values():
             pipe.close()
 
     # --- display and result -----------------------------------------------------------------------
+
+    def _missing(self) -> tuple[MissingCounts, ...]:
+        jobs = {job.worker: job for job in self.jobs}
+        return tuple(MissingCounts(kind, name, instance, why)
+                     for wid, why in sorted(self.silent.items())
+                     for kind, name, instance in hosted(jobs[wid]).instances)
 
     def _show(self, phase: str) -> None:
         live = Live(elapsed=time.monotonic() - self.go_at if self.go_at else 0.0, phase=phase)
@@ -419,7 +535,8 @@ class Run:
         return result.RunResult(
             scenario=self.scenario.name,
             producers=accounting.producer_results(self.work, producers, elapsed),
-            consumers=accounting.consumer_results(self.work, streams, consumers, elapsed),
+            consumers=accounting.consumer_results(self.work, streams, consumers, elapsed,
+                                                  accounting.routes_of(self.scenario.topology, self.work)),
             rpc_clients={c.name: _client_result(c, [t for t in clients if t.name == c.name], elapsed)
                          for c in self.work.rpc_clients},
             rpc_servers={s.name: result.RpcServerResult(s.name, s.instances, sum(t.handled for t in servers if t.name == s.name))
@@ -435,6 +552,7 @@ class Run:
             faults=tuple(self.fault_runner.log),
             unfired_faults=tuple(describe(f) for f in self.faults.unreached()),
             notes=tuple(notes),
+            missing=self._missing(),
         )
 
 

@@ -13,15 +13,19 @@ the CPU a Python client spends. Here:
   only when the message has headers) and hands every other frame, whole, to pika, so channel
   and connection control (close, cancel, heartbeats, flow) keep working as before.
 
-Both are used only when the connection object looks as expected; otherwise the plain pika path runs.
+Both reach into pika's private attributes, so they run only on the pika release they were written
+and tested for (WRITTEN_FOR) and when the connection object looks as expected; on any other
+version, or with MQSPEC_PLAIN_PIKA=1, the plain pika path runs (the run's report says so once).
 """
 
 from __future__ import annotations
 
+import os
 import struct
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
+import pika
 from pika import frame, spec
 
 FRAME_END = 0xCE
@@ -35,6 +39,23 @@ CONTENT_TYPE_FLAG = 0x8000
 CONTENT_ENCODING_FLAG = 0x4000
 
 Deliver = Callable[[int, bool, Any, bytes], None]
+WRITTEN_FOR = "1.4.4"   # the pika release whose private attributes this module uses
+
+
+class FastPath(NamedTuple):
+    enabled: bool
+    note: str = ""   # why not, when the file or the user did not ask for the plain path
+
+
+def fast_path(env: Mapping[str, str] | None = None, version: str | None = None) -> FastPath:
+    """May this run use prebuilt frames and the inbound parser? Only on the pika it was written for."""
+    if (os.environ if env is None else env).get("MQSPEC_PLAIN_PIKA", ""):
+        return FastPath(False)
+    installed = pika.__version__ if version is None else version
+    if installed != WRITTEN_FOR:
+        return FastPath(False, f"pika {installed} is not the release mqspec's fast path was written for ({WRITTEN_FOR}): "
+                               "publishing and consuming through pika's own code, which is slower")
+    return FastPath(True)
 
 
 def supported(connection: Any) -> bool:

@@ -15,7 +15,6 @@ messages are caught up at once; the rest of the stall is skipped.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -24,14 +23,13 @@ from pika.frame import Method
 from pika.spec import Basic, BasicProperties
 
 from mqspec.core import marks, model
-from mqspec.core.accounting import ProducerTally, mix
+from mqspec.core.accounting import ProducerTally, slot_of
 from mqspec.workload import frames
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_producer
 
 BATCH = 50
 FRAME_BATCH = 200   # publishes per write when sending prebuilt frames
-FAST = os.environ.get("MQSPEC_PLAIN_PIKA", "") == ""   # set MQSPEC_PLAIN_PIKA=1 to publish through basic_publish
 HIGH_WATER = 256 * 1024
 BACKOFF = 0.001
 MAX_BEHIND = 1.0    # seconds of a fixed rate's messages caught up after a stall
@@ -135,7 +133,7 @@ class Producer(Client):
         """Prebuilt frames per routing key for this channel, when the message is fixed but for its mark."""
         self.templates = []
         channel, connection = self.channel, self.connection
-        if not (FAST and self.prefix_mark and not self.templated and channel is not None and frames.supported(connection)):
+        if not (self.ctx.fast and self.prefix_mark and not self.templated and channel is not None and frames.supported(connection)):
             return
         body = bytes(self.buffer)
         self.templates = [frames.PublishTemplate(channel.channel_number, self.exchange, key, self.properties,
@@ -242,11 +240,10 @@ class Producer(Client):
                     pack(buffer, 0, magic, run, sid, seq, now_ns)
                     publish(exchange, key, bytes(buffer), properties, mandatory)
             else:
-                random_order = self.spec.key_order == "random"
+                order = self.spec.key_order
                 for seq in range(first, first + count):
                     pack(buffer, 0, magic, run, sid, seq, now_ns)
-                    key = keys[(mix(seq) if random_order else seq) % nkeys]
-                    publish(exchange, key, bytes(buffer), properties, mandatory)
+                    publish(exchange, keys[slot_of(seq, nkeys, order)], bytes(buffer), properties, mandatory)
         else:
             for seq in range(first, first + count):
                 self._publish_one(seq, now_ns, publish)
@@ -267,11 +264,11 @@ class Producer(Client):
                 pack(batch, offset, magic, run, sid, seq, now_ns)
                 offset += size
         else:
-            random_order = self.spec.key_order == "random"
+            order = self.spec.key_order
             nkeys = len(templates)
             parts = []
             for seq in range(first, first + count):
-                template = templates[(mix(seq) if random_order else seq) % nkeys]
+                template = templates[slot_of(seq, nkeys, order)]
                 pack(template.message, template.mark_offset, magic, run, sid, seq, now_ns)
                 parts.append(bytes(template.message))
             batch = bytearray(b"".join(parts))
@@ -293,7 +290,7 @@ class Producer(Client):
 
     def _key(self, seq: int) -> str:
         keys = self.keys
-        key = keys[(mix(seq) if self.spec.key_order == "random" else seq) % len(keys)] if len(keys) > 1 else keys[0]
+        key = keys[slot_of(seq, len(keys), self.spec.key_order)]
         if "{" in key:
             key = key.replace("{seq}", str(seq)).replace("{producer}", self.spec.name).replace("{instance}", str(self.instance))
         return key

@@ -1,34 +1,48 @@
 """One worker process: a pika ioloop running some producer, consumer and RPC instances.
 
-It talks to the parent over a pipe whose file descriptor sits in the same ioloop:
-
-  worker -> parent: ("ready", id) once every client is set up; ("progress", id, snapshot) every
-                    PROGRESS_EVERY seconds and on changes; ("fatal", id, exit_code, message);
-                    ("final", id, tallies) when every client has closed, then the process exits.
-  parent -> worker: ("go", wall_time_ns) start producers and RPC clients; ("stop", reason) end
-                    gracefully; ("kill", consumer name) crash one instance; ("recovering", bool);
-                    ("abort",) close everything now (Ctrl-C).
+It talks to the parent over a pipe whose file descriptor sits in the same ioloop; the messages
+are the named tuples of messages.py. It dies with its parent (lifeline.py).
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
 from pika.adapters.select_connection import IOLoop
 
 from mqspec.core import marks, model
 from mqspec.errors import MqspecError
+from mqspec.workload import lifeline
 from mqspec.workload.client import Client
 from mqspec.workload.consumer import Consumer
+from mqspec.workload.messages import (
+    Abort,
+    ConsumerRow,
+    Fatal,
+    Final,
+    Go,
+    Kill,
+    ProducerRow,
+    Progress,
+    Ready,
+    Recovering,
+    RpcClientRow,
+    RpcServerRow,
+    Snapshot,
+    Stop,
+    Tallies,
+    ToWorker,
+)
 from mqspec.workload.producer import Producer
 from mqspec.workload.rpc import RpcClient, RpcServer
 
 PROGRESS_EVERY = 0.1
+ORPHAN_GRACE = 5.0   # seconds an orphaned worker may take to close its connections before it exits anyway
 
 
 @dataclass(frozen=True)
@@ -45,40 +59,19 @@ class Job:
     consumers: tuple[tuple[int, int], ...] = ()
     rpc_servers: tuple[tuple[int, int], ...] = ()
     rpc_clients: tuple[int, ...] = ()
+    fast: bool = True    # frames.fast_path(), decided once by the parent
 
     @property
     def size(self) -> int:
         return len(self.producers) + len(self.consumers) + len(self.rpc_servers) + len(self.rpc_clients)
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """Live counters of one worker, small enough to send ten times a second."""
-
-    # name, instance, published, confirmed, nacked, returned, done, reconnects
-    producers: tuple[tuple[str, int, int, int, int, int, bool, int], ...]
-    # name, instance, received, held, stopped, reconnects
-    consumers: tuple[tuple[str, int, int, int, str, int], ...]
-    # name, sent, answered, timeouts, done
-    rpc_clients: tuple[tuple[str, int, int, int, bool], ...]
-    # name, instance, handled
-    rpc_servers: tuple[tuple[str, int, int], ...]
-    # the broker's names of the open connections ("client-ip:port -> server-ip:port")
-    connections: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Final:
-    producers: tuple[Any, ...]
-    consumers: tuple[Any, ...]
-    rpc_clients: tuple[Any, ...]
-    rpc_servers: tuple[Any, ...]
-
-
 class Worker:
-    def __init__(self, job: Job, pipe: Connection) -> None:
+    def __init__(self, job: Job, pipe: Connection, parent_pid: int | None = None) -> None:
         self.job = job
         self.pipe = pipe
+        self.parent_pid = os.getppid() if parent_pid is None else parent_pid
+        self.orphaned_at: float | None = None
         self.ioloop = IOLoop()
         self.settings = job.settings
         self.topology = job.topology
@@ -86,6 +79,7 @@ class Worker:
         self.recovering = False
         self.run_id = job.run_id
         self.started_ns = time.time_ns()
+        self.fast = job.fast
         work = job.workload
         self.stream_caps = stream_caps(work)
         self.producers = [Producer(self, work.producers[i], i, n, work.duration) for i, n in job.producers]
@@ -106,12 +100,12 @@ class Worker:
         self.ready_count += 1
         if self.ready_count == len(self.clients) and not self.sent_ready:
             self.sent_ready = True
-            self._send(("ready", self.job.worker))
+            self._send(Ready(self.job.worker))
 
     def fatal(self, error: MqspecError) -> None:
         if not self.failed:
             self.failed = True
-            self._send(("fatal", self.job.worker, error.exit_code, error.message))
+            self._send(Fatal(self.job.worker, error.exit_code, error.message))
         self._stop_all("fatal")
 
     def progress_changed(self) -> None:
@@ -135,21 +129,32 @@ class Worker:
         if self.clients:
             self.ioloop.start()
         self.ioloop.remove_handler(self.pipe.fileno())
-        self._send(("progress", self.job.worker, self.snapshot()))
-        self._send(("final", self.job.worker, self.final()))
+        self._send(Progress(self.job.worker, self.snapshot()))
+        self._send(Final(self.job.worker, self.final()))
 
     def _tick(self) -> None:
+        if not lifeline.parent_alive(self.parent_pid):
+            self._orphaned()
         self._progress_now()
         self.ioloop.call_later(PROGRESS_EVERY, self._tick)
 
     def _progress_now(self) -> None:
         self.progress_due = False
-        self._send(("progress", self.job.worker, self.snapshot()))
+        self._send(Progress(self.job.worker, self.snapshot()))
 
-    def _send(self, message: tuple[Any, ...]) -> None:
+    def _send(self, message: Ready | Progress | Fatal | Final) -> None:
+        if self.orphaned_at is not None:
+            return
         try:
             self.pipe.send(message)
         except (OSError, ValueError):
+            self._orphaned()
+
+    def _orphaned(self) -> None:
+        """The parent is gone: close every connection, and exit after ORPHAN_GRACE whatever happens."""
+        if self.orphaned_at is None:
+            self.orphaned_at = time.monotonic()
+            self.ioloop.call_later(ORPHAN_GRACE, lambda: os._exit(1))
             self._stop_all("parent gone")
 
     def _on_pipe(self, _fd: int, _events: int) -> None:
@@ -158,50 +163,48 @@ class Worker:
                 self._command(self.pipe.recv())
         except (EOFError, OSError):
             self.ioloop.remove_handler(self.pipe.fileno())
-            self._stop_all("parent gone")
+            self._orphaned()
 
-    def _command(self, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "go":
-            go_at = time.monotonic() - (time.time_ns() - message[1]) / 1e9
+    def _command(self, message: ToWorker) -> None:
+        if isinstance(message, Go):
+            go_at = time.monotonic() - (time.time_ns() - message.wall_time_ns) / 1e9
             for client in self.clients:
-                client.go(go_at)  # type: ignore[attr-defined]
-        elif kind == "stop":
-            self._stop_all(message[1])
-        elif kind == "abort":
-            self._stop_all("interrupted")
-        elif kind == "kill":
-            victim = next((c for c in self.consumers if c.spec.name == message[1] and c.active), None)
+                client.go(go_at)
+        elif isinstance(message, (Stop, Abort)):
+            self._stop_all(message.reason)
+        elif isinstance(message, Kill):
+            victim = next((c for c in self.consumers if c.spec.name == message.consumer and c.active), None)
             if victim is not None:
                 victim.crash()
                 victim.tally.stopped = "killed"
-        elif kind == "recovering":
-            self.recovering = bool(message[1])
+        elif isinstance(message, Recovering):
+            self.recovering = message.value
 
     def _stop_all(self, reason: str) -> None:
         self.ending = True
         for client in self.clients:
             if not client.done:
-                client.stop(reason)  # type: ignore[attr-defined]
+                client.stop(reason)
 
     # --- reporting --------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
         return Snapshot(
-            tuple((p.spec.name, p.instance, p.tally.published, p.tally.confirmed, p.tally.nacked, p.tally.returned,
-                   p.tally.done, p.reconnects) for p in self.producers),
-            tuple((c.spec.name, c.instance, c.tally.received, c.tally.held, c.tally.stopped, c.reconnects)
+            tuple(ProducerRow(p.spec.name, p.instance, p.tally.published, p.tally.confirmed, p.tally.nacked,
+                              p.tally.returned, p.tally.done, p.reconnects) for p in self.producers),
+            tuple(ConsumerRow(c.spec.name, c.instance, c.tally.received, c.tally.held, c.tally.stopped, c.reconnects)
                   for c in self.consumers),
-            tuple((r.spec.name, r.tally.sent, r.tally.answered, r.tally.timeouts, r.tally.done) for r in self.rpc_clients),
-            tuple((s.spec.name, s.tally.instance, s.tally.handled) for s in self.servers),
+            tuple(RpcClientRow(r.spec.name, r.tally.sent, r.tally.answered, r.tally.timeouts, r.tally.done)
+                  for r in self.rpc_clients),
+            tuple(RpcServerRow(s.spec.name, s.tally.instance, s.tally.handled) for s in self.servers),
             tuple(name for name in (c.connection_name for c in self.clients) if name),
         )
 
-    def final(self) -> Final:
+    def final(self) -> Tallies:
         for consumer in self.consumers:
             consumer.tally.latency.fold()
-        return Final(tuple(p.tally for p in self.producers), tuple(c.tally for c in self.consumers),
-                     tuple(r.tally for r in self.rpc_clients), tuple(s.tally for s in self.servers))
+        return Tallies(tuple(p.tally for p in self.producers), tuple(c.tally for c in self.consumers),
+                       tuple(r.tally for r in self.rpc_clients), tuple(s.tally for s in self.servers))
 
 
 def stream_caps(workload: model.Workload) -> dict[int, int]:
@@ -210,17 +213,24 @@ def stream_caps(workload: model.Workload) -> dict[int, int]:
             for index, producer in enumerate(workload.producers) for instance in range(producer.instances)}
 
 
-def main(job: Job, pipe: Connection) -> None:
-    """Process entry point. Ctrl-C belongs to the parent, which stops us through the pipe."""
+def main(job: Job, pipe: Connection, parent_pid: int, inherited: tuple[Connection, ...] = ()) -> None:
+    """Process entry point. Ctrl-C belongs to the parent, which stops us through the pipe.
+
+    `inherited`: the parent's ends of the pipes this forked process holds copies of, closed first.
+    """
+    lifeline.set_name(f"mqspec-worker-{job.worker}")
+    lifeline.die_with_parent(parent_pid)
+    lifeline.close_inherited(inherited)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     gc.collect()
     gc.freeze()
     try:
-        Worker(job, pipe).run()
+        Worker(job, pipe, parent_pid).run()
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line, never a traceback
         try:
-            pipe.send(("fatal", job.worker, 1, f"workload worker failed: {type(exc).__name__}: {exc}"))
-            pipe.send(("final", job.worker, Final((), (), (), ())))
+            pipe.send(Fatal(job.worker, 1, f"workload worker failed: {type(exc).__name__}: {exc}"))
+            pipe.send(Final(job.worker, Tallies()))
         except OSError:
             pass
     finally:
