@@ -19,6 +19,7 @@ from typing import Any
 import pika
 
 from mqspec.broker.management import Management, q
+from mqspec.core.model import BrokerSettings
 from tests.conftest import ROOT, mqspec, vhost_url
 
 MQSPEC = str(ROOT / ".venv" / "bin" / "mqspec")
@@ -131,12 +132,36 @@ expect:
 """
 
 
+def _wait_until_publishing(url: str, queue: str, timeout: float = 30) -> None:
+    """The consumer is subscribed (so every worker reported ready and the run started) and messages flow."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if channel.queue_declare(queue, passive=True).method.consumer_count >= 1:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"no consumer on {queue} within {timeout}s")
+    finally:
+        connection.close()
+    vhost = pika.URLParameters(url).virtual_host
+    with Management(BrokerSettings(urls=(url,))) as management:
+        while time.monotonic() < deadline:
+            stats = management.get(f"/queues/{q(vhost)}/{q(queue)}", "queue").get("message_stats", {})
+            if stats.get("publish", 0) > 0:
+                return
+            time.sleep(0.2)
+    raise AssertionError(f"nothing was published to {queue} within {timeout}s")
+
+
 def test_a_frozen_worker_makes_its_expectations_unknown_fails_the_run_and_is_killed(tmp_path: Path, url: str) -> None:
     with running(tmp_path, url, FROZEN) as run:
         run.wait_for("Apply complete")
         workers = run.workers(2)
         producer_worker = next(pid for pid, name in workers.items() if name == "mqspec-worker-1")  # consumers come first
-        time.sleep(0.5)
+        _wait_until_publishing(url, "q")
         os.kill(producer_worker, signal.SIGSTOP)
         run.process.wait(timeout=60)
     report = json.loads(run.report.read_text())
