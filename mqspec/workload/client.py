@@ -109,8 +109,12 @@ class Client(ABC):
             params, on_open_callback=self._on_open, on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed, custom_ioloop=self.ctx.ioloop)
 
+    def opened(self, connection: pika.SelectConnection) -> None:
+        """The connection is open (first time or after a reconnect); before its channel opens."""
+
     def _on_open(self, connection: pika.SelectConnection) -> None:
         self.endpoint_name = _endpoint_name(connection)
+        self.opened(connection)
         self.operation = "open a channel"
         connection.channel(on_open_callback=self._on_channel)
 
