@@ -238,6 +238,11 @@ def _node(data: dict[str, Any], where: str) -> model.Node:
         netns=data.get("netns"), interface=data.get("interface"), where=where)
 
 
+def _node_management(nodes: tuple[model.Node, ...], url: str) -> str | None:
+    """The management API of the node behind the first URL, when broker.nodes names it."""
+    return next((n.management_url for n in nodes if n.url == url), None)
+
+
 def _broker(data: dict[str, Any], overrides: Overrides, scenario_path: str) -> model.BrokerSettings:
     nodes = tuple(_node(n, f"$.broker.nodes[{i}]") for i, n in enumerate(data.get("nodes", [])))
     urls_in_file = data.get("url", [n.url for n in nodes] or DEFAULT_URL)
@@ -247,7 +252,7 @@ def _broker(data: dict[str, Any], overrides: Overrides, scenario_path: str) -> m
     defaults = model.BrokerSettings()
     return model.BrokerSettings(
         urls=urls,
-        management_url=overrides.management_url or data.get("management_url"),
+        management_url=overrides.management_url or data.get("management_url") or _node_management(nodes, urls[0]),
         heartbeat=units.seconds(data["heartbeat"]) if "heartbeat" in data else None,
         connect_timeout=units.seconds(data.get("connect_timeout", 5)),
         connection_name=data.get("connection_name"),

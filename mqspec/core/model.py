@@ -442,8 +442,8 @@ class Routes:
 
 Expectation = CountExpectation | RpcAnswered | NoLoss | NoDuplicates | Balanced | EveryMessage | LatencyBound | Routes
 
-CONSUMER_MEASURES = ("received", "acked", "redelivered", "duplicates", "lost", "dead_lettered", "foreign")
-PRODUCER_MEASURES = ("published", "confirmed", "nacked", "returned", "blocked", "blocked_seconds")
+CONSUMER_MEASURES = ("received", "acked", "redelivered", "duplicates", "lost", "dead_lettered", "foreign", "reconnects")
+PRODUCER_MEASURES = ("published", "confirmed", "nacked", "returned", "reconnects", "blocked", "blocked_seconds")
 # the fate of every message, across the whole run (mqspec/core/outcomes.py); `run: outcomes` in an expectation
 OUTCOME_MEASURES = ("confirmed_consumed", "confirmed_lost", "unconfirmed_consumed", "unconfirmed_lost", "redelivered",
                     "duplicated", "unavailable_seconds")

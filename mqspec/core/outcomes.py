@@ -12,7 +12,7 @@ as `no_loss` does), and did any consumer see it (first delivery, redelivery or d
   broker had in fact enqueued, say).
 
 The timeline is the parent's samples of the workers' cumulative counters (ten a second). A
-queue is *unavailable* while none of its consumers receives anything for at least GAP seconds
+queue is *unavailable* while none of its consumers receives anything for at least GAP seconds (half a second)
 although messages wait for it (published minus received on that queue is positive), ending at the
 next delivery; a silence still open when the run ends counts only if a fault was active in it.
 The per-second series show published, confirmed and received counts from BEFORE seconds before
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # accounting builds result objects, and result holds these: no import cycle at run time
     from mqspec.core.accounting import ConsumerTally, ProducerTally
 
-GAP = 1.0
+GAP = 0.5
 BEFORE = 3
 AFTER = 5
 

@@ -127,7 +127,7 @@ def truth_lines(run: RunResult) -> list[str]:
     lines += [f"unavailable: queue '{w.queue}' delivered nothing from {w.start:.1f}s to {w.end:.1f}s ({w.seconds:g}s"
               f"{', until the run ended' if w.open else ''})" for w in run.unavailable]
     if run.faults and not run.unavailable:
-        lines.append("unavailable: no consumed queue stopped delivering for 1s or more")
+        lines.append("unavailable: no consumed queue stopped delivering for 0.5s or more")
     for series in run.fault_series:
         cells = "  ".join(f"{s.second}s:{s.published}/{s.confirmed}/{s.received}" for s in series.seconds)
         lines.append(f"around {series.fault} ({series.start:.1f}s..{series.end:.1f}s), published/confirmed/received per "

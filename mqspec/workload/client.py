@@ -27,6 +27,7 @@ logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 2.0
+SETTLE = 1.0   # seconds before the first reconnect after a connection was lost
 
 
 class Context(Protocol):
@@ -153,6 +154,9 @@ class Client(ABC):
         self.reconnects += 1
         self.lost()
         self.url_index += 1
+        # like production clients (the Java client waits 5 s): let the cluster notice the lost node and move
+        # queue leaders before this client subscribes or publishes through another node
+        self.delay = max(self.delay, SETTLE)
         self._retry_later()
 
     def _on_channel_closed(self, channel: Channel, reason: BaseException) -> None:

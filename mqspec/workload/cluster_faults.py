@@ -78,6 +78,33 @@ class NodeFaults:
     def __init__(self, settings: model.BrokerSettings, erlang: dict[str, str]) -> None:
         self.settings = settings
         self.erlang = erlang
+        self.pids: dict[str, int] = {}   # read before the run (rabbitmqctl takes seconds), again after a start
+        self.limits: dict[tuple[str, str], tuple[str, ...]] = {}   # (alarm, node) -> the setting to restore
+
+    def prepare(self, faults: tuple[model.Fault, ...]) -> None:
+        """What the faults will need, read before the run: each call of rabbitmqctl takes seconds."""
+        for fault in faults:
+            node = self.settings.node(fault.node or "")
+            if node is None:
+                continue
+            if fault.action == "kill_node" and not node.kill and node.name not in self.pids:
+                self.pids[node.name] = self.os_pid(node)
+            if fault.action in ("memory_alarm", "disk_alarm") and (fault.action, node.name) not in self.limits:
+                self.limits[(fault.action, node.name)] = self._limit(node, fault.action)
+
+    def _limit(self, node: model.Node, action: str) -> tuple[str, ...]:
+        if action == "disk_alarm":
+            before = self.ctl(node, "eval", "rabbit_disk_monitor:get_disk_free_limit().").strip()
+            if not before.isdigit():
+                raise OperationFailed(f"disk_alarm: cannot read the disk free limit of node '{node.name}' ({before!r})")
+            return (before,)
+        before = self.ctl(node, "eval", "vm_memory_monitor:get_vm_memory_high_watermark().").strip()
+        absolute = re.fullmatch(r"\{absolute,\s*(\d+)\}", before)
+        if absolute:
+            return ("absolute", absolute.group(1))
+        if not re.fullmatch(r"[0-9.e+-]+", before):
+            raise OperationFailed(f"memory_alarm: cannot read the watermark of node '{node.name}' ({before!r})")
+        return (before,)
 
     def act(self, fault: model.Fault) -> tuple[str, Undo | None]:
         """Do the fault; returns what happened and how to undo it."""
@@ -128,6 +155,8 @@ class NodeFaults:
         else:
             self.ctl(node, "start_app")
         _wait(lambda: _accepts(self.settings, node), UP_TIMEOUT, f"node '{node.name}' to accept AMQP connections")
+        if node.name in self.pids:
+            self.pids[node.name] = self.os_pid(node)
         return f"node '{node.name}' back after {time.monotonic() - began:.1f}s"
 
     def kill(self, node: model.Node) -> str:
@@ -135,7 +164,7 @@ class NodeFaults:
             _run(node.kill, f"kill node '{node.name}'")
             what = "killed"
         else:
-            number = self.os_pid(node)
+            number = self.pids.pop(node.name, 0) or self.os_pid(node)
             try:
                 os.kill(number, signal.SIGKILL)
             except ProcessLookupError:
@@ -185,28 +214,22 @@ class NodeFaults:
     # --- resource alarms --------------------------------------------------------------------------
 
     def memory_alarm(self, node: model.Node) -> tuple[str, Undo]:
-        before = self.ctl(node, "eval", "vm_memory_monitor:get_vm_memory_high_watermark().").strip()
-        absolute = re.fullmatch(r"\{absolute,\s*(\d+)\}", before)
-        restore = ("absolute", absolute.group(1)) if absolute else (before,)
-        if not absolute and not re.fullmatch(r"[0-9.e+-]+", before):
-            raise OperationFailed(f"memory_alarm: cannot read the watermark of node '{node.name}' ({before!r})")
+        restore = self.limits.get(("memory_alarm", node.name)) or self._limit(node, "memory_alarm")
         self.ctl(node, "set_vm_memory_high_watermark", "0")
 
         def undo() -> str:
             self.ctl(node, "set_vm_memory_high_watermark", *restore)
             return f"watermark back to {' '.join(restore)}"
-        return f"memory alarm on node '{node.name}' (watermark 0, was {before})", undo
+        return f"memory alarm on node '{node.name}' (watermark 0, was {' '.join(restore)})", undo
 
     def disk_alarm(self, node: model.Node) -> tuple[str, Undo]:
-        before = self.ctl(node, "eval", "rabbit_disk_monitor:get_disk_free_limit().").strip()
-        if not before.isdigit():
-            raise OperationFailed(f"disk_alarm: cannot read the disk free limit of node '{node.name}' ({before!r})")
+        restore = self.limits.get(("disk_alarm", node.name)) or self._limit(node, "disk_alarm")
         self.ctl(node, "set_disk_free_limit", DISK_LIMIT_FIRES)
 
         def undo() -> str:
-            self.ctl(node, "set_disk_free_limit", before)
-            return f"disk free limit back to {before} bytes"
-        return f"disk alarm on node '{node.name}' (limit {DISK_LIMIT_FIRES} bytes, was {before})", undo
+            self.ctl(node, "set_disk_free_limit", *restore)
+            return f"disk free limit back to {restore[0]} bytes"
+        return f"disk alarm on node '{node.name}' (limit {DISK_LIMIT_FIRES} bytes, was {restore[0]})", undo
 
 
 def _run(command: tuple[str, ...], what: str) -> str:

@@ -194,6 +194,7 @@ class FaultRunner:
         """Before the run: the Erlang name of every node a fault names (refuses when one cannot be told)."""
         if any(f.action in model.NODE_FAULTS or f.action == "command" for f in faults):
             self.nodes = NodeFaults(self.settings, resolve(self.settings, faults))
+            self.nodes.prepare(faults)
 
     def undo_all(self, timeout: float = COMMAND_TIMEOUT) -> None:
         """The run ends: cut short any `for`, then undo what is still in force (alarms, partitions, commands)."""
