@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pika
-import pytest
 import yaml
 
 from mqspec.broker.management import Management
@@ -31,24 +27,10 @@ def _admin(node: nodes.Node) -> Management:
     return Management(BrokerSettings(urls=(nodes.vhost_url(node, "/"),), management_url=node.management_url))
 
 
-@pytest.fixture
-def cluster_vhost(private_cluster: nodes.Cluster) -> Iterator[str]:
-    name = f"mqspec-faults-{uuid.uuid4().hex[:8]}"
-    with _admin(private_cluster.nodes[0]) as client:
-        client.create_vhost(name, "throwaway vhost for one cluster fault test")
-        client.set_permissions("guest", name)
-    yield name
-    with _admin(private_cluster.nodes[0]) as client:
-        client.delete_vhost(name)
-
-
 def node_entries(cluster: nodes.Cluster, vhost: str, first: int = 1) -> list[dict[str, Any]]:
     """broker.nodes for the private cluster, node `first` first (clients and the topology start there)."""
-    ordered = sorted(cluster.nodes, key=lambda n: (n.index != first, n.index))
-    return [{"name": f"c{n.index}", "url": nodes.vhost_url(n, vhost), "management_url": n.management_url,
-             "rabbitmq_node": n.name,
-             "start": [sys.executable, str(ROOT / "scripts" / "localcluster.py"), "--base", cluster.base, "start-node",
-                       str(n.index)]} for n in ordered]
+    order = sorted((n.index for n in cluster.nodes), key=lambda i: (i != first, i))
+    return nodes.scenario_nodes(cluster, vhost, order)
 
 
 def write(tmp_path: Path, document: dict[str, Any]) -> Path:
