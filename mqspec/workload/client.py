@@ -110,7 +110,7 @@ class Client(ABC):
             params, on_open_callback=self._on_open, on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed, custom_ioloop=self.ctx.ioloop)
 
-    def opened(self, connection: pika.SelectConnection) -> None:
+    def opened(self, connection: pika.SelectConnection) -> None:  # noqa: B027 - a hook: only producers listen
         """The connection is open (first time or after a reconnect); before its channel opens."""
 
     def _on_open(self, connection: pika.SelectConnection) -> None:
