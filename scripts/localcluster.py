@@ -415,6 +415,28 @@ def up(cluster: Cluster, timeout: float = BOOT_TIMEOUT, log: Callable[[str], Non
     return time.monotonic() - began
 
 
+def find(cluster: Cluster, name: str) -> Node:
+    """A node by its Erlang name, its short name (mqspec-c2) or its index (2)."""
+    for node in cluster.nodes:
+        if name in (node.name, node.short, str(node.index)):
+            return node
+    raise ClusterError(f"no node '{name}' in this cluster (nodes: {', '.join(cluster.names)})")
+
+
+def start_node(cluster: Cluster, node: Node, timeout: float = BOOT_TIMEOUT) -> float:
+    """Boot one node of the cluster again (after a kill or a stop) and wait until it runs in the cluster."""
+    began = time.monotonic()
+    if pid(node) is not None and port_open(node.host, node.amqp_port):
+        return 0.0
+    process = _launch(cluster, node)
+    wait_until(lambda: node_ready(cluster, node, process), timeout, f"{node.name} to start")
+    others = [n for n in cluster.nodes if n is not node]
+    if others:
+        wait_until(lambda: node.name in running_nodes(cluster, node), timeout,
+                   f"{node.name} to run in the cluster again", interval=0.5)
+    return time.monotonic() - began
+
+
 def _stop(cluster: Cluster, node: Node) -> None:
     number = pid(node)
     if number is None:
@@ -470,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--timeout", type=float, default=BOOT_TIMEOUT, help=f"seconds to wait (default {BOOT_TIMEOUT:g})")
     commands.add_parser("down", help="stop the nodes and remove their data")
     commands.add_parser("status", help="list the nodes with their URLs")
+    again = commands.add_parser("start-node", help="boot one node again (after it was killed or stopped)")
+    again.add_argument("node", help="its name, short name (mqspec-c2) or number (2)")
+    again.add_argument("--timeout", type=float, default=BOOT_TIMEOUT, help=f"seconds to wait (default {BOOT_TIMEOUT:g})")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -479,6 +504,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"local-cluster: {len(cluster.nodes)} node(s) running in one cluster after {took:.1f}s", file=sys.stderr)
             for node in cluster.nodes:
                 print(node.amqp_url)
+        elif args.command == "start-node":
+            cluster = load(args.base)
+            node = find(cluster, args.node)
+            took = start_node(cluster, node, args.timeout)
+            print(f"local-cluster: {node.name} running in the cluster after {took:.1f}s", file=sys.stderr)
         elif args.command == "down":
             if not (args.base / STATE_FILE).exists():
                 print(f"local-cluster: no cluster in {args.base}", file=sys.stderr)

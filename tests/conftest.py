@@ -133,7 +133,21 @@ def private_url(private_node: nodes.Node, request: pytest.FixtureRequest) -> Ite
         client.delete_vhost(name)
 
 
-BROKER_FIXTURES = {"management", "vhost", "url", "private_node", "private_cluster", "private_url"}
+@pytest.fixture
+def cluster_vhost(private_cluster: nodes.Cluster) -> Iterator[str]:
+    """A fresh vhost on the private cluster for this test alone (its nodes see it at once)."""
+    name = f"mqspec-faults-{uuid.uuid4().hex[:8]}"
+    settings = BrokerSettings(urls=(nodes.vhost_url(private_cluster.nodes[0], "/"),),
+                              management_url=private_cluster.nodes[0].management_url)
+    with Management(settings) as client:
+        client.create_vhost(name, "throwaway vhost for one cluster test")
+        client.set_permissions("guest", name)
+    yield name
+    with Management(settings) as client:
+        client.delete_vhost(name)
+
+
+BROKER_FIXTURES = {"management", "vhost", "url", "private_node", "private_cluster", "private_url", "cluster_vhost"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -71,3 +71,12 @@ def private_cluster(base: Path, count: int, role: str) -> Iterator[Cluster]:
 
 def vhost_url(node: Node, vhost: str) -> str:
     return f"amqp://guest:guest@{node.host}:{node.amqp_port}/{quote(vhost, safe='')}"
+
+
+def scenario_nodes(cluster: Cluster, vhost: str, order: list[int]) -> list[dict[str, object]]:
+    """broker.nodes entries (c1, c2, ...) for a private cluster, in the given order of node numbers."""
+    by_index = {n.index: n for n in cluster.nodes}
+    return [{"name": f"c{i}", "url": vhost_url(by_index[i], vhost), "management_url": by_index[i].management_url,
+             "rabbitmq_node": by_index[i].name,
+             "start": [sys.executable, str(ROOT / "scripts" / "localcluster.py"), "--base", cluster.base, "start-node",
+                       str(i)]} for i in order]

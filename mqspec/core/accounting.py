@@ -181,14 +181,15 @@ class ConsumerTally:
 class ProducerTally:
     """Counters of one producer instance (mutable, lives in a worker process)."""
 
-    __slots__ = ("confirm", "confirmed", "done", "failed", "first_ns", "index", "instance", "keys", "last_ns", "nacked",
-                 "name", "order", "published", "reconnects", "republished", "returned", "unconfirmed")
+    __slots__ = ("blocked", "blocked_ns", "confirm", "confirmed", "done", "failed", "first_ns", "index", "instance", "keys",
+                 "last_ns", "nacked", "name", "order", "published", "reconnects", "republished", "returned", "unconfirmed")
 
     def __init__(self, name: str, index: int, instance: int, keys: int, order: str, confirm: bool) -> None:
         self.name, self.index, self.instance = name, index, instance
         self.keys, self.order, self.confirm = keys, order, confirm
         self.published = self.confirmed = self.nacked = self.returned = 0
         self.republished = self.reconnects = self.unconfirmed = 0
+        self.blocked = self.blocked_ns = 0
         self.first_ns = self.last_ns = 0
         self.done = False
         self.failed = bytearray()
@@ -403,6 +404,7 @@ def producer_results(workload: model.Workload, tallies: Sequence[ProducerTally],
             confirmed=sum(t.confirmed for t in mine), nacked=sum(t.nacked for t in mine),
             returned=sum(t.returned for t in mine), unconfirmed=sum(t.unconfirmed for t in mine),
             reconnects=sum(t.reconnects for t in mine), republished=sum(t.republished for t in mine),
+            blocked=sum(t.blocked for t in mine), blocked_seconds=round(sum(t.blocked_ns for t in mine) / 1e9, 1),
             rate=rate, span=span, throttled=producer.rate is not None, finished=sum(1 for t in mine if t.done),
             planned=None if producer.messages is None else producer.messages * producer.instances)
     return out

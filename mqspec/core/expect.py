@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from mqspec.core import model
+from mqspec.core import model, outcomes
 from mqspec.core.result import ConsumerResult, MissingCounts, ProducerResult, RouteObservation, RunResult
 from mqspec.core.units import format_duration
 
@@ -151,13 +151,16 @@ def _bounds_value(bounds: model.Bounds) -> Any:
 
 def _count(expectation: model.CountExpectation, run: RunResult) -> ExpectationResult:
     kind, subject, measure = expectation.subject_kind, expectation.subject, expectation.measure
-    description = expectation.description or f"{kind} '{subject}' {measure} {expectation.bounds.describe()}"
+    named = measure.replace("_", " ") if kind == "outcomes" else f"{kind} '{subject}' {measure}"
+    description = expectation.description or f"{named} {expectation.bounds.describe()}"
     actual, detail = _measure(kind, subject, measure, run)
     ok = actual is not None and expectation.bounds.holds(actual)
     return ExpectationResult(description, ok, _bounds_value(expectation.bounds), actual, detail, expectation.where)
 
 
 def _measure(kind: str, subject: str, measure: str, run: RunResult) -> tuple[int | None, str]:
+    if kind == "outcomes":
+        return _outcome(measure, run)
     if kind == "consumer":
         consumer = run.consumers.get(subject)
         return (int(getattr(consumer, measure)), "") if consumer is not None else (None, f"consumer '{subject}' did not run")
@@ -168,6 +171,16 @@ def _measure(kind: str, subject: str, measure: str, run: RunResult) -> tuple[int
         client = run.rpc_clients.get(subject)
         return (int(getattr(client, measure)), "") if client is not None else (None, f"RPC client '{subject}' did not run")
     return _queue_measure(subject, measure, run)
+
+
+def _outcome(measure: str, run: RunResult) -> tuple[int | None, str]:
+    if measure == "unavailable_seconds":
+        longest = outcomes.longest(run.unavailable)
+        detail = "; ".join(f"queue '{w.queue}' {w.start:.1f}s..{w.end:.1f}s" for w in run.unavailable)
+        return round(longest), detail
+    if run.outcomes is None:
+        return None, "no message was published"
+    return int(getattr(run.outcomes, measure)), ""
 
 
 def _queue_measure(queue: str, measure: str, run: RunResult) -> tuple[int | None, str]:

@@ -230,20 +230,35 @@ def _tls(data: dict[str, Any], scenario_path: str) -> model.TlsSettings:
     return model.TlsSettings(**settings)
 
 
+def _node(data: dict[str, Any], where: str) -> model.Node:
+    return model.Node(
+        name=data["name"], url=data["url"], management_url=data.get("management_url"),
+        rabbitmq_node=data.get("rabbitmq_node"), ctl=tuple(data.get("rabbitmqctl", ("rabbitmqctl",))),
+        stop=tuple(data.get("stop", ())), start=tuple(data.get("start", ())), kill=tuple(data.get("kill", ())),
+        netns=data.get("netns"), interface=data.get("interface"), where=where)
+
+
+def _node_management(nodes: tuple[model.Node, ...], url: str) -> str | None:
+    """The management API of the node behind the first URL, when broker.nodes names it."""
+    return next((n.management_url for n in nodes if n.url == url), None)
+
+
 def _broker(data: dict[str, Any], overrides: Overrides, scenario_path: str) -> model.BrokerSettings:
-    urls_in_file = data.get("url", DEFAULT_URL)
+    nodes = tuple(_node(n, f"$.broker.nodes[{i}]") for i, n in enumerate(data.get("nodes", [])))
+    urls_in_file = data.get("url", [n.url for n in nodes] or DEFAULT_URL)
     urls = (overrides.url,) if overrides.url else tuple(urls_in_file if isinstance(urls_in_file, list) else [urls_in_file])
     tls = data.get("tls", {})
     restart = data.get("restart_command")
     defaults = model.BrokerSettings()
     return model.BrokerSettings(
         urls=urls,
-        management_url=overrides.management_url or data.get("management_url"),
+        management_url=overrides.management_url or data.get("management_url") or _node_management(nodes, urls[0]),
         heartbeat=units.seconds(data["heartbeat"]) if "heartbeat" in data else None,
         connect_timeout=units.seconds(data.get("connect_timeout", 5)),
         connection_name=data.get("connection_name"),
         tls=_tls(tls, scenario_path),
         restart_command=tuple(tuple(c) for c in restart) if restart else defaults.restart_command,
+        nodes=nodes,
     )
 
 
@@ -333,8 +348,7 @@ def _workload(data: dict[str, Any], scenario_path: str) -> model.Workload:
                                           units.seconds(c.get("timeout", 5)), c.get("body"), c.get("direct_reply_to", False),
                                           f"$.workload.rpc_clients[{i}]")
                           for i, c in enumerate(data.get("rpc_clients", []))),
-        faults=tuple(model.Fault(f["action"], _opt_seconds(f.get("at")), f.get("after_messages"), f.get("consumer"),
-                                 f"$.workload.faults[{i}]") for i, f in enumerate(data.get("faults", []))),
+        faults=tuple(_fault(f, f"$.workload.faults[{i}]") for i, f in enumerate(data.get("faults", []))),
         duration=_opt_seconds(data.get("duration")),
         timeout=units.seconds(data.get("timeout", 60)),
         drain_timeout=units.seconds(data.get("drain_timeout", 10)),
@@ -396,6 +410,15 @@ def _bounds(value: Any) -> model.Bounds:
 _SUBJECTS: tuple[model.SubjectKind, ...] = ("consumer", "producer", "queue", "rpc")
 
 
+def _fault(data: dict[str, Any], where: str) -> model.Fault:
+    loss = data.get("loss")
+    return model.Fault(
+        data["action"], _opt_seconds(data.get("at")), data.get("after_messages"), data.get("consumer"), where,
+        node=data.get("node"), groups=tuple(tuple(g) for g in data.get("groups", ())), lasts=_opt_seconds(data.get("for")),
+        delay=_opt_seconds(data.get("delay")), loss=float(loss) if loss is not None else None,
+        command=tuple(data.get("command", ())), undo=tuple(data.get("undo", ())))
+
+
 def _expectation(data: dict[str, Any], where: str) -> model.Expectation:
     text = data.get("description", "")
     if data.get("no_loss"):
@@ -415,6 +438,7 @@ def _expectation(data: dict[str, Any], where: str) -> model.Expectation:
     if "rpc" in data and "answered" in data:
         answered = data["answered"]
         return model.RpcAnswered(data["rpc"], None if answered == "all" else _bounds(answered), text, where)
-    kind: model.SubjectKind = next((k for k in _SUBJECTS if k in data), "consumer")
     measure = next((k for k in data if k not in (*_SUBJECTS, "description")), "received")
+    outcome = not any(k in data for k in _SUBJECTS) and measure in model.OUTCOME_MEASURES
+    kind: model.SubjectKind = "outcomes" if outcome else next((k for k in _SUBJECTS if k in data), "consumer")
     return model.CountExpectation(kind, data.get(kind, ""), measure, _bounds(data.get(measure, 0)), text, where)

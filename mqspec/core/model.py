@@ -172,6 +172,36 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class Node:
+    """One cluster node as the scenario names it under `broker.nodes`, and how faults act on it.
+
+    `rabbitmq_node` is the Erlang node name (rabbit@host); when left out it is read from the
+    node's management API before the run. `ctl` is the rabbitmqctl command (with any flags, e.g.
+    --longnames); `stop`/`start`/`kill` replace the default commands; `netns` is the network
+    namespace the node runs in (partition, delay and loss act on its link), `interface` the
+    root-side end of its link (default `<netns>-h`, as scripts/local-cluster names it).
+    """
+
+    name: str
+    url: str
+    management_url: str | None = None
+    rabbitmq_node: str | None = None
+    ctl: tuple[str, ...] = ("rabbitmqctl",)
+    stop: tuple[str, ...] = ()
+    start: tuple[str, ...] = ()
+    kill: tuple[str, ...] = ()
+    netns: str | None = None
+    interface: str | None = None
+    where: str = field(default="", compare=False)
+
+    @property
+    def link(self) -> str | None:
+        if self.interface:
+            return self.interface
+        return f"{self.netns[:13]}-h" if self.netns else None
+
+
+@dataclass(frozen=True)
 class BrokerSettings:
     urls: tuple[str, ...] = ("amqp://guest:guest@localhost:5672/%2F",)
     management_url: str | None = None
@@ -180,10 +210,14 @@ class BrokerSettings:
     connection_name: str | None = None
     tls: TlsSettings = field(default_factory=TlsSettings)
     restart_command: tuple[tuple[str, ...], ...] = (("rabbitmqctl", "stop_app"), ("rabbitmqctl", "start_app"))
+    nodes: tuple[Node, ...] = ()
 
     @property
     def url(self) -> str:
         return self.urls[0]
+
+    def node(self, name: str) -> Node | None:
+        return next((n for n in self.nodes if n.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -262,13 +296,31 @@ class RpcClient:
     where: str = field(default="", compare=False)
 
 
+FaultAction = Literal["close_connections", "kill_consumer", "restart_broker", "stop_node", "start_node", "kill_node",
+                      "partition", "delay", "loss", "memory_alarm", "disk_alarm", "command"]
+NODE_FAULTS = ("stop_node", "start_node", "kill_node", "partition", "delay", "loss", "memory_alarm", "disk_alarm")
+NETNS_FAULTS = ("partition", "delay", "loss")
+
+
 @dataclass(frozen=True)
 class Fault:
-    action: Literal["close_connections", "kill_consumer", "restart_broker"]
+    action: FaultAction
     at: float | None = None
     after_messages: int | None = None
     consumer: str | None = None
     where: str = field(default="", compare=False)
+    node: str | None = None                       # the node it acts on, as broker.nodes names it
+    groups: tuple[tuple[str, ...], ...] = ()      # partition: split into these groups of nodes
+    lasts: float | None = None                    # `for`: undone after this many seconds
+    delay: float | None = None                    # delay: seconds added to each packet on the node's link
+    loss: float | None = None                     # loss: percent of packets dropped on the node's link
+    command: tuple[str, ...] = ()
+    undo: tuple[str, ...] = ()
+
+    def nodes(self) -> tuple[str, ...]:
+        """Every node this fault names."""
+        named = (self.node,) if self.node else ()
+        return tuple(dict.fromkeys((*named, *(n for g in self.groups for n in g))))
 
 
 @dataclass(frozen=True)
@@ -318,7 +370,7 @@ class Route:
     where: str = field(default="", compare=False)
 
 
-SubjectKind = Literal["consumer", "producer", "queue", "rpc"]
+SubjectKind = Literal["consumer", "producer", "queue", "rpc", "outcomes"]
 
 
 @dataclass(frozen=True)
@@ -390,8 +442,11 @@ class Routes:
 
 Expectation = CountExpectation | RpcAnswered | NoLoss | NoDuplicates | Balanced | EveryMessage | LatencyBound | Routes
 
-CONSUMER_MEASURES = ("received", "acked", "redelivered", "duplicates", "lost", "dead_lettered", "foreign")
-PRODUCER_MEASURES = ("published", "confirmed", "nacked", "returned")
+CONSUMER_MEASURES = ("received", "acked", "redelivered", "duplicates", "lost", "dead_lettered", "foreign", "reconnects")
+PRODUCER_MEASURES = ("published", "confirmed", "nacked", "returned", "reconnects", "blocked", "blocked_seconds")
+# the fate of every message, across the whole run (mqspec/core/outcomes.py); `run: outcomes` in an expectation
+OUTCOME_MEASURES = ("confirmed_consumed", "confirmed_lost", "unconfirmed_consumed", "unconfirmed_lost", "redelivered",
+                    "duplicated", "unavailable_seconds")
 QUEUE_MEASURES = ("depth", "received", "dead_lettered")
 RPC_MEASURES = ("answered", "timeouts")
 

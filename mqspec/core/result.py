@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mqspec.core import model
+from mqspec.core.outcomes import FaultSeries, Outcomes, Window
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class ProducerResult:
     unconfirmed: int = 0
     reconnects: int = 0
     republished: int = 0
+    blocked: int = 0              # connection.blocked notifications (resource alarms)
+    blocked_seconds: float = 0.0  # time spent blocked, all instances together
     rate: float = 0.0
     span: float = 0.0
     throttled: bool = False
@@ -166,6 +169,10 @@ class RunResult:
     error_code: int = 0
     # messages left in queues after that error
     left_over: tuple[LeftOver, ...] = ()
+    # the fate of every message (None: nothing was published), silences of consumed queues, seconds around faults
+    outcomes: Outcomes | None = None
+    unavailable: tuple[Window, ...] = ()
+    fault_series: tuple[FaultSeries, ...] = ()
 
     @property
     def interrupted(self) -> bool:

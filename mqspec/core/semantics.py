@@ -292,6 +292,45 @@ def _workload(scenario: model.Scenario) -> Iterator[Problem]:
         if fault.action == "kill_consumer" and fault.consumer not in consumers:
             yield problem(scenario, f"{fault.where}.consumer", f"kill_consumer names unknown consumer '{fault.consumer}'"
                           f"{suggest(str(fault.consumer), consumers)}", "name a consumer from workload.consumers")
+        yield from _fault_rules(scenario, fault)
+
+
+def _fault_rules(scenario: model.Scenario, fault: model.Fault) -> Iterator[Problem]:
+    """A fault acts only on nodes the file names, with what it needs to act and to undo."""
+    nodes = {n.name: n for n in scenario.broker.nodes}
+    where, action = fault.where, fault.action
+    if action in model.NODE_FAULTS:
+        if not nodes:
+            yield problem(scenario, where, f"{action} needs the cluster's nodes under broker.nodes; "
+                          "a fault never acts on a broker the file does not name",
+                          "list them: broker: {nodes: [{name: c1, url: amqp://...}]}")
+            return
+        wanted = fault.nodes()
+        if not wanted or (action != "partition" and fault.groups) or (action == "partition" and fault.node and fault.groups):
+            hint = "give node: NAME or groups: [[a], [b, c]]" if action == "partition" else "give node: NAME"
+            yield problem(scenario, where, f"{action} needs exactly one node" if action != "partition"
+                          else "partition needs node (cut it off) or groups (split), not both or neither", hint)
+            return
+        for name in wanted:
+            if name not in nodes:
+                yield problem(scenario, f"{where}.node", f"{action} names unknown node '{name}'{suggest(name, set(nodes))}",
+                              "name a node from broker.nodes")
+        if any(n not in nodes for n in wanted):
+            return
+        if action in model.NETNS_FAULTS:
+            for name in wanted:
+                if nodes[name].netns is None:
+                    yield problem(scenario, f"{where}.node", f"{action} acts on the network link of node '{name}', "
+                                  "which has no netns", "give the node's netns (scripts/local-cluster up --netns)")
+        if action == "kill_node" and fault.lasts is not None and not nodes[wanted[0]].start:
+            yield problem(scenario, f"{where}.for", f"kill_node leaves no running VM for 'rabbitmqctl start_app' on node "
+                          f"'{wanted[0]}'", "give broker.nodes[].start, the command that boots the node")
+    if (action == "delay") != (fault.delay is not None) or (action == "loss") != (fault.loss is not None):
+        yield problem(scenario, where, "delay needs delay: (e.g. 200ms) and loss needs loss: (a percent); "
+                      "other actions take neither", "give the amount with its action only")
+    if (action == "command") != bool(fault.command) or (fault.undo and action != "command"):
+        yield problem(scenario, where, "command needs command: [PROGRAM, ARG...]; undo belongs to command only",
+                      "give command: (and undo:) with action: command")
 
 
 def _producer_rules(scenario: model.Scenario, known: _Known, producer: model.Producer) -> Iterator[Problem]:
@@ -335,7 +374,7 @@ def _expectations(scenario: model.Scenario) -> Iterator[Problem]:
     }
     known = _Known(scenario)
     for expectation in scenario.expectations:
-        if isinstance(expectation, model.CountExpectation):
+        if isinstance(expectation, model.CountExpectation) and expectation.subject_kind != "outcomes":
             yield from _unknown(scenario, expectation.subject_kind, [expectation.subject], names, expectation.where)
         elif isinstance(expectation, model.RpcAnswered):
             yield from _unknown(scenario, "rpc", [expectation.client], names, expectation.where)
@@ -383,6 +422,8 @@ def _shape_problem(entry: dict[str, Any]) -> tuple[str, str] | None:
         extra = keys - {standalone[0]} - ({"tolerance"} if standalone[0] == "balanced" else set())
         if extra:
             return (f"'{standalone[0]}' stands alone; remove {', '.join(sorted(extra))}", "write one expectation per entry")
+        return None
+    if not subjects and len(keys) == 1 and keys <= set(model.OUTCOME_MEASURES):
         return None
     if len(subjects) != 1:
         return ("an expectation names one subject: consumer, producer, queue or rpc"

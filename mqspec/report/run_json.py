@@ -56,7 +56,15 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
      "elapsed_s": float,                  seconds from the common start to the end of the run
      "workers": int,                      worker processes used
      "faults": [str],                     each fault that fired, with what happened
-     "notes": [str]}                      anything else worth knowing (worker trouble, fault errors)
+     "notes": [str],                      anything else worth knowing (worker trouble, fault errors)
+     "outcomes": {"confirmed_consumed": int, "confirmed_lost": int, "unconfirmed_consumed": int,
+                  "unconfirmed_lost": int, "redelivered": int, "duplicated": int} | null,
+                                          the fate of every published message (mqspec/core/outcomes.py)
+     "unavailable": [{"queue": str, "start_s": float, "end_s": float, "seconds": float, "open": bool}],
+                                          silences of consumed queues while messages waited
+     "fault_series": [{"fault": str, "start_s": float, "end_s": float,
+                       "seconds": [{"second": int, "published": int, "confirmed": int, "received": int}]}]}
+                                          per-second counts around each fault
 
 Every producer and consumer is aggregated over its instances. `expected` (run-wide) counts messages
 that should reach some consumer: confirmed (or published, without confirms) minus returned and nacked.
@@ -95,7 +103,8 @@ def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> d
         "passed": passed,
         "producers": {name: {"published": p.published, "confirmed": p.confirmed, "nacked": p.nacked, "returned": p.returned,
                              "rate": p.rate, "instances": p.instances, "unconfirmed": p.unconfirmed,
-                             "reconnects": p.reconnects, "republished": p.republished, "finished": p.finished}
+                             "reconnects": p.reconnects, "republished": p.republished, "finished": p.finished,
+                             "blocked": p.blocked, "blocked_seconds": p.blocked_seconds}
                       for name, p in run.producers.items()},
         "consumers": {name: {"received": c.received, "acked": c.acked, "redelivered": c.redelivered,
                              "duplicates": c.duplicates, "lost": c.lost, "expected": c.expected, "missing": c.missing,
@@ -127,6 +136,11 @@ def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> d
         "workers": run.workers,
         "faults": list(run.faults),
         "notes": list(run.notes),
+        "outcomes": asdict(run.outcomes) if run.outcomes is not None else None,
+        "unavailable": [{"queue": w.queue, "start_s": w.start, "end_s": w.end, "seconds": w.seconds, "open": w.open}
+                        for w in run.unavailable],
+        "fault_series": [{"fault": f.fault, "start_s": f.start, "end_s": f.end, "seconds": [asdict(s) for s in f.seconds]}
+                         for f in run.fault_series],
     }
 
 

@@ -113,6 +113,28 @@ def rpc_table(run: RunResult) -> Table | None:
     return table
 
 
+def truth_lines(run: RunResult) -> list[str]:
+    """Outcomes, blocked publishers, unavailability and the seconds around each fault (runs with faults or alarms)."""
+    blocked = [p for p in run.producers.values() if p.blocked]
+    if not (run.faults or blocked) or run.outcomes is None:
+        return []
+    o = run.outcomes
+    lines = [f"outcomes: {o.confirmed_consumed:,} confirmed and consumed, {o.confirmed_lost:,} confirmed and lost, "
+             f"{o.unconfirmed_consumed:,} unconfirmed and consumed, {o.unconfirmed_lost:,} unconfirmed and lost, "
+             f"{o.redelivered:,} redelivered, {o.duplicated:,} duplicated"]
+    lines += [f"blocked: producer '{p.name}' blocked {p.blocked} time(s), {p.blocked_seconds:g}s in all (a resource alarm; "
+              "not loss)" for p in blocked]
+    lines += [f"unavailable: queue '{w.queue}' delivered nothing from {w.start:.1f}s to {w.end:.1f}s ({w.seconds:g}s"
+              f"{', until the run ended' if w.open else ''})" for w in run.unavailable]
+    if run.faults and not run.unavailable:
+        lines.append("unavailable: no consumed queue stopped delivering for 0.5s or more")
+    for series in run.fault_series:
+        cells = "  ".join(f"{s.second}s:{s.published}/{s.confirmed}/{s.received}" for s in series.seconds)
+        lines.append(f"around {series.fault} ({series.start:.1f}s..{series.end:.1f}s), published/confirmed/received per "
+                     f"second: {cells}")
+    return lines
+
+
 def expectation_line(result: ExpectationResult) -> str:
     if result.passed:
         return f"PASS {result.description}"
@@ -141,6 +163,8 @@ def print_summary(out: Console, run: RunResult, results: list[ExpectationResult]
         out.print(f"accounting: {run.expected:,} messages expected, {run.lost:,} lost, {run.duplicates:,} duplicates")
     for fault in run.faults:
         out.print(f"fault: {fault}")
+    for line in truth_lines(run):
+        out.print(line)
     for note in run.notes:
         out.print(f"note: {note}")
     for line in left_over_lines(run):

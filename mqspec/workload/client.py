@@ -27,6 +27,7 @@ logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 2.0
+SETTLE = 1.0   # seconds before the first reconnect after a connection was lost
 
 
 class Context(Protocol):
@@ -109,8 +110,12 @@ class Client(ABC):
             params, on_open_callback=self._on_open, on_open_error_callback=self._on_open_error,
             on_close_callback=self._on_closed, custom_ioloop=self.ctx.ioloop)
 
+    def opened(self, connection: pika.SelectConnection) -> None:  # noqa: B027 - a hook: only producers listen
+        """The connection is open (first time or after a reconnect); before its channel opens."""
+
     def _on_open(self, connection: pika.SelectConnection) -> None:
         self.endpoint_name = _endpoint_name(connection)
+        self.opened(connection)
         self.operation = "open a channel"
         connection.channel(on_open_callback=self._on_channel)
 
@@ -149,6 +154,9 @@ class Client(ABC):
         self.reconnects += 1
         self.lost()
         self.url_index += 1
+        # like production clients (the Java client waits 5 s): let the cluster notice the lost node and move
+        # queue leaders before this client subscribes or publishes through another node
+        self.delay = max(self.delay, SETTLE)
         self._retry_later()
 
     def _on_channel_closed(self, channel: Channel, reason: BaseException) -> None:

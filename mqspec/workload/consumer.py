@@ -57,6 +57,9 @@ class Consumer(Client):
         self.run_id = ctx.run_id
         self.stream_caps = ctx.stream_caps     # this run's streams -> bound on their sequence numbers
         self.fast = ctx.fast                   # our own frame parser and prebuilt acks (frames.py)
+        declared = ctx.topology.queue(spec.queue)
+        self.stream = declared is not None and declared.type == "stream"
+        self.next_offset: int | None = None   # stream queues: the offset after the last delivery
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -85,7 +88,10 @@ class Consumer(Client):
         channel = self.channel
         if channel is None or not self.accepting:
             return
-        arguments = {"x-priority": self.spec.priority} if self.spec.priority is not None else None
+        arguments: dict[str, Any] | None = {"x-priority": self.spec.priority} if self.spec.priority is not None else None
+        if self.next_offset is not None:
+            # a stream consumer resubscribing resumes after the last message it saw, not at `next`
+            arguments = {**(arguments or {}), "x-stream-offset": self.next_offset}
         self.operation = f"consume from queue '{self.spec.queue}'"
         self.consumer_tag = channel.basic_consume(
             self.spec.queue, self._on_message, auto_ack=self.auto, exclusive=self.spec.exclusive,
@@ -134,6 +140,10 @@ class Consumer(Client):
             if channel.is_open:
                 channel.basic_nack(delivery_tag, multiple=False, requeue=True)
             return
+        if self.stream and headers is not None:
+            offset = headers.get("x-stream-offset")
+            if isinstance(offset, int):
+                self.next_offset = offset + 1
         now_ns = time.time_ns()
         tally = self.tally
         count = tally.received = tally.received + 1

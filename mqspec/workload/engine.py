@@ -37,7 +37,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple, Protocol
 
 from mqspec.broker import amqp
-from mqspec.core import accounting, marks, model, result
+from mqspec.core import accounting, marks, model, outcomes, result
 from mqspec.core.result import Live, MissingCounts
 from mqspec.core.vocabulary import DIRECT_REPLY_TO
 from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed, Terminated
@@ -68,6 +68,7 @@ STOP_TIMEOUT = 10.0     # seconds a worker has to report its counters once told 
 DRAIN_CHECK_EVERY = 0.1
 DRAIN_QUIET_CHECKS = 3
 PROGRESS_EVERY = 0.25
+SAMPLE_EVERY = 0.1
 
 
 class Observer(Protocol):
@@ -235,6 +236,9 @@ class Run:
         self.notes: list[str] = [fast.note] if fast.note else []
         self.recovering = False
         self._ending = False
+        self.samples: list[outcomes.Sample] = []
+        self.next_sample = 0.0
+        self.queue_of = {c.name: c.queue for c in self.work.consumers}
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -243,6 +247,7 @@ class Run:
         ended = "done"
         started = time.monotonic()
         try:
+            self.fault_runner.prepare(self.work.faults)
             self._start_workers()
             self._wait_ready()
             self._go()
@@ -259,6 +264,7 @@ class Run:
             ended = "failed"
             self._abort("failed")
         finally:
+            self.fault_runner.undo_all()
             self.monitor.close()
             self._reap()
         outcome = self._result(ended, time.monotonic() - (self.go_at or started))
@@ -308,6 +314,7 @@ class Run:
             if self.failure is not None:
                 raise self.failure
             now = time.monotonic()
+            self._sample(now)
             self._fire_faults(now)
             ended = self._end_reason(now)
             if ended:
@@ -426,6 +433,19 @@ class Run:
         running = {queue_of[row.name] for row in consumers if not row.stopped} | {s.queue for s in self.work.rpc_servers}
         return [name for name in self.watched if name in running or name not in consumed]
 
+    def _sample(self, now: float) -> None:
+        """Cumulative counters ten times a second: the timeline behind unavailability and fault series."""
+        if now < self.next_sample:
+            return
+        self.next_sample = now + SAMPLE_EVERY
+        producers = self._producer_rows()
+        received: dict[str, int] = {}
+        for row in self._consumer_rows():
+            queue = self.queue_of.get(row[0], row[0])
+            received[queue] = received.get(queue, 0) + row[2]
+        self.samples.append(outcomes.Sample(round(now - self.go_at, 2), sum(r[2] for r in producers),
+                                            sum(r[3] for r in producers), received))
+
     def _fire_faults(self, now: float) -> None:
         if self.fault_runner.busy:
             return
@@ -532,6 +552,9 @@ class Run:
         servers = [t for f in self.finals.values() for t in f.rpc_servers]
         streams = accounting.Streams.of(producers)
         notes = list(self.notes) + self.fault_runner.errors
+        duplicates = accounting.duplicates_everywhere(consumers)
+        spans = tuple(self.fault_runner.spans)
+        queues = list(dict.fromkeys(c.queue for c in self.work.consumers))
         return result.RunResult(
             scenario=self.scenario.name,
             producers=accounting.producer_results(self.work, producers, elapsed),
@@ -544,7 +567,7 @@ class Run:
             latency=accounting.latency(t.latency for t in consumers),
             expected=streams.total(),
             lost=accounting.lost_everywhere(streams, consumers),
-            duplicates=accounting.duplicates_everywhere(consumers),
+            duplicates=duplicates,
             ended=ended,
             elapsed=round(elapsed, 3),
             unthrottled=_unthrottled_consumed(self.work, producers, consumers),
@@ -553,6 +576,9 @@ class Run:
             unfired_faults=tuple(describe(f) for f in self.faults.unreached()),
             notes=tuple(notes),
             missing=self._missing(),
+            outcomes=outcomes.outcomes(producers, consumers, duplicates) if producers else None,
+            unavailable=outcomes.unavailable(self.samples, queues, spans),
+            fault_series=outcomes.series(self.samples, spans),
         )
 
 

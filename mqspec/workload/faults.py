@@ -16,8 +16,9 @@ from typing import Any
 
 from mqspec.broker import amqp
 from mqspec.broker.management import Management, q
-from mqspec.core import model
+from mqspec.core import model, outcomes
 from mqspec.errors import MqspecError, OperationFailed
+from mqspec.workload.cluster_faults import NodeFaults, Undo, resolve
 
 BROKER_BACK_TIMEOUT = 120.0
 COMMAND_TIMEOUT = 180.0
@@ -25,8 +26,10 @@ COMMAND_TIMEOUT = 180.0
 
 def describe(fault: model.Fault) -> str:
     when = f"at {fault.at:g}s" if fault.at is not None else f"after {fault.after_messages} messages"
-    target = f" '{fault.consumer}'" if fault.consumer else ""
-    return f"{fault.action}{target} {when}"
+    named = fault.consumer or fault.node or " | ".join(",".join(g) for g in fault.groups)
+    target = f" '{named}'" if named else ""
+    lasting = f" for {fault.lasts:g}s" if fault.lasts is not None else ""
+    return f"{fault.action}{target} {when}{lasting}"
 
 
 class FaultSchedule:
@@ -182,6 +185,27 @@ class FaultRunner:
         self.thread: threading.Thread | None = None
         self.log: list[str] = []
         self.errors: list[str] = []
+        self.spans: list[outcomes.FaultSpan] = []
+        self.nodes: NodeFaults | None = None
+        self.undos: list[tuple[model.Fault, Undo]] = []
+        self.ending = threading.Event()
+
+    def prepare(self, faults: tuple[model.Fault, ...]) -> None:
+        """Before the run: the Erlang name of every node a fault names (refuses when one cannot be told)."""
+        if any(f.action in model.NODE_FAULTS or f.action == "command" for f in faults):
+            self.nodes = NodeFaults(self.settings, resolve(self.settings, faults))
+            self.nodes.prepare(faults)
+
+    def undo_all(self, timeout: float = COMMAND_TIMEOUT) -> None:
+        """The run ends: cut short any `for`, then undo what is still in force (alarms, partitions, commands)."""
+        self.ending.set()
+        self.join(timeout)
+        while self.undos:
+            fault, undo = self.undos.pop()
+            try:
+                self.log.append(f"{describe(fault)}: undone at the end of the run: {undo()}")
+            except MqspecError as exc:
+                self.errors.append(f"undoing {describe(fault)} failed: {exc.message}")
 
     @property
     def busy(self) -> bool:
@@ -189,17 +213,22 @@ class FaultRunner:
 
     def start(self, fault: model.Fault, started: float, on_done: Callable[[], None]) -> None:
         def work() -> None:
+            began = time.monotonic() - started
             try:
-                self.log.append(f"{describe(fault)}: {self._execute(fault)} (at {time.monotonic() - started:.1f}s)")
+                self.log.append(f"{describe(fault)}: {self._execute(fault, started)} (at {began:.1f}s)")
             except MqspecError as exc:
                 self.errors.append(f"{describe(fault)} failed: {exc.message}")
             finally:
+                self.spans.append(outcomes.FaultSpan(describe(fault), round(began, 2),
+                                                     round(time.monotonic() - started, 2)))
                 on_done()
 
         self.thread = threading.Thread(target=work, name=f"mqspec-fault-{fault.action}", daemon=True)
         self.thread.start()
 
-    def _execute(self, fault: model.Fault) -> str:
+    def _execute(self, fault: model.Fault, started: float) -> str:
+        if self.nodes is not None and (fault.action in model.NODE_FAULTS or fault.action == "command"):
+            return self._on_nodes(self.nodes, fault, started)
         if fault.action == "close_connections":
             with Management(self.settings) as management:
                 count = close_connections(management, self.vhost, self.prefix, self.connections())
@@ -209,6 +238,16 @@ class FaultRunner:
             restart_broker(self.settings)
             return f"broker back after {time.monotonic() - began:.1f}s"
         return "done"
+
+    def _on_nodes(self, nodes: NodeFaults, fault: model.Fault, started: float) -> str:
+        done, undo = nodes.act(fault)
+        if undo is None:
+            return done
+        if fault.lasts is None:
+            self.undos.append((fault, undo))
+            return done
+        self.ending.wait(fault.lasts)
+        return f"{done}; then {undo()} (at {time.monotonic() - started:.1f}s)"
 
     def join(self, timeout: float) -> None:
         if self.thread is not None:

@@ -89,8 +89,24 @@ class Producer(Client):
         self.rate_sent = 0      # messages sent on that schedule
         self.synced = False
         self.templates: list[frames.PublishTemplate] = []
+        self.blocked_since = 0   # time.monotonic_ns() of the connection.blocked in force, else 0
 
     # --- setup ------------------------------------------------------------------------------
+
+    def opened(self, connection: Any) -> None:
+        """Count and time connection.blocked (a resource alarm): a pause, never loss."""
+        connection.add_on_connection_blocked_callback(lambda _c, _f: self._blocked())
+        connection.add_on_connection_unblocked_callback(lambda _c, _f: self._unblocked())
+
+    def _blocked(self) -> None:
+        if not self.blocked_since:
+            self.blocked_since = time.monotonic_ns()
+            self.tally.blocked += 1
+
+    def _unblocked(self) -> None:
+        if self.blocked_since:
+            self.tally.blocked_ns += time.monotonic_ns() - self.blocked_since
+            self.blocked_since = 0
 
     def setup(self, channel: Channel) -> None:
         self.tag = self.acked_upto = 0
@@ -411,6 +427,7 @@ class Producer(Client):
             self.close()
 
     def lost(self) -> None:
+        self._unblocked()
         self.tally.reconnects = self.reconnects
         if self.window:
             self.to_republish = sorted(set(self.to_republish) | set(self.unconfirmed_seqs()))
@@ -424,6 +441,7 @@ class Producer(Client):
         self.close()
 
     def closed(self) -> None:
+        self._unblocked()
         if self.window:
             pending = sorted(set(self.unconfirmed_seqs()) | set(self.to_republish))
             for seq in pending:

@@ -1,0 +1,184 @@
+"""Node faults on a real private 3-node cluster (tests/nodes.py), never the shared broker.
+
+One cluster serves the whole session; each test has its own vhost, and every node a test kills or
+alarms is back (and its limit restored) before the test ends. The numbers mqspec reports are
+checked against independent counts: the broker's queue totals read by this test over the
+management API while the run is in progress, and a plain pika client after it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pika
+import yaml
+
+from mqspec.broker.management import Management
+from mqspec.core.model import BrokerSettings
+from tests import nodes
+from tests.conftest import ROOT, mqspec
+
+
+def _admin(node: nodes.Node) -> Management:
+    return Management(BrokerSettings(urls=(nodes.vhost_url(node, "/"),), management_url=node.management_url))
+
+
+def node_entries(cluster: nodes.Cluster, vhost: str, first: int = 1) -> list[dict[str, Any]]:
+    """broker.nodes for the private cluster, node `first` first (clients and the topology start there)."""
+    order = sorted((n.index for n in cluster.nodes), key=lambda i: (i != first, i))
+    return nodes.scenario_nodes(cluster, vhost, order)
+
+
+def write(tmp_path: Path, document: dict[str, Any]) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, **document}, sort_keys=False))
+    return path
+
+
+def run(tmp_path: Path, path: Path) -> tuple[dict[str, Any], str]:
+    report = tmp_path / "report.json"
+    result = mqspec("apply", str(path), "--report", str(report))
+    assert report.exists(), result.output
+    return json.loads(report.read_text()), result.stdout
+
+
+def test_quorum_queue_loses_no_confirmed_message_when_its_leader_node_is_killed(
+        private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
+    path = write(tmp_path, {
+        "name": "quorum-kill",
+        "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=1)},
+        "topology": {"queues": [{"name": "orders", "type": "quorum"}]},
+        "workload": {"producers": [{"name": "shop", "queue": "orders", "rate": 300, "duration": "6s", "confirm": 100,
+                                    "persistent": True}],
+                     "consumers": [{"name": "billing", "queue": "orders", "prefetch": 50}],
+                     "faults": [{"action": "kill_node", "node": "c1", "at": "2s", "for": "1s"}],
+                     "timeout": "120s", "drain_timeout": "30s"},
+        "expect": [{"confirmed_lost": 0}, {"consumer": "billing", "reconnects": {"min": 1}}],
+    })
+    report, text = run(tmp_path, path)
+    assert report["passed"], text
+    assert report["faults"][0].startswith("kill_node 'c1' at 2s for 1s: SIGKILL to PID ")
+    outcomes, shop = report["outcomes"], report["producers"]["shop"]
+    assert outcomes["confirmed_lost"] == 0
+    # every confirmed message was consumed, by the count of the producer's own confirms
+    assert outcomes["confirmed_consumed"] == shop["confirmed"] > 1000
+    assert report["consumers"]["billing"]["reconnects"] >= 1
+    assert [w["queue"] for w in report["unavailable"]] == ["orders"], text
+    assert "unavailable: queue 'orders' delivered nothing from" in text
+    assert report["fault_series"][0]["seconds"], text
+    with _admin(private_cluster.nodes[1]) as client:
+        queue = client.get(f"/queues/{cluster_vhost}/orders", "queue")
+    assert queue["messages"] == 0
+    assert private_cluster.nodes[0].name in queue["members"]   # the killed node is back in the queue
+
+
+def test_publishers_are_blocked_during_a_memory_alarm_and_lose_nothing(
+        private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
+    path = write(tmp_path, {
+        "name": "memory-alarm",
+        "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=2)},
+        "topology": {"queues": [{"name": "audit", "type": "quorum"}]},
+        "workload": {"producers": [{"name": "writer", "queue": "audit", "rate": 200, "duration": "12s", "confirm": 50}],
+                     "consumers": [{"name": "reader", "queue": "audit", "prefetch": 50}],
+                     "faults": [{"action": "memory_alarm", "node": "c2", "at": "2s", "for": "5s"}],
+                     "timeout": "90s"},
+        "expect": [{"confirmed_lost": 0}, {"unconfirmed_lost": 0}, {"producer": "writer", "blocked": {"min": 1}},
+                   {"producer": "writer", "blocked_seconds": {"min": 3}}],
+    })
+    report, text = run(tmp_path, path)
+    assert report["passed"], text
+    writer = report["producers"]["writer"]
+    assert writer["blocked"] >= 1 and 3.0 <= writer["blocked_seconds"] <= 12.0, text
+    assert writer["nacked"] == 0 and writer["reconnects"] == 0
+    assert report["outcomes"]["confirmed_consumed"] == writer["published"] == writer["confirmed"]
+    assert "blocked: producer 'writer' blocked" in text
+    assert "watermark back to 0.4" in report["faults"][0]
+    node = private_cluster.nodes[1]
+    done = subprocess.run(["rabbitmqctl", "-n", node.name, "eval", "vm_memory_monitor:get_vm_memory_high_watermark()."],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "0.4"   # restored
+
+
+def _depth_while_running(url: str, queue: str, process: subprocess.Popen[str]) -> int:
+    """The queue's ready count (a passive queue.declare, exact) once its consumer left and it stops changing."""
+    seen: list[int] = []
+    deadline = time.monotonic() + 30
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = connection.channel().queue_declare(queue, passive=True).method
+            except pika.exceptions.ChannelClosedByBroker:
+                answer = None
+            if answer is not None and answer.consumer_count == 0:
+                seen.append(answer.message_count)
+                if len(seen) >= 3 and len(set(seen[-3:])) == 1 and seen[-1]:
+                    return seen[-1]
+            time.sleep(0.3)
+    finally:
+        connection.close()
+    raise AssertionError(f"queue '{queue}' never settled: {seen}")
+
+
+def test_a_classic_queue_on_a_killed_node_loses_exactly_what_the_broker_held(
+        private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
+    path = write(tmp_path, {
+        "name": "classic-loss",
+        "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=2)},
+        "topology": {"queues": [{"name": "fragile", "durable": False}]},
+        "workload": {"producers": [{"name": "sender", "queue": "fragile", "messages": 1000, "confirm": 100}],
+                     "consumers": [{"name": "taker", "queue": "fragile", "prefetch": 10, "messages": 100}],
+                     "faults": [{"action": "kill_node", "node": "c2", "at": "6s", "for": "1s"}],
+                     "timeout": "120s"},
+        "expect": [{"confirmed_lost": {"min": 1}}],
+    })
+    report_path = tmp_path / "report.json"
+    command = [str(ROOT / ".venv" / "bin" / "mqspec"), "apply", str(path), "--report", str(report_path)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+        held = _depth_while_running(nodes.vhost_url(private_cluster.nodes[0], cluster_vhost), "fragile", process)
+        output, _ = process.communicate(timeout=180)
+    report = json.loads(report_path.read_text())
+    assert report["passed"], output
+    assert held == 900   # the broker's own total before the kill: 1000 confirmed, 100 taken
+    drained = _drain(nodes.vhost_url(private_cluster.nodes[0], cluster_vhost), "fragile")
+    assert report["outcomes"]["confirmed_lost"] == held - drained == 900
+    assert report["outcomes"]["confirmed_consumed"] == 100
+    assert "900 confirmed and lost" in output
+
+
+def _drain(url: str, queue: str) -> int:
+    """What a plain pika consumer can still get from the queue (0 when the broker dropped it)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        try:
+            channel.queue_declare(queue, passive=True)
+        except pika.exceptions.ChannelClosedByBroker:
+            return 0
+        count = 0
+        while channel.basic_get(queue, auto_ack=True)[0] is not None:
+            count += 1
+        return count
+    finally:
+        connection.close()
+
+
+def test_a_stream_consumer_resumes_from_its_offset_across_a_node_kill(
+        private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
+    path = write(tmp_path, {
+        "name": "stream-kill",
+        "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=3)},
+        "topology": {"queues": [{"name": "events", "type": "stream"}]},
+        "workload": {"producers": [{"name": "emitter", "queue": "events", "rate": 200, "duration": "6s", "confirm": 100}],
+                     "consumers": [{"name": "follower", "queue": "events", "prefetch": 100}],
+                     "faults": [{"action": "kill_node", "node": "c3", "at": "2s", "for": "1s"}],
+                     "timeout": "120s", "drain_timeout": "30s"},
+        "expect": [{"confirmed_lost": 0}, {"duplicated": 0}, {"consumer": "follower", "reconnects": {"min": 1}}],
+    })
+    report, text = run(tmp_path, path)
+    assert report["passed"], text
+    assert report["outcomes"]["confirmed_consumed"] == report["producers"]["emitter"]["confirmed"] > 800
