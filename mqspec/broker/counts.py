@@ -10,10 +10,12 @@ Neither of the broker's own answers is right alone (measured on RabbitMQ 3.10):
 So: ready messages and consumers come from a passive declare. A classic or quorum queue without consumers
 holds no unacknowledged messages (a basic.get left unacknowledged aside), so its count is exact. For one with
 consumers the management statistics are read until they can be trusted: either the queue emits new statistics
-(its reductions change), or it stays silent for a whole interval and a second, which a queue does only while
-idle, so what it emitted last still holds. A stream is counted by reading it: the offsets (x-stream-offset) of
-its first and last committed messages. Where none of this gives an answer the count is unknown, with the reason,
-and the plan refuses to remove the queue without --force.
+while we watch (its entry, reductions included, changes), or its last emission says it went idle at least
+three intervals ago by the broker's clock and agrees with the passive declare. Silence alone proves nothing: a
+loaded broker emits late, and a stale 0 would let a queue holding unacknowledged messages be deleted. A stream
+is counted by reading it: the offsets (x-stream-offset) of its first and last committed messages. Where none
+of this gives an answer the count is unknown, with the reason, and the plan refuses to remove the queue
+without --force.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import pika.exceptions as pe
@@ -37,7 +40,9 @@ _POLL = 0.25
 _FIRST_MESSAGE_WAIT = 1.0   # a stream reader is handed committed messages at once; none by then: it is empty
 _QUIET = 0.3                # no further message for this long: the last chunk has been read
 _STREAM_READ_LIMIT = 5.0
-_STATS_COLUMNS = "name,messages,messages_unacknowledged,reductions"
+_STATS_COLUMNS = "name,messages,messages_ready,messages_unacknowledged,consumers,reductions,idle_since"
+IDLE_TRUSTED = 3 * STATISTICS_INTERVAL   # idle this long by the broker's clock: no emission can still be pending
+_FRESH_WAIT = 2 * STATISTICS_INTERVAL + 1
 
 
 def count(settings: model.BrokerSettings, management: Management, vhost: str,
@@ -98,7 +103,7 @@ def _with_unacknowledged(management: Management, vhost: str,
     if not consumed:
         return {}
     try:
-        trusted = _trusted_statistics(management, vhost, set(consumed))
+        trusted = _trusted_statistics(management, vhost, consumed)
     except MqspecError as exc:
         trusted, failure = {}, exc.message
     else:
@@ -109,30 +114,53 @@ def _with_unacknowledged(management: Management, vhost: str,
         if messages is not None:
             stats[name] = QueueStats(max(messages, ready), consumers)
         else:
-            why = failure or (f"the management API reported no statistics for it within "
-                              f"{STATISTICS_INTERVAL + 1:.0f} s")
+            why = failure or (f"the management API's statistics for it could not be shown to be current within "
+                              f"{_FRESH_WAIT:.0f} s")
             stats[name] = QueueStats(None, consumers, unknown=f"its {_consumers(consumers)} may hold unacknowledged "
                                                               f"messages, and {why}")
     return stats
 
 
-def _trusted_statistics(management: Management, vhost: str, names: set[str]) -> dict[str, int]:
-    """Each queue's message count once it is fresh (a new emission) or settled (silent for a whole interval)."""
+def _trusted_statistics(management: Management, vhost: str, passive: Mapping[str, tuple[int, int]]) -> dict[str, int]:
+    """Each queue's message count from statistics that are provably current, else nothing for it.
+
+    Current means either emitted while we watched (the entry changed after our first read), or emitted when
+    the queue went idle long enough ago that any later activity would have been emitted since
+    (`idle_since`, by the broker's clock, at least IDLE_TRUSTED old) and still agreeing with the passive
+    declare made just now (ready messages and consumers). A loaded broker emits late: then nothing is
+    trusted, and the count is unknown rather than a stale 0.
+    """
+    names = set(passive)
     first = _statistics(management, vhost, names)
-    deadline = time.monotonic() + STATISTICS_INTERVAL + 1
-    trusted: dict[str, int] = {}
-    latest = first
+    deadline = time.monotonic() + _FRESH_WAIT
+    trusted: dict[str, int] = {n: e["messages"] for n, e in first.items() if _settled(e, passive[n], management.broker_time)}
     while len(trusted) < len(names) and time.monotonic() < deadline:
         time.sleep(_POLL)
         latest = _statistics(management, vhost, names - set(trusted))
         for name, entry in latest.items():
-            if entry != first.get(name) and isinstance(entry.get("messages"), int):
+            changed = entry != first.get(name)
+            if isinstance(entry.get("messages"), int) and (changed or _settled(entry, passive[name], management.broker_time)):
                 trusted[name] = entry["messages"]
-    for name in names - set(trusted):       # silent throughout: idle since its last emission, which still holds
-        entry = latest.get(name, {})
-        if entry == first.get(name) and isinstance(entry.get("messages"), int):
-            trusted[name] = entry["messages"]
     return trusted
+
+
+def _settled(entry: Mapping[str, Any], passive: tuple[int, int], broker_now: float | None) -> bool:
+    idle = _timestamp(entry.get("idle_since"))
+    if idle is None or broker_now is None or not isinstance(entry.get("messages"), int):
+        return False
+    agrees = (entry.get("messages_ready"), entry.get("consumers")) == passive
+    return agrees and broker_now - idle >= IDLE_TRUSTED
+
+
+def _timestamp(text: Any) -> float | None:
+    """RabbitMQ's idle_since ('2026-12-01T22:03:19.546+00:00', or '2026-12-01 22:03:19' on older brokers)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace(" ", "T"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def _statistics(management: Management, vhost: str, names: set[str]) -> dict[str, dict[str, Any]]:

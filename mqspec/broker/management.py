@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import html
 import re
 import ssl
@@ -64,6 +65,7 @@ class Management:
     def __init__(self, settings: BrokerSettings, timeout: float | None = None) -> None:
         self.base, auth = management_base(settings)
         self.user = auth[0]
+        self.broker_time: float | None = None  # the Date of the last answer, by the broker's clock
         connect = timeout or settings.connect_timeout
         self.read_timeout = connect * READ_TIMEOUTS
         self.deadline = connect * DEADLINE_TIMEOUTS
@@ -95,6 +97,7 @@ class Management:
         except httpx.HTTPError as exc:
             raise ManagementUnreachable(f"cannot reach the management API at {self.base} ({_reason(exc)}); "
                                         "is the rabbitmq_management plugin enabled?") from None
+        self.broker_time = _date_of(response)
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code >= 400:
@@ -182,6 +185,14 @@ class ManagementUnreachable(BrokerUnavailable):
 # The management API answers 401 both for bad credentials and for a logged-in user without the right.
 _NOT_PERMITTED = ("Access refused.", "Not administrator user", "User not authorised to access object", "Not management user")
 _VERBS = {"GET": "read", "PUT": "declare", "POST": "create", "DELETE": "delete"}
+
+
+def _date_of(response: httpx.Response) -> float | None:
+    """The broker's clock from the answer's Date header (seconds since the epoch), to judge statistics' age."""
+    try:
+        return email.utils.parsedate_to_datetime(response.headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _reason(exc: Exception) -> str:
