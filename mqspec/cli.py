@@ -179,13 +179,16 @@ def apply(
     junit: Annotated[Optional[Path], typer.Option("--junit", metavar="PATH", help="Write expectations as JUnit XML.")] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", min=1, metavar="N", help="Processes for the workload.")] = None,
     strict: StrictOpt = False,
+    engine: Annotated[Optional[str], typer.Option(
+        "--engine", metavar="ENGINE", envvar="MQSPEC_ENGINE",
+        help="Where the workload runs: 'local' (processes on this machine) or 'dask://HOST:PORT' (a Dask cluster).")] = None,
 ) -> None:
     """Apply the topology, run the workload, check the expectations and report."""
     from mqspec.commands import apply as command
     from mqspec.options import ApplyOptions
 
     options = ApplyOptions(topology_only, allow_replace, force, prune, output.value,
-                           str(report) if report else None, str(junit) if junit else None, workers, strict)
+                           str(report) if report else None, str(junit) if junit else None, workers, strict, engine)
     _run(ctx, lambda state: command.run(state, str(file), options))
 
 

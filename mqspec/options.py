@@ -15,6 +15,7 @@ class ApplyOptions(NamedTuple):
     junit: str | None = None      # JUnit XML path
     workers: int | None = None    # overrides workload.workers
     strict: bool = False          # warnings refuse the file, as in validate --strict
+    engine: str | None = None     # overrides workload.engine: "local" or "dask://HOST:PORT"
 
 
 class PlanOptions(NamedTuple):

@@ -25,7 +25,7 @@ from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATE
 from mqspec.options import ApplyOptions
 from mqspec.report import junit, run_json, run_text
 from mqspec.report.scrub import scrub_run
-from mqspec.workload import engine, probes
+from mqspec.workload import dask_engine, engine, probes
 
 Redact = Callable[[str], str]
 
@@ -37,7 +37,7 @@ def run(scenario: model.Scenario, options: ApplyOptions, redactor: Redact = reda
     live = run_text.LiveProgress(out, scenario.name) if options.output != "json" and out.is_terminal else None
     with _sigterm_ends_the_run():
         with live if live is not None else contextlib.nullcontext():
-            result = engine.run(scenario, options.workers, live)
+            result = run_workload(scenario, options, live)
         results: list[expect.ExpectationResult] = []
         if result.error:
             result = left_over(scenario, result)
@@ -56,6 +56,21 @@ def run(scenario: model.Scenario, options: ApplyOptions, redactor: Redact = reda
     if result.interrupted:
         return EXIT_TERMINATED if result.ended == "terminated" else EXIT_INTERRUPTED
     return EXIT_OK if passed else EXIT_FAILED
+
+
+def chosen_engine(scenario: model.Scenario, options: ApplyOptions) -> str:
+    """--engine (or MQSPEC_ENGINE, which typer reads into it), else workload.engine; 'local' or dask://HOST:PORT."""
+    chosen = (options.engine or scenario.workload.engine or "local").strip()
+    if chosen != "local" and not dask_engine.is_dask(chosen):
+        raise InvalidInput(f"unknown engine '{chosen}': use 'local' or 'dask://HOST:PORT' (a Dask scheduler)")
+    return chosen
+
+
+def run_workload(scenario: model.Scenario, options: ApplyOptions, observer: engine.Observer | None) -> RunResult:
+    chosen = chosen_engine(scenario, options)
+    if dask_engine.is_dask(chosen):
+        return dask_engine.run(scenario, chosen, options.workers, observer)
+    return engine.run(scenario, options.workers, observer)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ def run(ctx: Context, path: str, options: ApplyOptions) -> int:
     workload_follows = not options.topology_only and not (scenario.workload.empty and not scenario.expectations)
     if workload_follows:
         runner.check_outputs(options)  # before the broker is touched
+        runner.chosen_engine(scenario, options)
     code = apply_topology(ctx, scenario, options, to_stderr=workload_follows and options.output == "json")
     if code != EXIT_OK or not workload_follows:
         return code

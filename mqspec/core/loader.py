@@ -354,6 +354,7 @@ def _workload(data: dict[str, Any], scenario_path: str) -> model.Workload:
         drain_timeout=units.seconds(data.get("drain_timeout", 10)),
         workers=data.get("workers"),
         timeout_ok=data.get("timeout_ok", False),
+        engine=data.get("engine", "local"),
     )
 
 

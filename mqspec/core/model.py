@@ -335,6 +335,7 @@ class Workload:
     drain_timeout: float = 10.0
     workers: int | None = None  # None: one process per instance, up to the CPU count
     timeout_ok: bool = False    # reaching `timeout` with unfinished producers does not fail the run
+    engine: str = "local"       # local processes, or "dask://HOST:PORT": tasks on a Dask cluster
 
     @property
     def empty(self) -> bool:

@@ -167,6 +167,10 @@ def print_summary(out: Console, run: RunResult, results: list[ExpectationResult]
         out.print(line)
     for note in run.notes:
         out.print(f"note: {note}")
+    if run.error:
+        for missing in run.missing:
+            out.print(f"unknown: the counts of {missing.label} ({missing.why}): messages it published or consumed are "
+                      "neither counted as delivered nor as lost")
     for line in left_over_lines(run):
         out.print(f"left behind: {line}")
     if results:

@@ -358,10 +358,15 @@ class Run:
             self.finals[message.worker] = message.tallies
 
     def _broadcast(self, message: ToWorker) -> None:
-        for wid, pipe in self.pipes.items():
-            if wid not in self.finals:
-                with suppress(OSError, ValueError):
-                    pipe.send(message)
+        for job in self.jobs:
+            if job.worker not in self.finals:
+                self._send(job.worker, message)
+
+    def _send(self, wid: int, message: ToWorker) -> None:
+        pipe = self.pipes.get(wid)
+        if pipe is not None:
+            with suppress(OSError, ValueError):
+                pipe.send(message)
 
     # --- run control --------------------------------------------------------------------------
 
@@ -468,8 +473,7 @@ class Run:
     def _kill(self, fault: model.Fault) -> None:
         for wid, snapshot in self.snapshots.items():
             if any(row.name == fault.consumer and not row.stopped for row in snapshot.consumers):
-                with suppress(OSError, ValueError):
-                    self.pipes[wid].send(Kill(fault.consumer or ""))
+                self._send(wid, Kill(fault.consumer or ""))
                 self.fault_runner.log.append(f"{describe(fault)}: killed one instance (at {time.monotonic() - self.go_at:.1f}s)")
                 return
         self.fault_runner.log.append(f"{describe(fault)}: no running instance to kill")

@@ -67,10 +67,11 @@ class Job:
 
 
 class Worker:
-    def __init__(self, job: Job, pipe: Connection, parent_pid: int | None = None) -> None:
+    def __init__(self, job: Job, pipe: Connection, parent_pid: int | None = None, own_process: bool = True) -> None:
         self.job = job
         self.pipe = pipe
         self.parent_pid = os.getppid() if parent_pid is None else parent_pid
+        self.own_process = own_process   # False: a thread of a host process (a Dask task), which must never exit
         self.orphaned_at: float | None = None
         self.ioloop = IOLoop()
         self.settings = job.settings
@@ -154,7 +155,7 @@ class Worker:
         """The parent is gone: close every connection, and exit after ORPHAN_GRACE whatever happens."""
         if self.orphaned_at is None:
             self.orphaned_at = time.monotonic()
-            self.ioloop.call_later(ORPHAN_GRACE, lambda: os._exit(1))
+            self.ioloop.call_later(ORPHAN_GRACE, (lambda: os._exit(1)) if self.own_process else self.ioloop.stop)
             self._stop_all("parent gone")
 
     def _on_pipe(self, _fd: int, _events: int) -> None:
@@ -225,8 +226,16 @@ def main(job: Job, pipe: Connection, parent_pid: int, inherited: tuple[Connectio
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     gc.collect()
     gc.freeze()
+    serve(job, pipe, parent_pid)
+
+
+def serve(job: Job, pipe: Connection, parent_pid: int | None = None, own_process: bool = True) -> None:
+    """Run the job in this thread until its clients have closed; the pipe carries messages.py's protocol.
+
+    `own_process=False` (a thread of a Dask worker): no signal handlers, and an orphan stops instead of exiting.
+    """
     try:
-        Worker(job, pipe, parent_pid).run()
+        Worker(job, pipe, parent_pid, own_process).run()
     except Exception as exc:  # noqa: BLE001 - reported to the parent as one line, never a traceback
         try:
             pipe.send(Fatal(job.worker, 1, f"workload worker failed: {type(exc).__name__}: {exc}"))

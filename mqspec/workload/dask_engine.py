@@ -1,0 +1,406 @@
+"""The workload on a Dask cluster: the same worker jobs as local processes, as Dask tasks, with the same merge.
+
+Each job becomes one task pinned to one Dask worker thread (`workers=[address]`, no other worker
+allowed, `retries=0`). Inside the task the job runs `worker.serve` in the task's thread, on one end
+of a local pipe; a bridge relays the other end to Dask queues held by the scheduler:
+
+  parent -> job:  queue `<token>-in-<job>`: Go, Stop, Kill, Recovering, Abort, and None (keep-alive)
+  job -> parent:  queue `<token>-out`: lists of Ready, Progress and Fatal (Progress coalesced to ten a second)
+
+Dask queues carry only msgpack data, so each item is the pickle of the messages (pipes pickle them too);
+queues are read with `get(batch=True)`, which never waits (a waiting get that times out is an error
+in the scheduler's log).
+  Final:          the task's result, fetched when the task finishes
+
+So workers need to reach the broker and the scheduler, never the machine mqspec runs on.
+
+Dask reruns a task whose worker died on another worker. A rerun would publish its messages twice,
+so it must never happen: restrictions leave a lost task without a worker, and each job also takes
+its one token from `<token>-claim-<job>` before it starts; a second start finds none and refuses.
+A Dask worker that disappears mid-run fails the run; its instances' counts are missing, so every
+expectation that depends on them is unknown (the engine's rule for a worker that never reported).
+
+Clocks: latency compares a producer's clock with a consumer's. At start the parent measures each
+Dask worker's clock offset by round trips through the scheduler (t0, worker time, t1: offset =
+worker - (t0 + t1) / 2, error at most (t1 - t0) / 2, best of CLOCK_SAMPLES), sends each job its
+start time in its own clock, and reports the spread of the offsets.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+import uuid
+from contextlib import suppress
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mqspec.core import model, result
+from mqspec.errors import MqspecError, OperationFailed
+from mqspec.workload import frames
+from mqspec.workload.engine import Observer, Run, hosted
+from mqspec.workload.messages import Fatal, Final, FromWorker, Go, Progress, Tallies, ToWorker
+from mqspec.workload.worker import Job, serve
+
+if TYPE_CHECKING:
+    from distributed import Client, Future, Queue
+
+SCHEME = "dask://"
+CONNECT_TIMEOUT = 10.0      # seconds to reach the scheduler
+POLL_EVERY = 0.05           # how often a job asks the scheduler for the parent's commands
+KEEPALIVE_EVERY = 1.0       # the parent's keep-alive to every job
+PARENT_SILENCE = 15.0       # a job that hears nothing from the parent this long closes its connections
+RELAY_EVERY = 0.1           # the bridge forwards progress at most this often
+LIVENESS_EVERY = 0.5        # how often the parent asks the scheduler which workers are alive
+START_LEAD = 0.2            # seconds between sending Go and the common start, so every job has it in time
+CLOCK_SAMPLES = 5
+CLOCK_LIMIT_MS = 1.0        # an offset spread above this (or above 10% of the median latency) spoils latency
+FINAL_WAIT = 30.0           # seconds the task waits for the worker's Final after its loop ended
+
+
+def is_dask(engine: str | None) -> bool:
+    return bool(engine) and str(engine).startswith(SCHEME)
+
+
+def scheduler_address(engine: str) -> str:
+    """dask://HOST:PORT -> tcp://HOST:PORT (Dask's address)."""
+    return "tcp://" + engine[len(SCHEME):].rstrip("/")
+
+
+# --- on the Dask worker ------------------------------------------------------------------------
+
+def run_job(job: Job, token: str) -> Final:
+    """The Dask task: run one job in this thread, relaying its pipe to the run's queues."""
+    from distributed import Queue, get_client
+
+    client = get_client()
+    outbox = Queue(f"{token}-out", client=client)
+    if not Queue(f"{token}-claim-{job.worker}", client=client).get(batch=True):   # atomic at the scheduler
+        outbox.put(pickle.dumps([Fatal(job.worker, 1, f"workload job {job.worker} was started a second time (its first "
+                                       "Dask worker was lost); it refused to run again, which would publish its messages twice")]))
+        return Final(job.worker, Tallies())
+    if job.fast and not frames.fast_path().enabled:
+        job = _plain(job)
+    ours, theirs = multiprocessing.Pipe()
+    bridge = _Bridge(job.worker, ours, Queue(f"{token}-in-{job.worker}", client=client), outbox)
+    bridge.start()
+    serve(job, theirs, os.getppid(), own_process=False)
+    return bridge.final()
+
+
+def _plain(job: Job) -> Job:
+    """This worker's pika is not the one the fast path was written for."""
+    import dataclasses
+
+    return dataclasses.replace(job, fast=False)
+
+
+class _Bridge:
+    """Relays one job's pipe to and from the run's Dask queues, in two threads."""
+
+    def __init__(self, worker: int, pipe: Connection, inbox: Queue, outbox: Queue) -> None:
+        self.worker = worker
+        self.pipe = pipe
+        self.inbox = inbox
+        self.outbox = outbox
+        self.done = threading.Event()
+        self.result: Final | None = None
+        self.outgoing = threading.Thread(target=self._out, name=f"mqspec-bridge-out-{worker}", daemon=True)
+        self.incoming = threading.Thread(target=self._in, name=f"mqspec-bridge-in-{worker}", daemon=True)
+
+    def start(self) -> None:
+        self.outgoing.start()
+        self.incoming.start()
+
+    def final(self) -> Final:
+        self.outgoing.join(FINAL_WAIT)
+        self.done.set()
+        self.incoming.join(2 * KEEPALIVE_EVERY)
+        with suppress(OSError):
+            self.pipe.close()
+        return self.result or Final(self.worker, Tallies())
+
+    def _out(self) -> None:
+        pending: list[FromWorker] = []
+        progress: Progress | None = None
+        flushed = time.monotonic()
+        while True:
+            try:
+                message = self.pipe.recv() if self.pipe.poll(RELAY_EVERY) else None
+            except (EOFError, OSError):
+                break
+            if isinstance(message, Final):
+                self.result = message
+            elif isinstance(message, Progress):
+                progress = message
+            elif message is not None:
+                pending += [progress, message] if progress is not None else [message]
+                progress = None
+            if pending or (progress is not None and time.monotonic() - flushed >= RELAY_EVERY):
+                self._put([*pending, progress] if progress is not None else pending)
+                pending, progress, flushed = [], None, time.monotonic()
+        if progress is not None or pending:
+            self._put([*pending, progress] if progress is not None else pending)
+
+    def _put(self, messages: list[Any]) -> None:
+        with suppress(Exception):   # the scheduler is gone: the parent will see this job as lost
+            self.outbox.put(pickle.dumps(messages))
+
+    def _in(self) -> None:
+        heard = time.monotonic()
+        while not self.done.wait(POLL_EVERY):
+            try:
+                found = [pickle.loads(item) for item in self.inbox.get(batch=True)]
+            except Exception:  # noqa: BLE001 - the scheduler unreachable: as silent as a parent gone
+                found = []
+            if found:
+                heard = time.monotonic()
+            elif time.monotonic() - heard > PARENT_SILENCE:
+                self._orphan()
+                return
+            for message in found:
+                if message is None:
+                    continue
+                try:
+                    self.pipe.send(message)
+                except (OSError, ValueError):
+                    return
+
+    def _orphan(self) -> None:
+        """The parent is gone: closing our end is an end of file for the worker, which stops its clients."""
+        with suppress(OSError):
+            self.pipe.close()
+
+
+# --- in the parent ------------------------------------------------------------------------------
+
+class Offset(NamedTuple):
+    """One Dask worker's clock minus the parent's, in milliseconds, and the bound on its error."""
+
+    worker: str
+    offset_ms: float
+    error_ms: float
+
+
+def measure_offset(client: Client, address: str, samples: int = CLOCK_SAMPLES) -> Offset:
+    best: Offset | None = None
+    for _ in range(samples):
+        t0 = time.time_ns()
+        theirs = client.run(time.time_ns, workers=[address])[address]
+        t1 = time.time_ns()
+        found = Offset(address, (theirs - (t0 + t1) / 2) / 1e6, (t1 - t0) / 2e6)
+        if best is None or found.error_ms < best.error_ms:
+            best = found
+    assert best is not None
+    return best
+
+
+def clock_notes(offsets: list[Offset], latency: result.Latency | None) -> list[str]:
+    """The spread of the workers' clocks, and whether it spoils the latency figures."""
+    if not offsets:
+        return []
+    spread = max(o.offset_ms for o in offsets) - min(o.offset_ms for o in offsets)
+    error = max(o.error_ms for o in offsets)
+    notes = [f"clocks: the {len(offsets)} Dask worker{'s' if len(offsets) != 1 else ''} differ by at most {spread:.3f} ms "
+             f"(measured at start through the scheduler, each to within {error:.3f} ms)"]
+    limit = CLOCK_LIMIT_MS if latency is None else min(CLOCK_LIMIT_MS, latency.p50 / 10)
+    if latency is not None and spread > limit:
+        notes.append(f"latency figures compare the clocks of different hosts, which differ by {spread:.3f} ms, more than "
+                     f"{limit:.3f} ms ({'1 ms' if limit == CLOCK_LIMIT_MS else '10% of the median latency'}): "
+                     "they do not mean much; synchronise the hosts' clocks (chrony, PTP)")
+    return notes
+
+
+class Slot(NamedTuple):
+    address: str
+    thread: int
+
+
+def slots(client: Client) -> list[Slot]:
+    """Every worker thread of the cluster, worker by worker in turn, so jobs spread over workers first."""
+    workers = client.scheduler_info(n_workers=-1)["workers"]
+    threads = {address: int(info.get("nthreads", 1)) for address, info in sorted(workers.items())}
+    return [Slot(address, thread) for thread in range(max(threads.values(), default=0))
+            for address, count in threads.items() if thread < count]
+
+
+def job_count(workload: model.Workload, requested: int | None, available: int) -> int:
+    """Explicit `--workers`/`workers:`, else one job per Dask worker thread, at most one per instance."""
+    instances = (sum(p.instances for p in workload.producers) + sum(c.instances for c in workload.consumers)
+                 + sum(s.instances for s in workload.rpc_servers) + len(workload.rpc_clients))
+    wanted = requested or workload.workers or available
+    return max(1, min(wanted, max(instances, 1)))
+
+
+class DaskRun(Run):
+    """A Run whose jobs are Dask tasks; everything else (control, faults, merge) is the local engine's."""
+
+    def __init__(self, scenario: model.Scenario, client: Client, address: str, workers: int | None = None,
+                 observer: Observer | None = None) -> None:
+        self.client = client
+        self.address = address
+        self.places = slots(client)
+        if not self.places:
+            raise OperationFailed(f"the Dask scheduler at {address} has no workers: start some with "
+                                  f"'dask worker {address}'")
+        wanted = job_count(scenario.workload, workers, len(self.places))
+        if wanted > len(self.places):
+            raise OperationFailed(f"the workload asks for {wanted} jobs but the Dask cluster at {address} has "
+                                  f"{len(self.places)} worker threads: start more workers or lower --workers")
+        super().__init__(scenario, wanted, observer)
+        self.token = f"mqspec-{uuid.uuid4().hex}"
+        self.placed = {job.worker: self.places[i].address for i, job in enumerate(self.jobs)}
+        self.futures: dict[int, Future] = {}
+        self.inqueues: dict[int, Queue] = {}
+        self.outbox: Queue | None = None
+        self.offsets: dict[str, Offset] = {}
+        self.keepalive_at = 0.0
+        self.liveness_at = 0.0
+
+    # --- starting -----------------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        from distributed import Queue
+
+        for address in dict.fromkeys(self.placed.values()):
+            self.offsets[address] = measure_offset(self.client, address)
+        self.outbox = Queue(f"{self.token}-out", client=self.client)
+        for job in self.jobs:
+            Queue(f"{self.token}-claim-{job.worker}", client=self.client).put(self.token)
+            self.inqueues[job.worker] = Queue(f"{self.token}-in-{job.worker}", client=self.client)
+        for job in self.jobs:
+            self.futures[job.worker] = self.client.submit(
+                run_job, job, self.token, key=f"{self.token}-job-{job.worker}", workers=[self.placed[job.worker]],
+                allow_other_workers=False, retries=0, pure=False)
+
+    def _go(self) -> None:
+        start_ns = time.time_ns() + int(START_LEAD * 1e9)
+        self.go_at = time.monotonic() + START_LEAD
+        for job in self.jobs:
+            offset = self.offsets[self.placed[job.worker]].offset_ms
+            self._send(job.worker, Go(start_ns + int(offset * 1e6)))
+
+    # --- messages -----------------------------------------------------------------------------
+
+    def _send(self, wid: int, message: ToWorker | None) -> None:
+        queue = self.inqueues.get(wid)
+        if queue is not None:
+            with suppress(Exception):   # a lost scheduler shows as lost jobs
+                queue.put(pickle.dumps(message))
+
+    def _read(self, timeout: float) -> None:
+        now = time.monotonic()
+        if now >= self.keepalive_at:
+            self.keepalive_at = now + KEEPALIVE_EVERY
+            for wid in self.inqueues:
+                if wid not in self.finals:
+                    self._send(wid, None)
+        finished = [wid for wid, future in self.futures.items() if wid not in self.finals and future.done()]
+        batches = self._receive()
+        for batch in batches:
+            for message in batch:
+                self._handle(message)
+        for wid in finished:
+            self._finish(wid)
+        if now >= self.liveness_at:
+            self.liveness_at = now + LIVENESS_EVERY
+            self._check_alive()
+        if not batches and not finished:
+            time.sleep(timeout)
+
+    def _receive(self) -> list[list[FromWorker]]:
+        if self.outbox is None:
+            return []
+        try:
+            return [pickle.loads(item) for item in self.outbox.get(batch=True)]
+        except Exception as exc:  # noqa: BLE001 - the scheduler is unreachable: the run cannot go on
+            if self.failure is None and not self._ending:
+                self.failure = OperationFailed(f"lost the Dask scheduler at {self.address}: {type(exc).__name__}: {exc}")
+            for job in self.jobs:
+                self._lose(job.worker, f"the Dask scheduler at {self.address} became unreachable")
+            return []
+
+    def _finish(self, wid: int) -> None:
+        future = self.futures[wid]
+        try:
+            final = future.result(timeout=FINAL_WAIT)
+        except Exception as exc:  # noqa: BLE001 - reported as one line: the job's counts are missing
+            self._lose(wid, f"its Dask task failed: {type(exc).__name__}: {exc}")
+            return
+        self._handle(final)
+
+    def _check_alive(self) -> None:
+        try:
+            alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        except Exception:  # noqa: BLE001 - the next queue read reports the scheduler as lost
+            return
+        for wid, address in self.placed.items():
+            if wid not in self.finals and address not in alive:
+                self._lose(wid, f"its Dask worker {address} died")
+
+    def _lose(self, wid: int, why: str) -> None:
+        if wid in self.finals:
+            return
+        self.finals[wid] = Tallies()
+        self.silent[wid] = why
+        if self.failure is None and not self._ending:
+            labels = ", ".join(f"{kind.replace('_', ' ')} '{name}' instance {n}"
+                               for kind, name, n in hosted(self._job(wid)).instances)
+            self.failure = OperationFailed(f"workload job {wid} was lost: {why}; its instances' counts are unknown: {labels}")
+
+    def _job(self, wid: int) -> Job:
+        return next(job for job in self.jobs if job.worker == wid)
+
+    # --- stopping -----------------------------------------------------------------------------
+
+    def _kill_worker(self, wid: int) -> None:
+        """A task cannot be killed: cancel it, and forget it (its job stops itself once the keep-alives stop)."""
+        future = self.futures.get(wid)
+        if future is not None:
+            with suppress(Exception):
+                future.cancel()
+
+    def _reap(self) -> None:
+        with suppress(Exception):
+            self.client.cancel([f for wid, f in self.futures.items() if not f.done()])
+        for queue in [*self.inqueues.values(), self.outbox]:
+            if queue is not None:
+                with suppress(Exception):
+                    queue.close()
+
+    def _result(self, ended: str, elapsed: float) -> result.RunResult:
+        import dataclasses
+
+        outcome = super()._result(ended, elapsed)
+        hosts = len(set(self.placed.values()))
+        notes = [f"engine: Dask scheduler {self.address}, {len(self.jobs)} job{'s' if len(self.jobs) != 1 else ''} "
+                 f"on {hosts} Dask worker{'s' if hosts != 1 else ''}",
+                 *clock_notes(list(self.offsets.values()), outcome.latency)]
+        return dataclasses.replace(outcome, notes=(*outcome.notes, *notes))
+
+
+def run(scenario: model.Scenario, engine: str, workers: int | None = None, observer: Observer | None = None) -> result.RunResult:
+    """Run the workload on the Dask cluster whose scheduler `engine` (dask://HOST:PORT) names."""
+    if scenario.workload.empty:
+        return result.RunResult(scenario=scenario.name, ended="done")
+    address = scheduler_address(engine)
+    client = connect(address)
+    try:
+        return DaskRun(scenario, client, address, workers, observer).execute()
+    finally:
+        with suppress(Exception):
+            client.close(timeout=5)
+
+
+def connect(address: str) -> Client:
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise MqspecError("the Dask engine needs the 'distributed' package: pip install 'mqspec[distributed]'") from exc
+    try:
+        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise OperationFailed(f"cannot reach the Dask scheduler at {address} within {CONNECT_TIMEOUT:g}s: {exc}") from exc
