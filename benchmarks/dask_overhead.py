@@ -1,0 +1,164 @@
+"""The Dask engine against the local engine, interleaved, with the client's CPU per message.
+
+Starts a `dask scheduler` and two `dask worker --nthreads 1 --no-nanny` processes on loopback (two
+processes, as the local engine forks two on this 2-core machine), then for every round and every
+workload runs `mqspec apply` once locally and once with `--engine dask://...`, alternating which
+goes first. For each run it reports the consumers' msg/s and the client CPU seconds per million
+messages (each message published once and consumed once):
+
+  local: resource.getrusage(RUSAGE_CHILDREN) around the mqspec process (it and its reaped workers);
+  dask:  the same for the mqspec process, plus utime+stime of the Dask worker processes (/proc).
+
+Workloads: a 100 B no confirms, auto-ack; b 100 B confirms 100, prefetch 200, multi-ack 100;
+c 1 KiB persistent on a durable queue, confirms 100, 4 consumers; d 4 producers x 4 consumers x 4 queues.
+
+    .venv/bin/python benchmarks/dask_overhead.py --rounds 3 --seconds 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def scenario(workload: str, seconds: float) -> str:
+    confirmed = "confirm: 100"
+    acked = "prefetch: 200, ack: manual, multi_ack: 100"
+    if workload == "a":
+        queues, producers, consumers = ["q0"], ["{name: p, queue: q0, size: 100}"], ["{name: c, queue: q0, ack: auto}"]
+    elif workload == "b":
+        queues, producers, consumers = ["q0"], [f"{{name: p, queue: q0, size: 100, {confirmed}}}"], [f"{{name: c, queue: q0, {acked}}}"]
+    elif workload == "c":
+        queues = ["q0"]
+        producers = [f"{{name: p, queue: q0, size: 1024, persistent: true, {confirmed}}}"]
+        consumers = [f"{{name: c, queue: q0, instances: 4, {acked}}}"]
+    else:
+        queues = [f"q{i}" for i in range(4)]
+        producers = [f"{{name: p{i}, queue: q{i}, size: 100, {confirmed}}}" for i in range(4)]
+        consumers = [f"{{name: c{i}, queue: q{i}, {acked}}}" for i in range(4)]
+    durable = "true" if workload == "c" else "false"
+    lines = ["version: 1", f"name: dask-bench-{workload}", "topology:", "  queues:",
+             *[f"    - {{name: {q}, durable: {durable}}}" for q in queues],
+             "workload:", f"  duration: {seconds:g}s", "  workers: 2", "  producers:",
+             *[f"    - {p}" for p in producers], "  consumers:", *[f"    - {c}" for c in consumers], ""]
+    return "\n".join(lines)
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(args: argparse.Namespace, url: str, workload: str, engine: str | None, workers: list[int],
+             tmp: Path) -> dict[str, Any]:
+    path = tmp / f"{workload}.yaml"
+    path.write_text(scenario(workload, args.seconds))
+    report = tmp / f"{workload}.json"
+    argv = [str(BIN / "mqspec"), "--url", url, "apply", str(path), "--report", str(report), "--allow-replace", "--force"]
+    if engine:
+        argv += ["--engine", engine]
+    before, remote_before = children_cpu(), cpu_of(workers) if engine else 0.0
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    cpu = children_cpu() - before + ((cpu_of(workers) - remote_before) if engine else 0.0)
+    data = json.loads(report.read_text())
+    published = sum(p["published"] for p in data["producers"].values())
+    consumed = sum(c["received"] for c in data["consumers"].values())
+    rate = sum(c["rate"] or 0 for c in data["consumers"].values())
+    return {"workload": workload, "engine": "dask" if engine else "local", "exit": done.returncode,
+            "rate": rate, "published": published, "consumed": consumed,
+            "cpu_s_per_million": cpu / max(published, 1) * 1e6}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--workloads", default="a,b,c,d")
+    parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672")
+    parser.add_argument("--mgmt", default="http://127.0.0.1:15672")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logs = Path(tempfile.mkdtemp(prefix="dask-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    vhost = f"dask-bench-{uuid.uuid4().hex[:6]}"
+    auth = ("guest", "guest")
+    httpx.put(f"{args.mgmt}/api/vhosts/{vhost}", auth=auth).raise_for_status()
+    httpx.put(f"{args.mgmt}/api/permissions/{vhost}/guest", auth=auth,
+              json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    try:
+        with (logs / "scheduler.log").open("wb") as log:
+            procs.append(subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                           "--no-dashboard"], stdout=log, stderr=log))
+        time.sleep(3)
+        for i in range(2):
+            with (logs / f"w{i}.log").open("wb") as log:
+                procs.append(subprocess.Popen([str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
+                                               "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"], stdout=log, stderr=log))
+        time.sleep(6)
+        workers = [p.pid for p in procs[1:]]
+        engine = f"dask://127.0.0.1:{port}"
+        url = f"{args.amqp}/{vhost}"
+        runs: list[dict[str, Any]] = []
+        for rnd in range(args.rounds):
+            for workload in args.workloads.split(","):
+                order = [None, engine] if rnd % 2 == 0 else [engine, None]
+                for chosen in order:
+                    found = run_once(args, url, workload, chosen, workers, logs)
+                    runs.append(found)
+                    print(f"round {rnd + 1} {workload} {found['engine']:5} exit {found['exit']} {found['rate']:>9,.0f} msg/s "
+                          f"{found['cpu_s_per_million']:6.2f} CPU s per million", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(runs, indent=2))
+        print("\n| workload | local msg/s | dask msg/s | dask/local | local CPU s/M msgs | dask CPU s/M msgs |")
+        print("|---|---|---|---|---|---|")
+        for workload in args.workloads.split(","):
+            def med(eng: str, key: str, w: str = workload) -> float:
+                return statistics.median(r[key] for r in runs if r["workload"] == w and r["engine"] == eng)
+            ratios = [d["rate"] / loc["rate"] for loc, d in _pairs(runs, workload) if loc["rate"]]
+            print(f"| {workload} | {med('local', 'rate'):,.0f} | {med('dask', 'rate'):,.0f} | "
+                  f"{statistics.median(ratios):.2f} | {med('local', 'cpu_s_per_million'):.1f} | "
+                  f"{med('dask', 'cpu_s_per_million'):.1f} |")
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+        httpx.delete(f"{args.mgmt}/api/vhosts/{vhost}", auth=auth)
+
+
+def _pairs(runs: list[dict[str, Any]], workload: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    local = [r for r in runs if r["workload"] == workload and r["engine"] == "local"]
+    dask = [r for r in runs if r["workload"] == workload and r["engine"] == "dask"]
+    return list(zip(local, dask, strict=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
