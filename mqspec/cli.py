@@ -182,13 +182,17 @@ def apply(
     engine: Annotated[Optional[str], typer.Option(
         "--engine", metavar="ENGINE", envvar="MQSPEC_ENGINE",
         help="Where the workload runs: 'local' (processes on this machine) or 'dask://HOST:PORT' (a Dask cluster).")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", metavar="PATH", help="Write a self-contained HTML report with charts.")] = None,
+    metrics: Annotated[Optional[str], typer.Option("--metrics", metavar="[HOST]:PORT",
+                                                   help="Serve Prometheus metrics during the run (host defaults to 127.0.0.1).")] = None,
 ) -> None:
     """Apply the topology, run the workload, check the expectations and report."""
     from mqspec.commands import apply as command
     from mqspec.options import ApplyOptions
 
     options = ApplyOptions(topology_only, allow_replace, force, prune, output.value,
-                           str(report) if report else None, str(junit) if junit else None, workers, strict, engine)
+                           str(report) if report else None, str(junit) if junit else None, workers, strict, engine,
+                           str(html) if html else None, metrics)
     _run(ctx, lambda state: command.run(state, str(file), options))
 
 

@@ -16,6 +16,8 @@ class ApplyOptions(NamedTuple):
     workers: int | None = None    # overrides workload.workers
     strict: bool = False          # warnings refuse the file, as in validate --strict
     engine: str | None = None     # overrides workload.engine: "local" or "dask://HOST:PORT"
+    html: str | None = None       # self-contained HTML report path
+    metrics: str | None = None    # [HOST]:PORT to serve Prometheus metrics on while the run goes
 
 
 class PlanOptions(NamedTuple):

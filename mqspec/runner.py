@@ -1,8 +1,8 @@
 """The second half of `mqspec apply`: run the workload, observe the broker, check expectations, report.
 
-Exit codes: 0 every expectation held, 1 one failed or is unknown, 2 a --report or --junit path cannot
-be written (checked before the run starts), 3 (or 1) the workload stopped on a broker error, 130
-interrupted by Ctrl-C, 143 ended by SIGTERM. The report (text, --report, --junit) is written in
+Exit codes: 0 every expectation held, 1 one failed or is unknown, 2 a --report, --junit or --html path
+cannot be written, or --metrics is not [HOST]:PORT (checked before the run starts), 3 (or 1) the workload stopped on a broker error, 130
+interrupted by Ctrl-C, 143 ended by SIGTERM. The report (text, --report, --junit, --html) is written in
 every case, partial or with the error, and every output is scrubbed of secrets.
 """
 
@@ -17,27 +17,56 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import IO, cast
+from typing import IO, Any, cast
 
-from mqspec.core import expect, model, reach
-from mqspec.core.result import LeftOver, RunResult
+from mqspec.core import expect, model, provisional, reach
+from mqspec.core.result import LeftOver, Live, RunResult
+from mqspec.core.timeseries import Point
 from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, InvalidInput, MqspecError, Terminated, redact
 from mqspec.options import ApplyOptions
-from mqspec.report import junit, run_json, run_text
+from mqspec.report import html, junit, prometheus, run_json, run_text
 from mqspec.report.scrub import scrub_run
 from mqspec.workload import dask_engine, engine, probes
 
 Redact = Callable[[str], str]
 
 
+class Observers:
+    """Hands the engine's progress to each observer, with the expectations decided so far filled in."""
+
+    def __init__(self, expectations: tuple[model.Expectation, ...], observers: list[Any]) -> None:
+        self.expectations = expectations
+        self.observers = observers
+
+    def progress(self, live: Live) -> None:
+        if self.expectations:
+            live.expectations = provisional.tally(self.expectations, live)
+        for observer in self.observers:
+            observer.progress(live)
+
+    def second(self, point: Point) -> None:
+        for observer in self.observers:
+            observer.second(point)
+
+    def note(self, text: str) -> None:
+        for observer in self.observers:
+            observer.note(text)
+
+
 def run(scenario: model.Scenario, options: ApplyOptions, redactor: Redact = redact) -> int:
     """Run against scenario.broker (overrides are already merged into it); vhost from the URL."""
     check_outputs(options)
     out = run_text.console(cast(IO[str], run_text.Scrubbed(sys.stdout, redactor)))
-    live = run_text.LiveProgress(out, scenario.name) if options.output != "json" and out.is_terminal else None
+    observers: list[Any] = []
+    if options.output != "json" and out.is_terminal:
+        observers.append(run_text.LiveProgress(out, scenario.name))
+    if options.metrics:
+        observers.append(prometheus.MetricsServer(options.metrics))
     with _sigterm_ends_the_run():
-        with live if live is not None else contextlib.nullcontext():
-            result = run_workload(scenario, options, live)
+        with contextlib.ExitStack() as stack:
+            for observer in observers:
+                stack.enter_context(observer)
+            result = run_workload(scenario, options, Observers(scenario.expectations, observers))
         results: list[expect.ExpectationResult] = []
         if result.error:
             result = left_over(scenario, result)
@@ -97,11 +126,13 @@ def _error(result: RunResult) -> MqspecError:
 
 
 def check_outputs(options: ApplyOptions) -> None:
-    """Refuse a --report or --junit path that cannot be written before running, not after."""
-    for path, what in ((options.report, "report"), (options.junit, "JUnit report")):
+    """Refuse a --report, --junit or --html path that cannot be written, or a bad --metrics, before running."""
+    for path, what in ((options.report, "report"), (options.junit, "JUnit report"), (options.html, "HTML report")):
         problem = unwritable(path) if path else None
         if problem:
             raise InvalidInput(f"cannot write {what} to {path}: {problem}")
+    if options.metrics:
+        prometheus.parse_address(options.metrics)
 
 
 def unwritable(path: str) -> str | None:
@@ -141,13 +172,25 @@ def left_over(scenario: model.Scenario, result: RunResult) -> RunResult:
     return dataclasses.replace(result, left_over=left)
 
 
-def report(out: run_text.Console, scenario: model.Scenario, result: RunResult, results: list[expect.ExpectationResult],
-           passed: bool, options: ApplyOptions, redactor: Redact = redact) -> None:
-    result, results = scrub_run(result, results, redactor)
+def write_failure(scenario: str, options: ApplyOptions, message: str, redactor: Redact = redact) -> None:
+    """The run could not be set up (the topology refused or failed): still write the requested files, saying why."""
+    failed = RunResult(scenario=scenario, ended="failed", error=message)
+    _write_files(*scrub_run(failed, [], redactor), False, options)
+
+
+def _write_files(result: RunResult, results: list[expect.ExpectationResult], passed: bool, options: ApplyOptions) -> None:
     if options.report:
         run_json.write(options.report, result, results, passed)
     if options.junit:
         junit.write(options.junit, result, results)
+    if options.html:
+        html.write(options.html, result, results, passed)
+
+
+def report(out: run_text.Console, scenario: model.Scenario, result: RunResult, results: list[expect.ExpectationResult],
+           passed: bool, options: ApplyOptions, redactor: Redact = redact) -> None:
+    result, results = scrub_run(result, results, redactor)
+    _write_files(result, results, passed, options)
     if options.output == "json":
         sys.stdout.write(run_json.render(result, results, passed))
     else:

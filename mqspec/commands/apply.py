@@ -14,7 +14,7 @@ from mqspec.context import Context
 from mqspec.core import model
 from mqspec.core.outcome import Outcome
 from mqspec.core.plan import Plan, refusals
-from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK
+from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK, MqspecError
 from mqspec.options import ApplyOptions
 from mqspec.pipeline import load_valid
 from mqspec.report import plan as render
@@ -27,15 +27,27 @@ def run(ctx: Context, path: str, options: ApplyOptions) -> int:
     if workload_follows:
         runner.check_outputs(options)  # before the broker is touched
         runner.chosen_engine(scenario, options)
-    code = apply_topology(ctx, scenario, options, to_stderr=workload_follows and options.output == "json")
+    errors: list[str] = []
+    try:
+        code = apply_topology(ctx, scenario, options, to_stderr=workload_follows and options.output == "json", errors=errors)
+    except MqspecError as exc:
+        if workload_follows:
+            runner.write_failure(scenario.name, options, f"the topology could not be applied: {exc.message}", ctx.redactor)
+        raise
+    if code != EXIT_OK and workload_follows:
+        why = "; ".join(errors) or "see the output of apply"
+        runner.write_failure(scenario.name, options, f"the topology was not applied, so the workload did not run: {why}", ctx.redactor)
     if code != EXIT_OK or not workload_follows:
         return code
     return runner.run(scenario, options, ctx.redactor)
 
 
-def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions, to_stderr: bool = False) -> int:
-    """Plan, refuse what needs consent, execute, report. With a workload to follow in JSON, report on stderr."""
-    out = _Output(ctx, options.output, to_stderr)
+def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions, to_stderr: bool = False,
+                   errors: list[str] | None = None) -> int:
+    """Plan, refuse what needs consent, execute, report. With a workload to follow in JSON, report on stderr.
+
+    Each error shown is also appended to `errors`, when given."""
+    out = _Output(ctx, options.output, to_stderr, errors)
     with Management(scenario.broker) as management:
         try:
             plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
@@ -83,16 +95,18 @@ def _over_amqp(scenario: model.Scenario, reason: str, out: _Output, allow_replac
 class _Output:
     """Where apply's topology report goes, and in which form."""
 
-    def __init__(self, ctx: Context, output: str, to_stderr: bool) -> None:
+    def __init__(self, ctx: Context, output: str, to_stderr: bool, errors: list[str] | None = None) -> None:
         self.ctx = ctx
         self.json = output == "json"
         self.err = to_stderr
+        self.errors = errors if errors is not None else []
 
     def say(self, text: str) -> None:
         if not self.json:
             self.ctx.echo(text, err=self.err)
 
     def error(self, text: str) -> None:
+        self.errors.append(text)
         self.ctx.echo(f"error: {text}", err=True)
 
     def plan(self, plan: Plan) -> None:

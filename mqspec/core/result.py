@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from mqspec.core import model
 from mqspec.core.outcomes import FaultSeries, Outcomes, Window
+from mqspec.core.timeseries import TimeSeries
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,8 @@ class RunResult:
     outcomes: Outcomes | None = None
     unavailable: tuple[Window, ...] = ()
     fault_series: tuple[FaultSeries, ...] = ()
+    # second by second: rates, latency percentiles, queue depths, fault events
+    timeseries: TimeSeries = field(default_factory=TimeSeries)
 
     @property
     def interrupted(self) -> bool:
@@ -189,3 +192,5 @@ class Live:
     producers: dict[str, dict[str, int]] = field(default_factory=dict)
     consumers: dict[str, dict[str, int]] = field(default_factory=dict)
     rpc: dict[str, dict[str, int]] = field(default_factory=dict)
+    # expectations met, failed and still open so far (core.provisional), filled in by the runner
+    expectations: dict[str, int] = field(default_factory=dict)

@@ -50,7 +50,8 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
                                           live probes of `routes` expectations: where each probe message landed
      "ended": "done" | "drained" | "drain_timeout" | "duration" | "timeout" | "interrupted" | "terminated" | "failed",
      "interrupted": bool,                 Ctrl-C (exit 130) or SIGTERM (exit 143): counts are partial
-     "error": str | null,                 the error that ended the workload ("failed"), as printed on stderr
+     "error": str | null,                 the error that ended the workload or kept it from starting
+                                          (topology refused, broker unreachable, NOT_FOUND): "failed"
      "left_over": {QUEUE: int},           after an error: messages left in the queues this run publishes to
      "missing_counts": [str],             instances whose counts never arrived (a hung worker, killed)
      "elapsed_s": float,                  seconds from the common start to the end of the run
@@ -63,14 +64,29 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
      "unavailable": [{"queue": str, "start_s": float, "end_s": float, "seconds": float, "open": bool}],
                                           silences of consumed queues while messages waited
      "fault_series": [{"fault": str, "start_s": float, "end_s": float,
-                       "seconds": [{"second": int, "published": int, "confirmed": int, "received": int}]}]}
+                       "seconds": [{"second": int, "published": int, "confirmed": int, "received": int}]}],
                                           per-second counts around each fault
+     "timeseries": {                      the run second by second (see Time series)
+         "t": [float],                    end of each second, in seconds from the common start
+         "producers": {NAME: {"published": [float], "confirmed": [float]}},     per second
+         "consumers": {NAME: {"received": [float], "acked": [float]}},          per second
+         "latency_ms": {"p50": [float | null], "p95": [...], "p99": [...], "max": [...],
+                        "count": [int | null]},      of the deliveries in each second; null: none
+         "queues": {NAME: {"depth": [int | null]}},  ready messages; null: could not be read then
+         "events": [{"t": float, "text": str}]}}     faults, when they fired
 
 Every producer and consumer is aggregated over its instances. `expected` (run-wide) counts messages
 that should reach some consumer: confirmed (or published, without confirms) minus returned and nacked.
 `lost` of a consumer counts, on its queue, confirmed messages of the routing-key slots that reach
 that queue which none of the queue's consumers received; broker redeliveries are `redelivered`, not
 `duplicates`.
+
+Time series: every list is aligned with `t`. The parent samples the workers' cumulative counters
+(from the progress reports they send ten times a second anyway) once a second and takes the
+difference; latency is the deliveries each worker recorded since its previous once-a-second report;
+queue depths come from a passive queue.declare on the parent's own connection (exact and immediate,
+where the management API's counts lag by its statistics interval). The last point covers the part
+second up to the end of the run.
 
 Rates are messages per second from the first to the last publish (producers), delivery (consumers)
 or reply (RPC clients). When that span is under 0.5 s (a burst written in one batch) the rate is
@@ -86,6 +102,7 @@ from typing import Any
 
 from mqspec.core.expect import ExpectationResult
 from mqspec.core.result import RunResult
+from mqspec.core.timeseries import columns
 from mqspec.errors import OperationFailed
 
 UNTHROTTLED_NOTE = ("producers ran unthrottled, so these latencies are mostly time spent waiting in the queue, not "
@@ -141,6 +158,7 @@ def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> d
                         for w in run.unavailable],
         "fault_series": [{"fault": f.fault, "start_s": f.start, "end_s": f.end, "seconds": [asdict(s) for s in f.seconds]}
                          for f in run.fault_series],
+        "timeseries": columns(run.timeseries),
     }
 
 

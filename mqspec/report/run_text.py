@@ -18,6 +18,7 @@ from rich.text import Text
 from mqspec.core.accounting import MIN_RATE_WINDOW
 from mqspec.core.expect import ExpectationResult
 from mqspec.core.result import Live, RunResult
+from mqspec.core.timeseries import Point
 from mqspec.report.junit import left_over_lines, shown
 from mqspec.report.run_json import latency_note
 
@@ -190,7 +191,12 @@ def print_summary(out: Console, run: RunResult, results: list[ExpectationResult]
 
 
 class LiveProgress:
-    """An Observer that redraws per-producer and per-consumer counts and rates four times a second."""
+    """An Observer for terminals: a table redrawn four times a second, and one line kept per second.
+
+    The line gives each producer's and consumer's rate over the last second, what is in flight
+    (published but not yet confirmed, delivered but not yet acknowledged, ready in the sampled
+    queues), the latency of the second's deliveries, and the expectations decided so far.
+    """
 
     def __init__(self, out: Console, scenario: str) -> None:
         self.out = out
@@ -199,6 +205,7 @@ class LiveProgress:
         self.previous: dict[str, int] = {}
         self.previous_at = time.monotonic()
         self.notes: list[str] = []
+        self.latest = Live()
 
     def __enter__(self) -> LiveProgress:
         self.live = RichLive(console=self.out, refresh_per_second=4, transient=True)
@@ -215,13 +222,20 @@ class LiveProgress:
         if self.live is not None:
             self.live.console.print(text)
 
+    def second(self, point: Point) -> None:
+        if self.live is not None:
+            self.live.console.print(second_line(point, self.latest), highlight=False, markup=False)
+
     def progress(self, live: Live) -> None:
+        self.latest = live
         if self.live is None:
             return
         now = time.monotonic()
         span = max(now - self.previous_at, 1e-6)
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                      title=f"{self.scenario}: {live.phase} {live.elapsed:.1f}s", title_justify="left")
+        title = f"{self.scenario}: {live.phase} {live.elapsed:.1f}s"
+        if live.expectations:
+            title += f"  expectations: {expectations_so_far(live.expectations)}"
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title=title, title_justify="left")
         for column in ("", "name", "count", "msg/s", "detail"):
             table.add_column(column, justify="right" if column in ("count", "msg/s") else "left")
         current: dict[str, int] = {}
@@ -241,3 +255,28 @@ class LiveProgress:
             table.add_row("rpc", name, _n(row["answered"]), "", f"sent {_n(row['sent'])}, timeouts {_n(row['timeouts'])}")
         self.previous, self.previous_at = current, now
         self.live.update(Group(table))
+
+
+def expectations_so_far(counts: dict[str, int]) -> str:
+    return f"{counts.get('met', 0)} met, {counts.get('failed', 0)} failed, {counts.get('open', 0)} open"
+
+
+def second_line(point: Point, live: Live) -> str:
+    """One second of the run on one line, e.g. `3s  published 1,000/s  received 998/s  in flight: ...`."""
+    parts = [f"{point.t:5.0f}s"]
+    parts += [f"{name} published {_n(row['published'])}/s" for name, row in point.producers.items()]
+    parts += [f"{name} received {_n(row['received'])}/s" for name, row in point.consumers.items()]
+    flight = []
+    unconfirmed = sum(max(r["published"] - r["confirmed"] - r["nacked"], 0) for r in live.producers.values() if r["confirmed"])
+    if unconfirmed:
+        flight.append(f"{_n(unconfirmed)} unconfirmed")
+    flight.append(f"{_n(sum(r['held'] for r in live.consumers.values()))} unacked")
+    ready = sum(v for v in point.queues.values() if v is not None)
+    if point.queues:
+        flight.append(f"{_n(ready)} ready")
+    parts.append("in flight: " + ", ".join(flight))
+    if point.latency is not None:
+        parts.append(f"latency p50 {point.latency.p50:g} p99 {point.latency.p99:g} max {point.latency.max:g} ms")
+    if live.expectations:
+        parts.append(f"expectations: {expectations_so_far(live.expectations)}")
+    return "  ".join(parts)

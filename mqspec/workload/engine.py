@@ -37,7 +37,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple, Protocol
 
 from mqspec.broker import amqp
-from mqspec.core import accounting, marks, model, outcomes, result
+from mqspec.core import accounting, marks, model, outcomes, result, timeseries
 from mqspec.core.result import Live, MissingCounts
 from mqspec.core.vocabulary import DIRECT_REPLY_TO
 from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed, Terminated
@@ -71,14 +71,24 @@ PROGRESS_EVERY = 0.25
 SAMPLE_EVERY = 0.1
 
 
+SECOND_EVERY = 1.0
+SAMPLED_QUEUES = 64          # at most this many queues' depths go into the time series
+DEPTH_RETRY_AFTER = 5.0      # seconds without depth samples after the broker could not be asked
+
+
 class Observer(Protocol):
     def progress(self, live: Live) -> None: ...
+
+    def second(self, point: timeseries.Point) -> None: ...
 
     def note(self, text: str) -> None: ...
 
 
 class _Quiet:
     def progress(self, live: Live) -> None:
+        pass
+
+    def second(self, point: timeseries.Point) -> None:
         pass
 
     def note(self, text: str) -> None:
@@ -122,6 +132,15 @@ def watched_queues(scenario: model.Scenario) -> list[str]:
             names.append(queue.name)
     exclusive = {q.name for q in scenario.topology.queues if q.exclusive}
     return list(dict.fromkeys(n for n in names if n not in exclusive and n != DIRECT_REPLY_TO))
+
+
+def sampled_queues(scenario: model.Scenario) -> list[str]:
+    """Queues whose depth the time series follows: the topology's (not exclusive ones: another connection
+    owns those) and the consumed ones, at most SAMPLED_QUEUES."""
+    work = scenario.workload
+    exclusive = {q.name for q in scenario.topology.queues if q.exclusive}
+    names = [q.name for q in scenario.topology.queues] + [c.queue for c in work.consumers] + [s.queue for s in work.rpc_servers]
+    return [n for n in dict.fromkeys(names) if n not in exclusive and n != DIRECT_REPLY_TO][:SAMPLED_QUEUES]
 
 
 @contextmanager
@@ -239,6 +258,10 @@ class Run:
         self.samples: list[outcomes.Sample] = []
         self.next_sample = 0.0
         self.queue_of = {c.name: c.queue for c in self.work.consumers}
+        self.recorder = timeseries.Recorder()
+        self.sampled = sampled_queues(scenario)
+        self.next_second = 0.0
+        self.depths_after = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -253,6 +276,7 @@ class Run:
             self._go()
             ended = self._control()
             self._stop_workers(ended)
+            self._second(time.monotonic())
         except Terminated:
             ended = "terminated"
             self._abort("terminated")
@@ -305,6 +329,7 @@ class Run:
 
     def _go(self) -> None:
         self.go_at = time.monotonic()
+        self.next_second = self.go_at + SECOND_EVERY
         self._broadcast(Go(time.time_ns()))
 
     def _control(self) -> str:
@@ -316,6 +341,8 @@ class Run:
             now = time.monotonic()
             self._sample(now)
             self._fire_faults(now)
+            if now >= self.next_second:
+                self._second(now)
             ended = self._end_reason(now)
             if ended:
                 return ended
@@ -350,6 +377,8 @@ class Run:
             self.ready.add(message.worker)
         elif isinstance(message, Progress):
             self.snapshots[message.worker] = message.snapshot
+            if message.snapshot.latency:
+                self.recorder.latency(message.snapshot.latency)
         elif isinstance(message, Fatal):
             if self.failure is None:
                 text = message.message
@@ -459,6 +488,7 @@ class Run:
         published = sum(row.published for row in self._producer_rows())
         for fault in self.faults.due(now - self.go_at, published):
             self.observer.note(f"fault: {describe(fault)}")
+            self.recorder.event(now - self.go_at, describe(fault))
             if fault.action == "kill_consumer":
                 self._kill(fault)
                 continue
@@ -522,6 +552,35 @@ class Run:
         for pipe in self.pipes.values():
             pipe.close()
 
+    # --- the time series ---------------------------------------------------------------------------
+
+    def _second(self, now: float) -> None:
+        """One second's point from the latest snapshots (cumulative counts) and the queues' depths."""
+        self.next_second = max(self.next_second + SECOND_EVERY, now + SECOND_EVERY / 2)
+        producers: dict[str, dict[str, int]] = {}
+        for prow in self._producer_rows():
+            row = producers.setdefault(prow.name, {"published": 0, "confirmed": 0})
+            row["published"] += prow.published
+            row["confirmed"] += prow.confirmed
+        consumers: dict[str, dict[str, int]] = {}
+        for crow in self._consumer_rows():
+            row = consumers.setdefault(crow.name, {"received": 0, "acked": 0})
+            row["received"] += crow.received
+            row["acked"] += crow.acked
+        point = self.recorder.sample(now - self.go_at, producers, consumers, self._depths(now))
+        self.observer.second(point)
+
+    def _depths(self, now: float) -> dict[str, int | None]:
+        """Ready messages per sampled queue by passive declare; None while a fault runs or the broker is away."""
+        unknown: dict[str, int | None] = dict.fromkeys(self.sampled)
+        if not self.sampled or self.fault_runner.busy or now < self.depths_after:
+            return unknown
+        depths = self.monitor.depths(self.sampled)
+        if depths is None:
+            self.depths_after = now + DEPTH_RETRY_AFTER
+            return unknown
+        return {name: depths.get(name) for name in self.sampled}
+
     # --- display and result -----------------------------------------------------------------------
 
     def _missing(self) -> tuple[MissingCounts, ...]:
@@ -539,11 +598,12 @@ class Run:
             row["nacked"] += nacked
             row["returned"] += returned
             row["done"] += int(done)
-        for name, _i, received, held, stopped, _r in self._consumer_rows():
-            row = live.consumers.setdefault(name, {"received": 0, "held": 0, "stopped": 0})
-            row["received"] += received
-            row["held"] += held
-            row["stopped"] += int(bool(stopped))
+        for crow in self._consumer_rows():
+            row = live.consumers.setdefault(crow.name, {"received": 0, "acked": 0, "held": 0, "stopped": 0})
+            row["received"] += crow.received
+            row["acked"] += crow.acked
+            row["held"] += crow.held
+            row["stopped"] += int(bool(crow.stopped))
         for snapshot in self.snapshots.values():
             for name, sent, answered, timeouts, _done in snapshot.rpc_clients:
                 live.rpc[name] = {"sent": sent, "answered": answered, "timeouts": timeouts}
@@ -583,6 +643,7 @@ class Run:
             outcomes=outcomes.outcomes(producers, consumers, duplicates) if producers else None,
             unavailable=outcomes.unavailable(self.samples, queues, spans),
             fault_series=outcomes.series(self.samples, spans),
+            timeseries=self.recorder.series(),
         )
 
 

@@ -34,6 +34,7 @@ class ConsumerRow(NamedTuple):
     held: int
     stopped: str        # "" while running, else why it stopped
     reconnects: int
+    acked: int = 0
 
 
 class RpcClientRow(NamedTuple):
@@ -59,6 +60,8 @@ class Snapshot(NamedTuple):
     rpc_servers: tuple[RpcServerRow, ...] = ()
     # the broker's names of the open connections ("client-ip:port -> server-ip:port")
     connections: tuple[str, ...] = ()
+    # latency counts (quantised microseconds -> deliveries) moved out of the consumers since the last snapshot
+    latency: dict[int, int] | None = None
 
 
 class Tallies(NamedTuple):

@@ -193,13 +193,28 @@ class Worker:
         return Snapshot(
             tuple(ProducerRow(p.spec.name, p.instance, p.tally.published, p.tally.confirmed, p.tally.nacked,
                               p.tally.returned, p.tally.done, p.reconnects) for p in self.producers),
-            tuple(ConsumerRow(c.spec.name, c.instance, c.tally.received, c.tally.held, c.tally.stopped, c.reconnects)
-                  for c in self.consumers),
+            tuple(ConsumerRow(c.spec.name, c.instance, c.tally.received, c.tally.held, c.tally.stopped, c.reconnects,
+                              c.tally.acked) for c in self.consumers),
             tuple(RpcClientRow(r.spec.name, r.tally.sent, r.tally.answered, r.tally.timeouts, r.tally.done)
                   for r in self.rpc_clients),
             tuple(RpcServerRow(s.spec.name, s.tally.instance, s.tally.handled) for s in self.servers),
             tuple(name for name in (c.connection_name for c in self.clients) if name),
+            latency=self._latency_counts(),
         )
+
+    def _latency_counts(self) -> dict[int, int] | None:
+        """The quantised latency counts since the last snapshot, folded into each consumer's histogram.
+
+        A tenth of a second holds few distinct quantised values, so this costs little; the parent
+        turns them into per-second percentiles."""
+        merged: dict[int, int] = {}
+        for consumer in self.consumers:
+            counts = consumer.tally.latency.counts
+            if counts:
+                for value, count in counts.items():
+                    merged[value] = merged.get(value, 0) + count
+                consumer.tally.latency.fold()
+        return merged or None
 
     def final(self) -> Tallies:
         for consumer in self.consumers:
