@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-plain lint typecheck unit broker venv bench clean cluster cluster-down cluster-status
+.PHONY: demo test test-plain lint typecheck unit broker tools venv bench clean cluster cluster-down cluster-status
 
 # Before creating the venv: Python 3.11 or newer, and a working `python3 -m venv` (Debian/Ubuntu: python3-venv).
 define CREATE_VENV
@@ -40,6 +40,10 @@ venv: $(STAMP)
 broker:
 	@scripts/ensure-broker
 
+# Debian's chromium, for the headless check of the HTML report (tests/test_report_results.py).
+tools:
+	@scripts/ensure-tools
+
 # Private RabbitMQ nodes joined into one cluster, beside the broker above (docs/cluster.md).
 # make cluster NODES=5 ARGS=--netns
 NODES ?= 3
@@ -67,7 +71,7 @@ unit: venv
 # the workload tests again on pika's own publish and delivery code (the fallback of mqspec/workload/frames.py)
 WORKLOAD_TESTS := tests/test_workload_broker.py tests/test_run_safety.py
 
-test: venv broker lint
+test: venv broker tools lint
 	$(BIN)/pytest -q
 	@$(MAKE) --no-print-directory test-plain
 
