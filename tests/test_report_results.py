@@ -241,7 +241,7 @@ def test_unreachable_broker_still_writes_report_and_junit_with_an_error_case(tmp
     result = mqspec("apply", path, "--report", str(report), "--junit", str(xml))
     assert result.exit_code != 0
     body = json.loads(report.read_text())
-    assert body["passed"] is False and body["ended"] == "error"
+    assert body["passed"] is False and body["ended"] == "failed"
     assert body["error"].startswith("the topology could not be applied: ")
     text = xml.read_text()
     _validate(text)
