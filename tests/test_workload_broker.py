@@ -800,7 +800,9 @@ expect:
     assert result.exit_code == 0, result.output
     assert list(report) == ["scenario", "passed", "producers", "consumers", "latency_ms", "expectations", "rpc_clients",
                             "rpc_servers", "latency_samples", "latency_note", "messages", "queues", "routes", "ended",
-                            "interrupted", "error", "left_over", "missing_counts", "elapsed_s", "workers", "faults", "notes"]
+                            "interrupted", "error", "left_over", "missing_counts", "elapsed_s", "workers", "faults", "notes",
+                            "timeseries"]
+    assert list(report["timeseries"]) == ["t", "producers", "consumers", "latency_ms", "queues", "events"]
     assert set(report["producers"]["p"]) == {"published", "confirmed", "nacked", "returned", "rate", "instances",
                                              "unconfirmed", "reconnects", "republished", "finished"}
     assert set(report["consumers"]["c"]) == {"received", "acked", "redelivered", "duplicates", "lost", "expected",
