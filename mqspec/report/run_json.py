@@ -13,6 +13,8 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
          "unconfirmed": int,              still unconfirmed when the run ended (counted as failed)
          "reconnects": int,               connections re-established after a loss
          "republished": int,              unconfirmed messages published again after a reconnect
+         "blocked": int,                  times the broker blocked the connection (connection.blocked: an alarm)
+         "blocked_seconds": float,        seconds spent blocked; never counted as loss
          "finished": int}},               instances that published everything they were to (and had it confirmed)
      "consumers": {NAME: {
          "received": int, "acked": int, "rejected": int, "nacked": int,
