@@ -307,7 +307,8 @@ def file_as_code(doc: Document, refuse: bool = False) -> list[Problem]:
     data = _dict(doc.data)
     broker, workload = _dict(data.get("broker")), _dict(data.get("workload"))
     found = [_command_problem(doc, i, command, refuse) for i, command in enumerate(_list(broker.get("restart_command")))
-             if isinstance(command, list) and all(isinstance(part, str) for part in command)]
+             if isinstance(command, list) and all(isinstance(part, str) for part in command)
+             and (refuse or tuple(command) not in model.BrokerSettings().restart_command)]  # the default warns nowhere
     if refuse and "restart_command" not in broker:
         found += [doc.problem(("workload", "faults", i, "action"), "restart_broker runs broker.restart_command (by default "
                               f"`rabbitmqctl stop_app` and `rabbitmqctl start_app`) on this machine: {NO_COMMANDS}",
