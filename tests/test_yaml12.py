@@ -38,7 +38,7 @@ def test_norway_on_and_a_leading_zero_read_as_yaml_1_2_says() -> None:
 
 
 @pytest.mark.parametrize(("text", "value"), [
-    ("yes", "yes"), ("No", "No"), ("off", "off"), ("y", "y"), ("true", True), ("FALSE", False), ("~", None), ("null", None),
+    ("", None), ("yes", "yes"), ("No", "No"), ("off", "off"), ("y", "y"), ("true", True), ("FALSE", False), ("~", None), ("null", None),
     ("01234", 1234), ("0o17", 15), ("0x1F", 31), ("1_000", "1_000"), ("0b101", "0b101"), ("1:20", "1:20"), ("-42", -42),
     ("1e3", 1000), ("1.10", 1.1), ("2001-12-14", "2001-12-14"), ("+0x1F", "+0x1F"),
 ])

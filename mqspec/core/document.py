@@ -22,6 +22,7 @@ from mqspec.core.problems import Problem, shorten
 MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 1_000_000
+MAX_EXPANDED_BYTES = 64 * 1024 * 1024  # text of every scalar, each alias counted again
 MERGE_KEY = "<<"
 
 PathKey = tuple[str | int, ...]
@@ -182,6 +183,7 @@ class _Frame:
     path: PathKey
     anchor: str | None
     start_nodes: int
+    start_bytes: int
     pending_key: str | None = None
     key_marks: dict[str, Mark] = field(default_factory=dict)
 
@@ -191,8 +193,9 @@ class _Builder:
         self.doc = Document(path, None)
         self.env = env
         self.stack: list[_Frame] = []
-        self.anchors: dict[str, tuple[Any, int]] = {}
         self.nodes = 0
+        self.bytes = 0
+        self.anchors: dict[str, tuple[Any, int, int]] = {}
         self.problems: list[Problem] = []
         self.documents = 0
 
@@ -232,11 +235,15 @@ class _Builder:
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             self._close()
 
-    def _count(self, amount: int, event: Any) -> None:
+    def _count(self, amount: int, event: Any, size: int = 0) -> None:
         self.nodes += amount
+        self.bytes += size
         if self.nodes > MAX_NODES:
             raise _Limit(_mark(event), f"document expands to more than {MAX_NODES:,} values (alias bomb?)",
                          "use fewer aliases or a smaller file")
+        if self.bytes > MAX_EXPANDED_BYTES:
+            raise _Limit(_mark(event), f"document expands to more than {MAX_EXPANDED_BYTES // 2**20} MiB of text (alias bomb?)",
+                         "use fewer aliases of long values, or a smaller file")
 
     def _child_path(self) -> PathKey:
         if not self.stack:
@@ -260,26 +267,27 @@ class _Builder:
             self.problems.append(self.doc_problem(_mark(event), path, f"unsupported YAML tag {_short_tag(event.tag)}",
                                                   "remove the tag"))
         value: dict[str, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
-        self.stack.append(_Frame(value, path, event.anchor, self.nodes))
+        self.stack.append(_Frame(value, path, event.anchor, self.nodes, self.bytes))
 
     def _close(self) -> None:
         frame = self.stack.pop()
         if frame.anchor:
-            self.anchors[frame.anchor] = (frame.value, self.nodes - frame.start_nodes + 1)
+            self.anchors[frame.anchor] = (frame.value, self.nodes - frame.start_nodes + 1, self.bytes - frame.start_bytes)
         self._attach(frame.value)
 
     def _expecting_key(self) -> bool:
         return bool(self.stack) and isinstance(self.stack[-1].value, dict) and self.stack[-1].pending_key is None
 
-    def _add(self, value: Any, event: Any, weight: int | None) -> None:
+    def _add(self, value: Any, event: Any, weight: tuple[int, int] | None) -> None:
         if self._expecting_key():
             self._key(event)
             return
-        self._count(1 if weight is None else weight, event)
+        nodes, size = (1, len(value) if isinstance(value, str) else 0) if weight is None else weight
+        self._count(nodes, event, size)
         path = self._child_path()
         self.doc.marks.setdefault(path, _mark(event))
         if isinstance(event, yaml.ScalarEvent) and event.anchor:
-            self.anchors[event.anchor] = (value, 1)
+            self.anchors[event.anchor] = (value, 1, size)
         self._attach(value)
 
     def _key(self, event: Any) -> None:
@@ -332,8 +340,8 @@ class _Builder:
     def _alias(self, event: Any) -> None:
         if event.anchor not in self.anchors:
             raise _Limit(_mark(event), f"alias *{event.anchor} refers to no anchor", f"define &{event.anchor} before using it")
-        value, weight = self.anchors[event.anchor]
-        self._add(value, event, weight)
+        value, nodes, size = self.anchors[event.anchor]
+        self._add(value, event, (nodes, size))
 
     def _scalar(self, event: Any) -> Any:
         if self._expecting_key():

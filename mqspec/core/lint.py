@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
-from mqspec.core import model, offline, routing, scalars
+from mqspec.core import model, offline, routing, scalars, semantics
 from mqspec.core.document import Disputed, Document, json_path
 from mqspec.core.problems import Problem, shorten
 from mqspec.core.semantics import problem
@@ -294,3 +296,54 @@ def _disputed_hint(item: Disputed) -> str:
         kind = "a boolean" if isinstance(readings[0], bool) else "a number"
         hint += f"; write {' or '.join(forms)} if it is {kind}"
     return hint + ", so that every YAML tool reads the same"
+
+
+NO_COMMANDS = "refused by --no-commands"
+
+
+def file_as_code(doc: Document, refuse: bool = False) -> list[Problem]:
+    """What a scenario makes this machine do besides talking to the broker: commands it runs, files it reads from
+    outside its folder. Warnings, so that a reader sees them; errors with --no-commands, for files you did not write."""
+    data = _dict(doc.data)
+    broker, workload = _dict(data.get("broker")), _dict(data.get("workload"))
+    found = [_command_problem(doc, i, command, refuse) for i, command in enumerate(_list(broker.get("restart_command")))
+             if isinstance(command, list) and all(isinstance(part, str) for part in command)
+             and (refuse or tuple(command) not in model.BrokerSettings().restart_command)]  # the default warns nowhere
+    if refuse and "restart_command" not in broker:
+        found += [doc.problem(("workload", "faults", i, "action"), "restart_broker runs broker.restart_command (by default "
+                              f"`rabbitmqctl stop_app` and `rabbitmqctl start_app`) on this machine: {NO_COMMANDS}",
+                              "run the file without --no-commands once you have read it")
+                  for i, fault in enumerate(_list(workload.get("faults")))
+                  if isinstance(fault, dict) and fault.get("action") == "restart_broker"]
+    for i, producer in enumerate(_list(workload.get("producers"))):
+        body_file = producer.get("body_file") if isinstance(producer, dict) else None
+        if isinstance(body_file, str) and _outside(doc.path, body_file):
+            found.append(doc.problem(("workload", "producers", i, "body_file"),
+                                     f"body_file '{body_file}' is outside the scenario's folder: apply publishes that file's bytes "
+                                     f"to the broker{': ' + NO_COMMANDS if refuse else ''}",
+                                     "keep message bodies next to the scenario, and read a file you did not write before running it",
+                                     "error" if refuse else "warning"))
+    return found
+
+
+def _command_problem(doc: Document, index: int, command: list[str], refuse: bool) -> Problem:
+    shown = " ".join(shlex.quote(part) for part in command)
+    return doc.problem(("broker", "restart_command", index), f"runs the command `{shorten(shown, 120)}` on this machine when a "
+                       f"restart_broker fault fires{': ' + NO_COMMANDS if refuse else ''}",
+                       "read the commands of a file you did not write before running it; --no-commands refuses such files",
+                       "error" if refuse else "warning")
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _outside(scenario_path: str, body_file: str) -> bool:
+    if Path(body_file).expanduser().is_absolute():
+        return True
+    folder = Path(scenario_path).parent.resolve()
+    return not Path(semantics.input_path(scenario_path, body_file)).resolve().is_relative_to(folder)

@@ -21,6 +21,8 @@ class Overrides(NamedTuple):
 
     url: str | None = None
     management_url: str | None = None
+    # --no-commands: refuse a file that runs commands or reads files outside its folder (a file you did not write)
+    no_commands: bool = False
 
 
 class Loaded(NamedTuple):
@@ -39,6 +41,7 @@ def load_bytes(raw: bytes, path: str, overrides: Overrides = Overrides(), env: M
         return Loaded(None, exc.problems)
     seen = {p.path for p in doc.problems}
     problems = doc.problems + lint.disputed_scalars(doc) + [p for p in schema.check(doc) if p.path not in seen]
+    problems += lint.file_as_code(doc, refuse=overrides.no_commands)
     if errors(problems):
         return Loaded(None, problems + _semantics_of_the_rest(doc, overrides, errors(doc.problems)))
     scenario = build(doc, overrides)

@@ -27,6 +27,14 @@ _NAN = re.compile(r"\.nan|\.NaN|\.NAN")
 # Only a scalar starting with one of these can be anything but text, in either version.
 _MAYBE_TYPED = frozenset("-+.0123456789nNtTfF~yYoO=")
 
+_YAML11_WORDS: dict[str, bool | None] = {
+    **{word: True for word in ("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON")},
+    **{word: False for word in ("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF")},
+    **{word: None for word in ("null", "Null", "NULL")},
+    # YAML 1.1's bool type also has y and n (Go's yaml.v2 reads them so; PyYAML does not)
+    "y": True, "Y": True, "n": False, "N": False,
+}
+_PLAIN_DECIMAL = re.compile(r"-?(0|[1-9][0-9]{0,17})")
 _RESOLVER = yaml.resolver.Resolver()
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 NOT_TEXT = "not text"
@@ -92,10 +100,14 @@ def construct(tag: str, text: str) -> Any:
 
 def yaml11(text: str) -> Any:
     """What a YAML 1.1 tool (PyYAML's safe loader) reads a plain scalar as; NOT_TEXT for values it cannot make."""
-    if text and text[0] not in _MAYBE_TYPED:
+    if not text:
+        return None
+    if text[0] not in _MAYBE_TYPED:
         return text
-    if text in ("y", "Y", "n", "N"):
-        return text in ("y", "Y")  # YAML 1.1's bool type (yaml.v2 reads them so; PyYAML does not)
+    if text[0].isalpha():
+        return _YAML11_WORDS.get(text, text)  # a word: only bool and null words are typed in YAML 1.1
+    if _PLAIN_DECIMAL.fullmatch(text):
+        return int(text)  # the common case, read alike by both versions, without PyYAML's slower path
     tag = _RESOLVER.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
     if tag == "tag:yaml.org,2002:str":
         return text

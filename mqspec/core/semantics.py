@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
 from collections.abc import Iterable, Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
@@ -64,8 +66,51 @@ def problem(scenario: model.Scenario, where: str, message: str, hint: str = "", 
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    return Suggester(candidates).suggest(name)
+
+
+class Suggester:
+    """'; did you mean ...?' for a misspelt name, in time that does not grow with the number of names.
+
+    difflib compares with every candidate; with thousands of names and thousands of misspellings that is
+    minutes. A typo mostly keeps the start or the end of a name, so only the names next to it in sorted
+    order, and next to it in sorted order of reversed names, are compared: at most 2 * NEIGHBOURS. After
+    BUDGET suggestions no more are looked for: a file with that many misspellings needs no more hints.
+    """
+
+    NEIGHBOURS = 16
+    BUDGET = 500
+
+    def __init__(self, candidates: Iterable[str]) -> None:
+        self.candidates = candidates
+        self.left = self.BUDGET
+
+    @cached_property
+    def names(self) -> list[str]:
+        return sorted(set(self.candidates))
+
+    @cached_property
+    def reversed(self) -> list[str]:
+        return sorted(name[::-1] for name in self.names)
+
+    def suggest(self, name: str) -> str:
+        if self.left <= 0:
+            return ""
+        self.left -= 1
+        close = difflib.get_close_matches(name, self._near(name), n=1, cutoff=0.6)
+        return f"; did you mean '{close[0]}'?" if close else ""
+
+    def _near(self, name: str) -> list[str]:
+        if len(self.names) <= 2 * self.NEIGHBOURS:
+            return self.names
+        found = set(_around(self.names, name, self.NEIGHBOURS))
+        found |= {text[::-1] for text in _around(self.reversed, name[::-1], self.NEIGHBOURS)}
+        return sorted(found)
+
+
+def _around(ordered: list[str], name: str, count: int) -> list[str]:
+    at = bisect.bisect_left(ordered, name)
+    return ordered[max(0, at - count // 2): at + count // 2]
 
 
 def check(scenario: model.Scenario, doc: Document | None = None) -> list[Problem]:
@@ -84,17 +129,21 @@ class _Known:
         self.exchanges = {e.name for e in scenario.topology.exchanges} | set(BUILTIN_EXCHANGES)
         self.queues = {q.name for q in scenario.topology.queues}
         self.declared_exchanges = [e.name for e in scenario.topology.exchanges]
+        self._suggesters = {"exchange": Suggester(self.declared_exchanges), "queue": Suggester(self.queues)}
+
+    def _suggest(self, kind: str, name: str) -> str:
+        return self._suggesters[kind].suggest(name)
 
     def exchange_problem(self, scenario: model.Scenario, name: str, where: str, role: str) -> Problem | None:
         if name in self.exchanges:
             return None
-        return problem(scenario, where, f"{role} '{name}' is not declared{suggest(name, self.declared_exchanges)}",
+        return problem(scenario, where, f"{role} '{name}' is not declared{self._suggest('exchange', name)}",
                        "declare it under topology.exchanges, or mark it `external: true` there if it exists already")
 
     def queue_problem(self, scenario: model.Scenario, name: str, where: str, role: str) -> Problem | None:
         if name in self.queues or name == DIRECT_REPLY_TO:
             return None
-        return problem(scenario, where, f"{role} '{name}' is not declared{suggest(name, self.queues)}",
+        return problem(scenario, where, f"{role} '{name}' is not declared{self._suggest('queue', name)}",
                        "declare it under topology.queues, or mark it `external: true` there if it exists already")
 
 
@@ -373,13 +422,14 @@ def _expectations(scenario: model.Scenario) -> Iterator[Problem]:
         "rpc": {c.name for c in work.rpc_clients},
     }
     known = _Known(scenario)
+    suggesters = {kind: Suggester(found) for kind, found in names.items()}
     for expectation in scenario.expectations:
         if isinstance(expectation, model.CountExpectation) and expectation.subject_kind != "outcomes":
-            yield from _unknown(scenario, expectation.subject_kind, [expectation.subject], names, expectation.where)
+            yield from _unknown(scenario, expectation.subject_kind, [expectation.subject], names, suggesters, expectation.where)
         elif isinstance(expectation, model.RpcAnswered):
-            yield from _unknown(scenario, "rpc", [expectation.client], names, expectation.where)
+            yield from _unknown(scenario, "rpc", [expectation.client], names, suggesters, expectation.where)
         elif isinstance(expectation, (model.Balanced, model.EveryMessage)):
-            yield from _unknown(scenario, "consumer", list(expectation.consumers), names, expectation.where)
+            yield from _unknown(scenario, "consumer", list(expectation.consumers), names, suggesters, expectation.where)
         elif isinstance(expectation, model.Routes):
             for route in expectation.routes:
                 found = known.exchange_problem(scenario, route.exchange, f"{route.where}.exchange", "route exchange")
@@ -391,10 +441,11 @@ def _expectations(scenario: model.Scenario) -> Iterator[Problem]:
                         yield found
 
 
-def _unknown(scenario: model.Scenario, kind: str, subjects: list[str], names: dict[str, set[str]], where: str) -> Iterator[Problem]:
+def _unknown(scenario: model.Scenario, kind: str, subjects: list[str], names: dict[str, set[str]],
+             suggesters: dict[str, Suggester], where: str) -> Iterator[Problem]:
     for subject in subjects:
         if subject not in names[kind]:
-            yield problem(scenario, f"{where}.{kind}", f"expectation names unknown {kind} '{subject}'{suggest(subject, names[kind])}",
+            yield problem(scenario, f"{where}.{kind}", f"expectation names unknown {kind} '{subject}'{suggesters[kind].suggest(subject)}",
                           f"name a {kind} declared in this file")
 
 
