@@ -33,6 +33,12 @@ class Format(StrEnum):
     json = "json"
 
 
+class MigrateVia(StrEnum):
+    auto = "auto"
+    shovel = "shovel"
+    relay = "relay"
+
+
 class GraphFormat(StrEnum):
     mermaid = "mermaid"
     dot = "dot"
@@ -98,6 +104,15 @@ def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
     ctx.obj = Context(Overrides(url, management_url, no_commands), debug)
+
+
+def _duration(value: str, option: str) -> float:
+    from mqspec.core.units import seconds
+
+    try:
+        return seconds(value)
+    except ValueError:
+        raise typer.BadParameter(f"not a duration: {value!r} (e.g. 30s, 2m)", param_hint=option) from None
 
 
 def _run(ctx: typer.Context, command: Callable[[Context], int]) -> None:
@@ -188,14 +203,23 @@ def apply(
     html: Annotated[Optional[Path], typer.Option("--html", metavar="PATH", help="Write a self-contained HTML report with charts.")] = None,
     metrics: Annotated[Optional[str], typer.Option("--metrics", metavar="[HOST]:PORT",
                                                    help="Serve Prometheus metrics during the run (host defaults to 127.0.0.1).")] = None,
+    migrate: Annotated[bool, typer.Option("--migrate", help="Replace queues that hold messages by moving the messages "
+                                          "through a holding queue and back.")] = False,
+    migrate_via: Annotated[MigrateVia, typer.Option("--migrate-via", help="How --migrate moves messages: a dynamic "
+                                                    "shovel when the plugin is enabled (auto), or mqspec's relay.")]
+    = MigrateVia.auto,
+    migrate_wait_consumers: Annotated[Optional[str], typer.Option(
+        "--migrate-wait-consumers", metavar="DURATION",
+        help="Wait up to DURATION (e.g. 30s) for a migrated queue's consumers to go before beginning.")] = None,
 ) -> None:
     """Apply the topology, run the workload, check the expectations and report."""
     from mqspec.commands import apply as command
     from mqspec.options import ApplyOptions
 
+    wait = _duration(migrate_wait_consumers, "--migrate-wait-consumers") if migrate_wait_consumers else 0.0
     options = ApplyOptions(topology_only, allow_replace, force, prune, output.value,
                            str(report) if report else None, str(junit) if junit else None, workers, strict, engine,
-                           str(html) if html else None, metrics)
+                           str(html) if html else None, metrics, migrate, migrate_via.value, wait)
     _run(ctx, lambda state: command.run(state, str(file), options))
 
 

@@ -18,6 +18,9 @@ class ApplyOptions(NamedTuple):
     engine: str | None = None     # overrides workload.engine: "local" or "dask://HOST:PORT"
     html: str | None = None       # self-contained HTML report path
     metrics: str | None = None    # [HOST]:PORT to serve Prometheus metrics on while the run goes
+    migrate: bool = False         # replace queues that hold messages by moving them through a holding queue
+    migrate_via: str = "auto"     # auto | shovel | relay
+    migrate_wait_consumers: float = 0.0   # seconds to wait for a migrated queue's consumers to go
 
 
 class PlanOptions(NamedTuple):

@@ -240,8 +240,10 @@ def test_queue_holding_messages_is_not_replaced_without_force() -> None:
     plan = diff(desired, found)
     assert (plan.changes[0].messages, plan.changes[0].consumers) == (5, 1)
     assert refusals(plan, allow_replace=True, force=False) == [
-        "refusing to replace queue 'orders.q': it holds 5 messages that would be lost; rerun with --force to discard them"]
+        "refusing to replace queue 'orders.q': it holds 5 messages that would be lost; rerun with --migrate to move "
+        "them to the new queue, or with --force to discard them"]
     assert refusals(plan, allow_replace=True, force=True) == []
+    assert refusals(plan, allow_replace=False, force=False, migrate=True) == []
 
 
 def test_queue_with_unknown_message_count_is_not_removed_without_force() -> None:

@@ -130,7 +130,8 @@ def test_replace_of_a_queue_holding_messages_is_refused_and_the_messages_stay(ur
     consented = mqspec("--url", url, "apply", changed, "--topology-only", "--allow-replace")
     assert consented.exit_code == 1
     assert consented.stderr_without_warnings == ("error: refusing to replace queue 'orders.q': it holds 3 messages that would be lost; "
-                                "rerun with --force to discard them\nNothing was changed.\n")
+                                "rerun with --migrate to move them to the new queue, or with --force to discard them\n"
+                                "Nothing was changed.\n")
     assert ready(url, "orders.q") == 3
 
 

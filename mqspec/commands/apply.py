@@ -8,10 +8,10 @@ from typing import Any
 
 from mqspec import runner
 from mqspec.broker.management import AccessRefused, Management, ManagementUnreachable
-from mqspec.broker.planning import make_plan
+from mqspec.broker.planning import make_plan_and_holdings
 from mqspec.broker.topology import execute
 from mqspec.context import Context
-from mqspec.core import model
+from mqspec.core import migration, model
 from mqspec.core.outcome import Outcome
 from mqspec.core.plan import Plan, refusals
 from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK, MqspecError
@@ -50,7 +50,8 @@ def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions
     out = _Output(ctx, options.output, to_stderr, errors)
     with Management(scenario.broker) as management:
         try:
-            plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
+            plan, holdings, live_queues = make_plan_and_holdings(management, scenario.broker, scenario.topology,
+                                                                 options.prune)
         except ManagementUnreachable as exc:
             return _over_amqp(scenario, f"{exc.message}\nnote: declaring exchanges, queues and bindings over AMQP instead",
                               out, options.allow_replace)
@@ -59,16 +60,27 @@ def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions
                 raise
             return _over_amqp(scenario, f"user '{management.user}' may not use the management API (it has no management "
                               "tag); declaring exchanges, queues and bindings over AMQP instead", out, options.allow_replace)
-        if plan.empty:
+        declared = {queue.name for queue in scenario.topology.queues}
+        half_done = [h for name, h in holdings.items() if name in declared]
+        if plan.empty and not (options.migrate and half_done):
             out.result(plan, "no changes", None, [])
             return EXIT_OK
-        refused = refusals(plan, options.allow_replace, options.force)
+        refused = refusals(plan, options.allow_replace, options.force, options.migrate)
+        if not options.migrate:
+            refused += [migration.half_done_refusal(h) for h in half_done]
         if refused:
             out.result(plan, "refused", None, refused)
             return EXIT_FAILED
         out.plan(plan)
-        outcome = execute(management, plan, force=options.force, settings=scenario.broker)
-    out.result(plan, "applied" if outcome.ok else "incomplete", outcome, [])
+        reports: list[migration.Report] = []
+        if options.migrate:
+            from mqspec.broker import migrate
+
+            outcome, reports = migrate.apply(management, plan, holdings, live_queues, scenario,
+                                             migrate.Settings(options.migrate_via, options.migrate_wait_consumers))
+        else:
+            outcome = execute(management, plan, force=options.force, settings=scenario.broker)
+    out.result(plan, "applied" if outcome.ok else "incomplete", outcome, [], reports)
     return outcome.exit_code
 
 
@@ -121,11 +133,14 @@ class _Output:
         for step in outcome.having("failed"):
             self.error(step.error)
 
-    def result(self, plan: Plan, status: str, outcome: Outcome | None, refused: list[str]) -> None:
+    def result(self, plan: Plan, status: str, outcome: Outcome | None, refused: list[str],
+               reports: list[migration.Report] | None = None) -> None:
         if self.json:
             body: dict[str, Any] = {"status": status, "plan": render.as_dict(plan), "refused": refused}
             if outcome is not None:
                 body.update(render.outcome_dict(outcome))
+            if reports:
+                body["migrations"] = [render.migration_dict(r) for r in reports]
             self.ctx.echo(json.dumps({"topology": body}, indent=2, ensure_ascii=False), err=self.err)
             _each(refused, self.error)
             return
@@ -138,6 +153,8 @@ class _Output:
             self.ctx.echo("Nothing was changed.", err=True)
             return
         assert outcome is not None
+        for report in reports or []:
+            self.ctx.echo(report.text(), err=self.err)
         self.outcome(outcome)
 
 

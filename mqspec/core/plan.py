@@ -261,16 +261,26 @@ def existing(topology: model.Topology) -> set[Key]:
 
 # --- guards ------------------------------------------------------------------------------------------------
 
-def refusals(plan: Plan, allow_replace: bool, force: bool) -> list[str]:
-    """Why apply (or destroy) must not run this plan, one sentence per change; empty when it may."""
+def refusals(plan: Plan, allow_replace: bool, force: bool, migrate: bool = False) -> list[str]:
+    """Why apply (or destroy) must not run this plan, one sentence per change; empty when it may.
+
+    `migrate` (apply --migrate) is consent to replace queues by moving their messages through a holding queue.
+    """
     found: list[str] = []
     for change in plan.changes:
+        if migrate and change.action == "replace" and change.kind == "queue" and _movable(change):
+            continue
         if change.action == "replace" and not allow_replace:
             found.append(f"refusing to replace {change.label} ({'; '.join(change.reasons)}): replacing deletes it and "
                          "declares it again; rerun with --allow-replace")
         if change.action in ("replace", "delete") and change.kind in ("queue", "vhost") and not force:
             found += _message_guard(change)
     return found
+
+
+def _movable(change: Change) -> bool:
+    """A stream cannot be migrated: reading it removes nothing, so there is no move to make crash-safe."""
+    return not (isinstance(change.live, model.Queue) and change.live.type == "stream")
 
 
 def _message_guard(change: Change) -> list[str]:
@@ -282,6 +292,9 @@ def _message_guard(change: Change) -> list[str]:
     if change.messages is None:
         return [f"refusing to {verb} {what}: the broker has not reported how many messages it holds yet; "
                 "rerun in a few seconds, or with --force to discard whatever it holds"]
+    if change.messages > 0 and change.action == "replace" and change.kind == "queue" and _movable(change):
+        return [f"refusing to {verb} {what}: it holds {_count(change.messages, 'message')} that would be lost; "
+                "rerun with --migrate to move them to the new queue, or with --force to discard them"]
     if change.messages > 0:
         return [f"refusing to {verb} {what}: it holds {_count(change.messages, 'message')} that would be lost; "
                 "rerun with --force to discard them"]

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from mqspec.core import migration
 from mqspec.core.outcome import Outcome, Step
 from mqspec.core.plan import ABSENT, ACTIONS, Change, Entity, FieldDiff, Plan
 
@@ -37,6 +38,19 @@ def _counts(change: Change) -> str:
     return f"{messages}, {consumers}"
 
 
+def migrate_offer(change: Change) -> list[str]:
+    """Under a replace of a queue that holds messages (or may): what apply --migrate would do instead."""
+    if change.kind != "queue" or change.action != "replace" or change.messages == 0:
+        return []
+    if getattr(change.live, "type", "") == "stream":
+        return []
+    return migration.offer(change.messages, change.consumers, change.name)
+
+
+def migration_dict(report: migration.Report) -> dict[str, Any]:
+    return asdict(report)
+
+
 def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
@@ -54,6 +68,7 @@ def text(plan: Plan, heading: str | None = None) -> str:
     for change in plan.changes:
         lines.append(change_line(change))
         lines += [f"      {reason}" for reason in change.reasons]
+        lines += [f"      {line}" for line in migrate_offer(change)]
     lines += ["", *(f"note: {n}" for n in plan.notes), summary(plan)]
     return "\n".join(lines)
 
@@ -75,6 +90,8 @@ def print_rich(plan: Plan, heading: str | None = None, err: bool = False) -> Non
         console.print(Text(change_line(change), style=STYLES[change.action]))
         for reason in change.reasons:
             console.print(Text(f"      {reason}", style="dim"))
+        for line in migrate_offer(change):
+            console.print(Text(f"      {line}", style="cyan"))
     console.print()
     for note in plan.notes:
         console.print(Text(f"note: {note}", style="dim"))
@@ -102,6 +119,7 @@ def change_dict(change: Change) -> dict[str, Any]:
         "reasons": list(change.reasons),
         "messages": change.messages,
         "consumers": change.consumers,
+        "migrate": migrate_offer(change) or None,
         "desired": _entity(change.desired),
         "live": _entity(change.live),
     }
