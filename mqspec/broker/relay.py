@@ -63,6 +63,7 @@ class _Relay:
                                                 on_open_error_callback=self._failed_to_open,
                                                 on_close_callback=self._closed)
         self.connection.ioloop.start()
+        self.connection.ioloop.close()
         if self.error:
             raise OperationFailed(self.error)
         return self.result

@@ -205,7 +205,7 @@ class Report:
     def text(self) -> str:
         resumed = f", resumed at {self.resumed_from}" if self.resumed_from else ""
         line = (f"migrated queue '{self.queue}' by {self.path}{resumed} in {self.seconds:.1f} s: "
-                f"{_count(self.moved, 'message')} moved, {self.duplicates} duplicated by a crash, "
+                f"{_count(self.moved, 'message')} moved, {self.duplicates} possibly duplicated by a crash (redelivered after it), "
                 f"{self.remaining} remaining; the queue holds {self.after}")
         return "\n".join([line, *(f"  note: {n}" for n in self.notes)])
 
