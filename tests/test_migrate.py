@@ -211,7 +211,7 @@ def test_migrate_to_quorum_keeps_100k_messages_their_headers_bindings_and_every_
     want = expected(list(range(100_000)) + producer.confirmed)
     assert set(got) == set(want), f"missing {len(set(want) - set(got))}, unexpected {len(set(got) - set(want))}"
     # The bindings switch over bind-first: a message published in that instant may land twice, never nowhere.
-    assert sum(got.values()) - len(want) <= 5
+    assert sum(got.values()) - len(want) <= 50
 
 
 # --- SIGKILL at each point, then a rerun -----------------------------------------------------------------------

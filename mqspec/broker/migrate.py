@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mqspec.broker import counts, live
+from mqspec.broker import counts
 from mqspec.broker.amqp import all_parameters
 from mqspec.broker.management import Management, q
 from mqspec.broker.relay import PAUSE_ENV, relay
@@ -161,11 +161,11 @@ class _Job:
         if self.m.holding is None:
             self._declare(migration.holding_queue(self.m.live, self.m.target))
         current = self._bindings(self.queue)
-        for binding in migration.retarget((*current, *self.extra), self.holding):
+        for binding in migration.retarget((*(b for b, _ in current), *self.extra), self.holding):
             self._bind(binding)
         self._pause("held")
-        for binding in current:
-            self._unbind(binding)
+        for binding, key in current:
+            self._unbind(binding, key)
 
     def _replace(self) -> None:
         if self._exists(self.queue):
@@ -178,10 +178,10 @@ class _Job:
     def _switch_back(self) -> None:
         """Every binding the holding queue carries (and the file's) onto the queue; then the holding queue unbound."""
         held = self._bindings(self.holding)
-        for binding in migration.retarget((*held, *self.extra), self.queue):
+        for binding in migration.retarget((*(b for b, _ in held), *self.extra), self.queue):
             self._bind(binding)
-        for binding in held:
-            self._unbind(binding)
+        for binding, key in held:
+            self._unbind(binding, key)
 
     def _finish(self) -> int:
         remaining = self._ready(self.holding)
@@ -278,18 +278,16 @@ class _Job:
         self.management.put(f"/queues/{self.v}/{q(queue.name)}", f"queue '{queue.name}' in vhost '{self.vhost}'",
                             vocabulary.queue_body(queue))
 
-    def _bindings(self, queue: str) -> list[model.Binding]:
+    def _bindings(self, queue: str) -> list[tuple[model.Binding, str]]:
+        """The queue's bindings (the default exchange's left out), each with the key that names it in the API."""
         found = self.management.get(f"/queues/{self.v}/{q(queue)}/bindings", f"the bindings of queue '{queue}'",
                                     missing_ok=True) or []
-        return [definitions.binding_from(e) for e in found if e.get("source")]
+        return [(definitions.binding_from(e), str(e["properties_key"])) for e in found if e.get("source")]
 
     def _bind(self, binding: model.Binding) -> None:
         self.management.post(f"/bindings/{self.v}/e/{q(binding.source)}/q/{q(binding.destination)}",
                              f"binding '{binding.source}' → queue '{binding.destination}'", vocabulary.binding_body(binding))
 
-    def _unbind(self, binding: model.Binding) -> None:
-        keys = live.binding_properties(self.management, self.vhost)
-        key = keys.get(binding.key())
-        if key is not None:
-            self.management.delete(f"/bindings/{self.v}/e/{q(binding.source)}/q/{q(binding.destination)}/{q(key)}",
+    def _unbind(self, binding: model.Binding, key: str) -> None:
+        self.management.delete(f"/bindings/{self.v}/e/{q(binding.source)}/q/{q(binding.destination)}/{q(key)}",
                                    f"binding '{binding.source}' → queue '{binding.destination}'")
