@@ -237,6 +237,7 @@ def test_migrate_killed_at_a_point_is_finished_by_the_next_run_without_loss(
         pytest.fail(f"mqspec ended without pausing at {point} (exit {process.wait()})")
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    process.stderr.close()
     publish_many(url, 10, start=500_000)        # published while the migration is half done: must survive too
 
     plan = mqspec("--url", url, "plan", quorum)
@@ -261,4 +262,8 @@ def test_migrate_killed_at_a_point_is_finished_by_the_next_run_without_loss(
     want = expected([*range(count), *range(500_000, 500_010)])
     assert set(got) == set(want), f"missing {len(set(want) - set(got))}, unexpected {len(set(got) - set(want))}"
     duplicates = sum(got.values()) - len(want)
-    assert duplicates <= int(report.group(3)) + 5, (duplicates, report.group(3))
+    # Killed between binding the holding queue and unbinding the queue, the 10 published meanwhile land in both.
+    doubly_routed = 10 if point == "held" else 0
+    assert duplicates <= int(report.group(3)) + doubly_routed + 5, (duplicates, report.group(3))
+    if point == "held":
+        assert "messages published since were routed to both and may be there twice" in rerun.stdout

@@ -161,6 +161,9 @@ class _Job:
         if self.m.holding is None:
             self._declare(migration.holding_queue(self.m.live, self.m.target))
         current = self._bindings(self.queue)
+        if self.m.holding is not None and current and self.m.holding.bindings:
+            self.notes.append("the interrupted run had bound the holding queue but not yet unbound the queue: messages "
+                              "published since were routed to both and may be there twice")
         for binding in migration.retarget((*(b for b, _ in current), *self.extra), self.holding):
             self._bind(binding)
         self._pause("held")

@@ -62,7 +62,7 @@ def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions
                               "tag); declaring exchanges, queues and bindings over AMQP instead", out, options.allow_replace)
         declared = {queue.name for queue in scenario.topology.queues}
         half_done = [h for name, h in holdings.items() if name in declared]
-        if plan.empty and not (options.migrate and half_done):
+        if plan.empty and not half_done:
             out.result(plan, "no changes", None, [])
             return EXIT_OK
         refused = refusals(plan, options.allow_replace, options.force, options.migrate)
