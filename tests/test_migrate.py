@@ -267,3 +267,17 @@ def test_migrate_killed_at_a_point_is_finished_by_the_next_run_without_loss(
     assert duplicates <= int(report.group(3)) + doubly_routed + 5, (duplicates, report.group(3))
     if point == "held":
         assert "messages published since were routed to both and may be there twice" in rerun.stdout
+
+
+def test_migrate_with_its_exchange_replaced_in_the_same_run_keeps_every_binding_and_message(
+        url: str, vhost: str, management: Management, tmp_path: Path) -> None:
+    _, _ = prepare(url, tmp_path, 500)
+    both = scenario(tmp_path, QUORUM.replace("{name: orders, type: topic}", "{name: orders, type: topic, "
+                                             "alternate_exchange: amq.fanout}"), "both.yaml")
+    result = mqspec("--url", url, "apply", both, "--topology-only", "--migrate", "--allow-replace")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("Apply complete: 2 created, 2 replaced.\n"), result.stdout
+    assert queue_type(management, vhost, "orders.q") == "quorum"
+    assert bindings_of(management, vhost, "orders.q") == {("orders", "order.#"), ("amq.topic", "not.in.the.file")}
+    publish_many(url, 1, start=700_000)      # through the replaced exchange
+    assert received(drain(url, "orders.q")) == expected([*range(500), 700_000])
