@@ -17,7 +17,7 @@ import httpx
 import pika
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.test_migrate import CLASSIC, QUORUM  # noqa: E402
+from tests.test_migrate import CLASSIC, QUORUM
 
 API = "http://127.0.0.1:15672/api"
 AUTH = ("guest", "guest")
@@ -64,7 +64,7 @@ def mqspec_migrate(via: str, count: int, folder: Path) -> float:
         seconds = time.monotonic() - started
         assert done.returncode == 0, done.stdout + done.stderr
         assert ready(url, "orders.q") == count
-        print([line for line in done.stdout.splitlines() if line.startswith("migrated")][0])
+        print(next(line for line in done.stdout.splitlines() if line.startswith("migrated")))
         return seconds
     finally:
         httpx.delete(f"{API}/vhosts/{name}", auth=AUTH)
