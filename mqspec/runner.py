@@ -151,19 +151,20 @@ def unwritable(path: str) -> str | None:
 
 
 def observe(scenario: model.Scenario, result: RunResult) -> RunResult:
-    """Queue depths first, then live route probes: probes must not disturb what is counted."""
+    """Queue depths first, then live route probes (unless the engine ran them): probes must not disturb what is counted."""
     depths = [e.subject for e in scenario.expectations
               if isinstance(e, model.CountExpectation) and e.subject_kind == "queue" and e.measure == "depth"]
     routes = tuple(route for e in scenario.expectations if isinstance(e, model.Routes) for route in e.routes)
     queues = probes.observe_queues(scenario.broker, depths)
-    observed = probes.observe_routes(scenario.broker, scenario.topology, routes)
+    # with consumers, the engine probed the routes before the start, while every queue existed
+    observed = result.routes if result.routes else probes.observe_routes(scenario.broker, scenario.topology, routes)
     return dataclasses.replace(result, queues=queues, routes=observed)
 
 
 def left_over(scenario: model.Scenario, result: RunResult) -> RunResult:
     """After an error: how many messages sit in the queues this run publishes to or consumes from."""
     names = reach.queues_reached(scenario.topology, scenario.workload) + [c.queue for c in scenario.workload.consumers]
-    exclusive = {q.name for q in scenario.topology.queues if q.exclusive}
+    exclusive = {q.name for q in scenario.topology.queues if q.exclusive or q.server_named}
     try:
         seen = probes.observe_queues(scenario.broker, [n for n in dict.fromkeys(names) if n not in exclusive])
     except MqspecError as exc:

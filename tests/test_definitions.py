@@ -70,7 +70,7 @@ def test_export_leaves_out_what_definitions_cannot_hold() -> None:
     assert password_matches("pw", data["users"][0]["password_hash"], data["users"][0]["hashing_algorithm"])
     assert left_out(topology) == [
         "user 'ops' has no password in the file; left out (importing it would clear an existing password)",
-        "queue 'mine' is exclusive; left out (an exclusive queue belongs to the connection that declares it)",
+        "queue 'mine' is exclusive; left out with its bindings (an exclusive queue belongs to the connection that declares it)",
     ]
 
 

@@ -64,6 +64,7 @@ class Declared:
 
 def declare(settings: model.BrokerSettings, topology: model.Topology, allow_replace: bool = False) -> Declared:
     """Declare every exchange, queue and binding of the topology."""
+    topology = topology.public()
     connection = amqp.connect(settings, connection_name="mqspec apply (AMQP fallback)")
     try:
         session = _Session(connection, settings.url, allow_replace)

@@ -61,6 +61,7 @@ def to_definitions(topology: model.Topology, salt: bytes | None = None) -> dict[
     left out, because a definitions import would clear the password of an existing user (see `left_out`).
     """
     vhost = topology.vhost
+    topology = topology.public()
     return {
         "vhosts": [_vhost(v) for v in _vhosts_with_target(topology)],
         "users": [_user(u, salt) for u in topology.users if u.password is not None and salt is not None],
@@ -78,8 +79,10 @@ def left_out(topology: model.Topology) -> list[str]:
     """What `to_definitions` cannot express, one sentence each (for a warning)."""
     notes = [f"user '{u.name}' has no password in the file; left out (importing it would clear an existing password)"
              for u in topology.users if u.password is None]
-    notes += [f"queue '{q.name}' is exclusive; left out (an exclusive queue belongs to the connection that declares it)"
-              for q in topology.queues if q.exclusive and not q.external]
+    notes += [f"queue '{q.name}' is exclusive; left out with its bindings (an exclusive queue belongs to the connection "
+              "that declares it)" for q in topology.queues if q.exclusive and not q.external]
+    notes += [f"queue '{q.name}' is declared by consumer '{q.owner}'; left out with its bindings"
+              for q in topology.queues if q.owner is not None and not q.exclusive]
     notes += [f"limits of vhost '{v.name}' are left out: importing the file into one vhost would apply them there"
               for v in topology.vhosts if v.limits and v.name != topology.vhost]
     return notes

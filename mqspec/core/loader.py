@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from mqspec.core import lint, model, offline, schema, semantics, units
+from mqspec.core import lint, model, offline, private, schema, semantics, units
 from mqspec.core.document import Document, DocumentError, JsonPathMarks, PathKey, json_path, parse_bytes, parse_json_path
 from mqspec.core.problems import Problem, errors
 from mqspec.core.vocabulary import vhost_of as vhost_of
@@ -187,7 +187,8 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
         path=doc.path,
         description=data.get("description", ""),
         broker=broker,
-        topology=_topology(data.get("topology", {}), vhost),
+        topology=private.with_private_queues(_topology(data.get("topology", {}), vhost),
+                                             data.get("workload", {}).get("consumers", [])),
         workload=_workload(data.get("workload", {}), doc.path),
         expectations=tuple(_expectation(e, f"$.expect[{i}]") for i, e in enumerate(data.get("expect", []))),
         marks=marks,
@@ -397,7 +398,7 @@ def _processing(value: Any) -> model.ProcessingTime:
 
 def _consumer(data: dict[str, Any], where: str) -> model.Consumer:
     return model.Consumer(
-        name=data["name"], queue=data["queue"], instances=data.get("instances", 1), prefetch=data.get("prefetch"),
+        name=data["name"], queue=private.queue_name(data), instances=data.get("instances", 1), prefetch=data.get("prefetch"),
         ack=data.get("ack", "manual"), multi_ack=data.get("multi_ack", 1), processing_time=_processing(data.get("processing_time")),
         reject=data.get("reject", 0.0), nack=data.get("nack", 0.0), requeue=data.get("requeue", False),
         crash_after=data.get("crash_after"), exclusive=data.get("exclusive", False), priority=data.get("priority"),

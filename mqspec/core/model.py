@@ -8,7 +8,7 @@ file, for messages; they never take part in comparisons.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from mqspec.core.vocabulary import DEFAULT_EXCHANGE as DEFAULT_EXCHANGE
@@ -50,6 +50,13 @@ class Queue:
     arguments: Mapping[str, Any] = field(default_factory=_frozen_args)
     external: bool = field(default=False, compare=False)
     where: str = field(default="", compare=False)
+    # a private queue: declared and bound by this consumer's own connection, never by apply
+    owner: str | None = field(default=None, compare=False)
+    server_named: bool = field(default=False, compare=False)   # declared with name '' (amq.gen-*); `name` is the owner's
+
+    @property
+    def private(self) -> bool:
+        return self.owner is not None
 
     @property
     def dead_letter_exchange(self) -> str | None:
@@ -159,6 +166,24 @@ class Topology:
 
     def queue(self, name: str) -> Queue | None:
         return next((q for q in self.queues if q.name == name), None)
+
+    def private_queues(self) -> frozenset[str]:
+        """Queues a consumer's connection declares and binds (apply leaves them and their bindings alone)."""
+        return frozenset(q.name for q in self.queues if q.owner is not None)
+
+    def bindings_to(self, queue: str) -> tuple[Binding, ...]:
+        return tuple(b for b in self.bindings if b.destination_type == "queue" and b.destination == queue)
+
+    def public(self) -> Topology:
+        """What apply, plan, destroy and export handle: all but the private queues, and no binding to one or to an
+        exclusive queue (a connection that declares an exclusive queue binds it, if anything does)."""
+        private = self.private_queues()
+        unowned = {q.name for q in self.queues if q.exclusive and not q.external} | private
+        if not unowned:
+            return self
+        return replace(self, queues=tuple(q for q in self.queues if q.name not in private),
+                       bindings=tuple(b for b in self.bindings
+                                      if not (b.destination_type == "queue" and b.destination in unowned)))
 
 
 @dataclass(frozen=True)

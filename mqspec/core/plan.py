@@ -189,6 +189,7 @@ class Plan:
 def diff(desired: model.Topology, live: Live, prune: bool = False) -> Plan:
     """Every change that makes the live vhost match the file, ordered so that each one can run in turn."""
     notes = list(_notes(desired, live))
+    desired = desired.public()
     changes = [
         *_vhost_changes(desired, live),
         *_user_changes(desired, live),
@@ -312,9 +313,12 @@ def _notes(desired: model.Topology, live: Live) -> Iterator[str]:
     for queue in desired.queues:
         if queue.external and queue.name not in live_queues:
             yield f"external queue '{queue.name}' does not exist on the broker"
+        elif queue.owner is not None:
+            yield (f"queue '{queue.name}' belongs to consumer '{queue.owner}': its connection declares and binds it "
+                   "when the workload starts, not apply")
         elif queue.exclusive and not queue.external:
-            yield (f"queue '{queue.name}' is exclusive: it lives only as long as the connection that declares it, "
-                   "so the workload declares it, not apply")
+            yield (f"queue '{queue.name}' is exclusive and no single consumer owns it: nothing declares it (it would "
+                   "live only as long as the connection that declares it); give it exactly one consumer")
     if "default_queue_type" in live.unsupported:
         for vhost in desired.vhosts:
             if vhost.default_queue_type:

@@ -312,6 +312,19 @@ def _bindings(scenario: model.Scenario) -> Iterator[Problem]:
             yield problem(scenario, f"{where}.keys", "binding key is longer than 255 bytes", "shorten the key")
 
 
+def _private_queue_rules(scenario: model.Scenario, consumer: model.Consumer) -> Iterator[Problem]:
+    queue = scenario.topology.queue(consumer.queue)
+    if queue is None or queue.owner is None:
+        return
+    if queue.owner != consumer.name and queue.exclusive:
+        yield problem(scenario, f"{consumer.where}.queue", f"queue '{queue.name}' is exclusive to the connection of consumer "
+                      f"'{queue.owner}', which declares it", "give this consumer a queue of its own")
+    elif queue.owner == consumer.name and consumer.instances > 1:
+        yield problem(scenario, f"{consumer.where}.instances", f"consumer '{consumer.name}' declares its own queue: "
+                      f"{consumer.instances} instances would each declare and read a queue of their own",
+                      "write one consumer entry per subscriber, or leave instances out")
+
+
 def _workload(scenario: model.Scenario) -> Iterator[Problem]:
     known = _Known(scenario)
     work = scenario.workload
@@ -323,6 +336,7 @@ def _workload(scenario: model.Scenario) -> Iterator[Problem]:
         found = known.queue_problem(scenario, consumer.queue, f"{consumer.where}.queue", "consumer queue")
         if found:
             yield found
+        yield from _private_queue_rules(scenario, consumer)
         if consumer.reject + consumer.nack > 1:
             yield problem(scenario, consumer.where, "reject + nack fractions add up to more than 1", "lower one of them")
         if consumer.processing_time.low > consumer.processing_time.high:

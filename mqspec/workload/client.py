@@ -51,6 +51,8 @@ class Context(Protocol):
 
     def finished(self, client: Client) -> None: ...
 
+    def probed(self, queue: str, probe: str) -> None: ...
+
 
 class Client(ABC):
     """Connection + one channel; `label` names it in the management UI (`prefix:label`)."""

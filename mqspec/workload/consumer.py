@@ -19,7 +19,7 @@ from pika.spec import Basic, BasicProperties
 
 from mqspec.core import marks, model
 from mqspec.core.accounting import ConsumerTally
-from mqspec.workload import frames
+from mqspec.workload import frames, private_queue
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
 
@@ -59,6 +59,9 @@ class Consumer(Client):
         self.fast = ctx.fast                   # our own frame parser and prebuilt acks (frames.py)
         declared = ctx.topology.queue(spec.queue)
         self.stream = declared is not None and declared.type == "stream"
+        # a queue of its own (private_queue.py): declared and bound on this connection; its broker name
+        self.private = declared if declared is not None and declared.owner == spec.name else None
+        self.queue_name = spec.queue
         self.next_offset: int | None = None   # stream queues: the offset after the last delivery
 
     # --- setup ------------------------------------------------------------------------------
@@ -68,11 +71,18 @@ class Consumer(Client):
         self.queue.clear()
         self.busy = False
         self.tally.held = 0
-        if self.ready_once:
+        if self.private is not None:
+            self.operation = f"declare and bind queue '{self.spec.queue}'"
+            private_queue.declare(channel, self.ctx.topology, self.private, self._on_private_queue)
+        elif self.ready_once:
             self.operation = f"redeclare queue '{self.spec.queue}'"
             declare_for_consumer(channel, self.ctx.topology, self.spec.queue, self._qos)
         else:
             self._qos()
+
+    def _on_private_queue(self, name: str) -> None:
+        self.queue_name = name
+        self._qos()
 
     def _qos(self) -> None:
         channel = self.channel
@@ -94,7 +104,7 @@ class Consumer(Client):
             arguments = {**(arguments or {}), "x-stream-offset": self.next_offset}
         self.operation = f"consume from queue '{self.spec.queue}'"
         self.consumer_tag = channel.basic_consume(
-            self.spec.queue, self._on_message, auto_ack=self.auto, exclusive=self.spec.exclusive,
+            self.queue_name, self._on_message, auto_ack=self.auto, exclusive=self.spec.exclusive,
             arguments=arguments, callback=lambda _frame: self._on_consuming())
 
     def _on_consuming(self) -> None:
@@ -156,9 +166,13 @@ class Consumer(Client):
         if dead:
             tally.dead_lettered += 1
         try:
-            self._account(tally, headers, body, now_ns, redelivered, dead)
+            probe = self._account(tally, headers, body, now_ns, redelivered, dead)
         except Exception:  # noqa: BLE001 - a message we cannot make sense of never kills the channel
             tally.foreign += 1
+            probe = False
+        if probe:
+            self._probe_seen(channel, delivery_tag, headers, redelivered, dead)
+            return
         crash_after = self.spec.crash_after
         if crash_after is not None and count >= crash_after:
             self.crash()  # dies holding this delivery (and any unprocessed ones) unacknowledged
@@ -176,20 +190,35 @@ class Consumer(Client):
             self._stop_accepting("messages")
 
     def _account(self, tally: ConsumerTally, headers: Any, body: bytes, now_ns: int, redelivered: bool,
-                 dead: bool) -> None:
-        """Account one delivery: a mark of this run's own producers, else a foreign message."""
+                 dead: bool) -> bool:
+        """Account one delivery: a mark of this run's own producers, else a foreign message; True for a route probe."""
         if body[:4] == marks.MAGIC and len(body) >= marks.PREFIX_SIZE:
             run, sid, seq, ts = marks.MARK.unpack_from(body, 4)
         else:
             mark = marks.read_header_mark(headers)
             if mark is None:
+                if headers is not None and marks.PROBE_HEADER in headers:
+                    return True
                 tally.foreign += 1
-                return
+                return False
             run, sid, seq, ts = mark
         if run != self.run_id or seq >= self.stream_caps.get(sid, 0):
             tally.foreign += 1
-            return
+            return False
         tally.see(sid, seq, ts, now_ns, redelivered, dead)
+        return False
+
+    def _probe_seen(self, channel: Channel, tag: int, headers: Any, redelivered: bool, dead: bool) -> None:
+        """A route probe is not part of the workload: uncount it, tell the parent where it landed, ack it."""
+        tally = self.tally
+        tally.received -= 1
+        tally.redelivered -= int(redelivered)
+        tally.dead_lettered -= int(dead)
+        if tally.received == 0:
+            tally.first_ns = 0
+        self.ctx.probed(self.spec.queue, str(headers[marks.PROBE_HEADER]))
+        if not self.auto:
+            channel.basic_ack(tag)
 
     def _settle(self, channel: Channel, tag: int) -> None:
         tally = self.tally

@@ -41,7 +41,7 @@ from mqspec.core import accounting, marks, model, outcomes, result, timeseries
 from mqspec.core.result import Live, MissingCounts
 from mqspec.core.vocabulary import DIRECT_REPLY_TO
 from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed, Terminated
-from mqspec.workload import frames
+from mqspec.workload import frames, probes
 from mqspec.workload.faults import FaultRunner, FaultSchedule, describe
 from mqspec.workload.messages import (
     Abort,
@@ -51,6 +51,7 @@ from mqspec.workload.messages import (
     FromWorker,
     Go,
     Kill,
+    Probed,
     ProducerRow,
     Progress,
     Ready,
@@ -130,7 +131,7 @@ def watched_queues(scenario: model.Scenario) -> list[str]:
     for queue in scenario.topology.queues:
         if queue.dead_letter_exchange is not None and ("x-message-ttl" in queue.arguments or expiring):
             names.append(queue.name)
-    exclusive = {q.name for q in scenario.topology.queues if q.exclusive}
+    exclusive = {q.name for q in scenario.topology.queues if q.exclusive or q.server_named}
     return list(dict.fromkeys(n for n in names if n not in exclusive and n != DIRECT_REPLY_TO))
 
 
@@ -262,6 +263,8 @@ class Run:
         self.sampled = sampled_queues(scenario)
         self.next_second = 0.0
         self.depths_after = 0.0
+        self.probes: tuple[tuple[result.RouteObservation, str], ...] = ()   # route probes sent before the start
+        self.probed: dict[str, set[str]] = {}                                # probe id -> queues whose consumer took it
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -273,6 +276,7 @@ class Run:
             self.fault_runner.prepare(self.work.faults)
             self._start_workers()
             self._wait_ready()
+            self._probe_routes()
             self._go()
             ended = self._control()
             self._stop_workers(ended)
@@ -327,6 +331,16 @@ class Run:
                                         f"within {allowed:g}s")
             self._show("connecting")
 
+    def _probe_routes(self) -> None:
+        """Route probes while every consumer is subscribed, so private and auto_delete queues exist (probes.py)."""
+        routes = tuple(r for e in self.scenario.expectations if isinstance(e, model.Routes) for r in e.routes)
+        if routes and self.work.consumers:
+            own = frozenset(c.queue for c in self.work.consumers)
+            self.probes = probes.probe_routes(self.scenario.broker, self.scenario.topology, routes, own)
+
+    def _routes(self) -> tuple[result.RouteObservation, ...]:
+        return tuple(probes.with_consumed(o, self.probed.get(probe, set())) for o, probe in self.probes)
+
     def _go(self) -> None:
         self.go_at = time.monotonic()
         self.next_second = self.go_at + SECOND_EVERY
@@ -375,6 +389,8 @@ class Run:
     def _handle(self, message: FromWorker) -> None:
         if isinstance(message, Ready):
             self.ready.add(message.worker)
+        elif isinstance(message, Probed):
+            self.probed.setdefault(message.probe, set()).add(message.queue)
         elif isinstance(message, Progress):
             self.snapshots[message.worker] = message.snapshot
             if message.snapshot.latency:
@@ -644,6 +660,7 @@ class Run:
             unavailable=outcomes.unavailable(self.samples, queues, spans),
             fault_series=outcomes.series(self.samples, spans),
             timeseries=self.recorder.series(),
+            routes=self._routes(),
         )
 
 

@@ -95,7 +95,15 @@ class Final(NamedTuple):
     tallies: Tallies
 
 
-FromWorker = Ready | Progress | Fatal | Final
+class Probed(NamedTuple):
+    """A consumer received a route probe (probes.py) from its queue: the probe landed there."""
+
+    worker: int
+    queue: str
+    probe: str
+
+
+FromWorker = Ready | Progress | Fatal | Final | Probed
 
 
 # --- parent -> worker ----------------------------------------------------------------------------

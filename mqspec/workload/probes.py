@@ -8,13 +8,17 @@ A route check publishes one probe message with `mandatory` and publisher confirm
 exchange, key and headers, and compares every queue's ready count before and after: the queues
 whose count went up are where the message landed; a basic.return means it was unroutable. Probes
 carry an `x-mqspec-probe` header and are taken out again afterwards (basic.get from the queue,
-other messages are given back with a requeue). Route checks run after the workload and after the
-depth readings, so they never disturb what was counted.
+other messages are given back with a requeue). When the workload has consumers, route checks run
+once they have subscribed and before any producer starts (engine.py), while private and auto_delete
+queues exist; a consumer that takes a probe reports it (so the queue it reads is known exactly) and
+does not count it. Without consumers they run after the workload and after the depth readings, so
+they never disturb what was counted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from typing import Any
 
@@ -92,6 +96,13 @@ def candidate_queues(settings: model.BrokerSettings, topology: model.Topology, r
 
 def observe_routes(settings: model.BrokerSettings, topology: model.Topology,
                    routes: tuple[model.Route, ...]) -> tuple[RouteObservation, ...]:
+    return tuple(observation for observation, _probe in probe_routes(settings, topology, routes))
+
+
+def probe_routes(settings: model.BrokerSettings, topology: model.Topology, routes: tuple[model.Route, ...],
+                 own: frozenset[str] = frozenset()) -> tuple[tuple[RouteObservation, str], ...]:
+    """Each route's observation by queue counts, with its probe's id. Consumers of this run, on the queues in
+    `own`, report the probes they take (with_consumed), so those queues need no note."""
     if not routes:
         return ()
     queues = candidate_queues(settings, topology, routes)
@@ -100,14 +111,22 @@ def observe_routes(settings: model.BrokerSettings, topology: model.Topology,
         before = _stats(channel, queues)
         observations = []
         for route in routes:
-            observation, before = _probe(channel, queues, before, route)
-            observations.append(observation)
-        _remove_probes(channel, [name for o in observations for name in o.landed])
+            probe = uuid.uuid4().hex
+            observation, before = _probe(channel, queues, before, route, probe, own)
+            observations.append((observation, probe))
+        _remove_probes(channel, [name for o, _p in observations for name in o.landed])
         return tuple(observations)
     except (pe.AMQPError, OSError) as exc:
         raise amqp.translate(exc, settings.url, "check routes") from None
     finally:
         channel.close()
+
+
+def with_consumed(observation: RouteObservation, consumed: set[str]) -> RouteObservation:
+    """A probe observation completed with the queues whose (this run's) consumers took the probe."""
+    if not consumed:
+        return observation
+    return dataclasses.replace(observation, landed=tuple(sorted(set(observation.landed) | consumed)), returned=False)
 
 
 def _stats(channel: _Channel, queues: list[str]) -> dict[str, tuple[int, int]]:
@@ -116,8 +135,8 @@ def _stats(channel: _Channel, queues: list[str]) -> dict[str, tuple[int, int]]:
 
 
 def _probe(channel: _Channel, queues: list[str], before: dict[str, tuple[int, int]],
-           route: model.Route) -> tuple[RouteObservation, dict[str, tuple[int, int]]]:
-    headers: dict[str, Any] = {**route.headers, marks.PROBE_HEADER: uuid.uuid4().hex}
+           route: model.Route, probe: str, own: frozenset[str] = frozenset()) -> tuple[RouteObservation, dict[str, tuple[int, int]]]:
+    headers: dict[str, Any] = {**route.headers, marks.PROBE_HEADER: probe}
     returned = False
     note = ""
     try:
@@ -132,8 +151,8 @@ def _probe(channel: _Channel, queues: list[str], before: dict[str, tuple[int, in
         note = f"error: {exc.reply_code} {exc.reply_text}"
     after = _stats(channel, queues)
     landed = tuple(sorted(name for name, (count, _c) in after.items() if count > before.get(name, (0, 0))[0]))
-    busy = [name for name in landed if after[name][1]]
-    watched = [name for name in route.to if name in after and after[name][1] and name not in landed]
+    busy = [name for name in landed if after[name][1] and name not in own]
+    watched = [name for name in route.to if name in after and after[name][1] and name not in landed and name not in own]
     if watched:
         note = "; ".join(filter(None, [note, f"queue(s) {', '.join(watched)} have consumers that may have taken the probe"]))
     if busy:

@@ -24,16 +24,16 @@ from mqspec.core.vocabulary import (
 Step = Callable[[Callable[[Any], None]], None]
 
 
-def _chain(steps: list[Step], done: Callable[[], None]) -> None:
+def chain(steps: list[Step], done: Callable[[], None]) -> None:
     """Run asynchronous declare steps one after another, then `done`."""
     if not steps:
         done()
         return
     first, rest = steps[0], steps[1:]
-    first(lambda _frame: _chain(rest, done))
+    first(lambda _frame: chain(rest, done))
 
 
-def _exchange_step(channel: Channel, exchange: model.Exchange) -> Step:
+def exchange_step(channel: Channel, exchange: model.Exchange) -> Step:
     return lambda callback: channel.exchange_declare(**exchange_declare_args(exchange), callback=callback)
 
 
@@ -47,7 +47,7 @@ def _binding_step(channel: Channel, binding: model.Binding) -> Step:
     return lambda callback: channel.queue_bind(**queue_bind_args(binding), callback=callback)
 
 
-def _declarable_exchange(topology: model.Topology, name: str) -> model.Exchange | None:
+def declarable_exchange(topology: model.Topology, name: str) -> model.Exchange | None:
     if is_builtin_exchange(name):
         return None
     exchange = topology.exchange(name)
@@ -56,7 +56,7 @@ def _declarable_exchange(topology: model.Topology, name: str) -> model.Exchange 
 
 def _declarable_queue(topology: model.Topology, name: str) -> model.Queue | None:
     queue = topology.queue(name)
-    return queue if queue is not None and not queue.external and not queue.exclusive else None
+    return queue if queue is not None and not queue.external and not queue.exclusive and queue.owner is None else None
 
 
 def queue_steps(channel: Channel, topology: model.Topology, name: str) -> list[Step]:
@@ -66,15 +66,15 @@ def queue_steps(channel: Channel, topology: model.Topology, name: str) -> list[S
         return []
     steps: list[Step] = []
     dlx = queue.dead_letter_exchange
-    dlx_exchange = _declarable_exchange(topology, dlx) if dlx else None
+    dlx_exchange = declarable_exchange(topology, dlx) if dlx else None
     if dlx_exchange is not None:
-        steps.append(_exchange_step(channel, dlx_exchange))
+        steps.append(exchange_step(channel, dlx_exchange))
     steps.append(_queue_step(channel, queue))
     for binding in topology.bindings:
         if binding.destination_type == "queue" and binding.destination == name:
-            source = _declarable_exchange(topology, binding.source)
+            source = declarable_exchange(topology, binding.source)
             if source is not None:
-                steps += [_exchange_step(channel, source), _binding_step(channel, binding)]
+                steps += [exchange_step(channel, source), _binding_step(channel, binding)]
     return steps
 
 
@@ -84,14 +84,14 @@ def declare_for_producer(channel: Channel, topology: model.Topology, spec: model
     if spec.queue is not None:
         steps += queue_steps(channel, topology, spec.queue)
     else:
-        exchange = _declarable_exchange(topology, spec.exchange)
+        exchange = declarable_exchange(topology, spec.exchange)
         if exchange is not None:
-            steps.append(_exchange_step(channel, exchange))
+            steps.append(exchange_step(channel, exchange))
             for binding in topology.bindings:
                 if binding.source == spec.exchange and binding.destination_type == "queue":
                     steps += queue_steps(channel, topology, binding.destination)
-    _chain(steps, done)
+    chain(steps, done)
 
 
 def declare_for_consumer(channel: Channel, topology: model.Topology, queue: str, done: Callable[[], None]) -> None:
-    _chain(queue_steps(channel, topology, queue), done)
+    chain(queue_steps(channel, topology, queue), done)

@@ -27,6 +27,7 @@ from mqspec.workload.messages import (
     Final,
     Go,
     Kill,
+    Probed,
     ProducerRow,
     Progress,
     Ready,
@@ -143,7 +144,10 @@ class Worker:
         self.progress_due = False
         self._send(Progress(self.job.worker, self.snapshot()))
 
-    def _send(self, message: Ready | Progress | Fatal | Final) -> None:
+    def probed(self, queue: str, probe: str) -> None:
+        self._send(Probed(self.job.worker, queue, probe))
+
+    def _send(self, message: Ready | Progress | Fatal | Final | Probed) -> None:
         if self.orphaned_at is not None:
             return
         try:
