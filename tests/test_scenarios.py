@@ -115,8 +115,26 @@ def test_routes_through_bindings_made_elsewhere_are_checked_live(url: str) -> No
     assert "1 of 3 expectations passed." in shown
 
 
-def test_route_probes_leave_no_message_behind(url: str) -> None:
-    result = mqspec("--url", url, "apply", str(SCENARIOS / "05-topics.yaml"))
+def test_route_probes_leave_no_message_behind(url: str, tmp_path: Path) -> None:
+    scenario = tmp_path / "named.yaml"
+    scenario.write_text("""version: 1
+name: named-queues
+topology:
+  exchanges: [{name: topic_logs, type: topic, durable: false}]
+  queues: [{name: Q1, durable: false}, {name: Q2, durable: false}]
+  bindings:
+    - {exchange: topic_logs, queue: Q1, keys: ["*.orange.*"]}
+    - {exchange: topic_logs, queue: Q2, keys: ["*.*.rabbit", "lazy.#"]}
+workload:
+  producers: [{name: emit, exchange: topic_logs, routing_keys: [quick.orange.fox], messages: 10, confirm: 10}]
+  consumers: [{name: q1-reader, queue: Q1}]
+expect:
+  - {consumer: q1-reader, received: 10}
+  - routes:
+      - {exchange: topic_logs, key: quick.orange.rabbit, to: [Q1, Q2]}
+      - {exchange: topic_logs, key: lazy.brown.fox, to: [Q2]}
+""")
+    result = mqspec("--url", url, "apply", str(scenario))
     assert result.exit_code == 0, result.output
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
