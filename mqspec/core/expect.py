@@ -163,7 +163,9 @@ def _measure(kind: str, subject: str, measure: str, run: RunResult) -> tuple[int
         return _outcome(measure, run)
     if kind == "consumer":
         consumer = run.consumers.get(subject)
-        return (int(getattr(consumer, measure)), "") if consumer is not None else (None, f"consumer '{subject}' did not run")
+        if consumer is None:
+            return None, f"consumer '{subject}' did not run"
+        return int(getattr(consumer, measure)), _foreign(consumer) if measure == "received" else ""
     if kind == "producer":
         producer = run.producers.get(subject)
         return (int(getattr(producer, measure)), "") if producer is not None else (None, f"producer '{subject}' did not run")
@@ -171,6 +173,13 @@ def _measure(kind: str, subject: str, measure: str, run: RunResult) -> tuple[int
         client = run.rpc_clients.get(subject)
         return (int(getattr(client, measure)), "") if client is not None else (None, f"RPC client '{subject}' did not run")
     return _queue_measure(subject, measure, run)
+
+
+def _foreign(consumer: ConsumerResult) -> str:
+    """`received` counts every delivery; say how many were not this run's own."""
+    if not consumer.foreign:
+        return ""
+    return f"{consumer.foreign} foreign: left over from earlier runs or other publishers"
 
 
 def _outcome(measure: str, run: RunResult) -> tuple[int | None, str]:
@@ -215,8 +224,14 @@ def _rpc_answered(expectation: model.RpcAnswered, run: RunResult) -> Expectation
 
 def _no_loss(expectation: model.NoLoss, run: RunResult) -> ExpectationResult:
     description = expectation.description or "no loss: every confirmed (or published, without confirms) message was consumed"
-    detail = f"{run.lost} of {run.expected} expected messages were never consumed" if run.lost else ""
-    return ExpectationResult(description, run.lost == 0, 0, run.lost, detail, expectation.where)
+    details = [f"{run.lost} of {run.expected} expected messages were never consumed"] if run.lost else []
+    discarded = 0 if expectation.allow_discarded else sum(c.discarded for c in run.consumers.values())
+    if discarded:
+        who = ", ".join(f"'{c.name}' {c.discarded}" for c in run.consumers.values() if c.discarded)
+        details.append(f"{discarded} discarded by the broker: rejected with requeue: false on a queue without a dead-letter "
+                       f"exchange ({who}); allow them with no_loss: {{allow_discarded: true}}")
+    return ExpectationResult(description, not run.lost and not discarded, 0, run.lost + discarded, "; ".join(details),
+                             expectation.where)
 
 
 def _no_duplicates(expectation: model.NoDuplicates, run: RunResult) -> ExpectationResult:

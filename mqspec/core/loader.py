@@ -427,7 +427,8 @@ def _fault(data: dict[str, Any], where: str) -> model.Fault:
 def _expectation(data: dict[str, Any], where: str) -> model.Expectation:
     text = data.get("description", "")
     if data.get("no_loss"):
-        return model.NoLoss(text, where)
+        allowed = data["no_loss"] if isinstance(data["no_loss"], dict) else {}
+        return model.NoLoss(bool(allowed.get("allow_discarded", False)), text, where)
     if data.get("no_duplicates"):
         return model.NoDuplicates(text, where)
     if "balanced" in data:

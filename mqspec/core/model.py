@@ -423,6 +423,7 @@ class RpcAnswered:
 
 @dataclass(frozen=True)
 class NoLoss:
+    allow_discarded: bool = False   # messages a consumer rejected and the broker dropped (no dead-letter exchange)
     description: str = ""
     where: str = field(default="", compare=False)
 
@@ -468,7 +469,8 @@ class Routes:
 
 Expectation = CountExpectation | RpcAnswered | NoLoss | NoDuplicates | Balanced | EveryMessage | LatencyBound | Routes
 
-CONSUMER_MEASURES = ("received", "acked", "redelivered", "duplicates", "lost", "dead_lettered", "foreign", "reconnects")
+CONSUMER_MEASURES = ("received", "acked", "redelivered", "duplicates", "lost", "dead_lettered", "foreign", "reconnects",
+                     "discarded")
 PRODUCER_MEASURES = ("published", "confirmed", "nacked", "returned", "reconnects", "blocked", "blocked_seconds")
 # the fate of every message, across the whole run (mqspec/core/outcomes.py); `run: outcomes` in an expectation
 OUTCOME_MEASURES = ("confirmed_consumed", "confirmed_lost", "unconfirmed_consumed", "unconfirmed_lost", "redelivered",

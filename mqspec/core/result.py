@@ -58,6 +58,7 @@ class ConsumerResult:
     foreign: int = 0
     reconnects: int = 0
     crashed: int = 0
+    discarded: int = 0      # rejected or nacked without requeue, with no dead-letter exchange: the broker dropped them
     rate: float = 0.0
     span: float = 0.0
     per_instance: tuple[int, ...] = ()

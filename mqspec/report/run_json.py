@@ -28,6 +28,7 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
          "per_instance": [int],           received by each instance, in instance order
          "dead_lettered": int,            deliveries carrying an x-death header (arrived by dead-lettering)
          "foreign": int,                  messages without a valid mark of this run (other runs or publishers)
+         "discarded": int,                rejected or nacked with requeue: false, no dead-letter exchange: dropped
          "out_of_order": int,             first deliveries numbered below one already seen from the same producer
          "reconnects": int,
          "crashed": int}},                instances that died holding unacked messages (crash_after, kill_consumer)
@@ -130,6 +131,7 @@ def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> d
                              "rate": c.rate, "queue": c.queue,
                              "instances": c.instances, "per_instance": list(c.per_instance), "rejected": c.rejected,
                              "nacked": c.nacked, "dead_lettered": c.dead_lettered, "foreign": c.foreign,
+                             "discarded": c.discarded,
                              "out_of_order": c.out_of_order, "reconnects": c.reconnects, "crashed": c.crashed}
                       for name, c in run.consumers.items()},
         "latency_ms": None if latency is None else {"p50": latency.p50, "p95": latency.p95, "p99": latency.p99,

@@ -161,7 +161,9 @@ def print_summary(out: Console, run: RunResult, results: list[ExpectationResult]
         if note:
             out.print(f"note: {note}")
     if run.expected:
-        out.print(f"accounting: {run.expected:,} messages expected, {run.lost:,} lost, {run.duplicates:,} duplicates")
+        discarded = sum(c.discarded for c in run.consumers.values())
+        dropped = f", {discarded:,} discarded (rejected without requeue or dead-letter exchange)" if discarded else ""
+        out.print(f"accounting: {run.expected:,} messages expected, {run.lost:,} lost, {run.duplicates:,} duplicates{dropped}")
     for fault in run.faults:
         out.print(f"fault: {fault}")
     for line in truth_lines(run):

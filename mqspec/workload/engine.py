@@ -37,7 +37,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple, Protocol
 
 from mqspec.broker import amqp
-from mqspec.core import accounting, marks, model, outcomes, result, timeseries
+from mqspec.core import accounting, discards, marks, model, outcomes, result, timeseries
 from mqspec.core.result import Live, MissingCounts
 from mqspec.core.vocabulary import DIRECT_REPLY_TO
 from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed, Terminated
@@ -638,8 +638,10 @@ class Run:
         return result.RunResult(
             scenario=self.scenario.name,
             producers=accounting.producer_results(self.work, producers, elapsed),
-            consumers=accounting.consumer_results(self.work, streams, consumers, elapsed,
-                                                  accounting.routes_of(self.scenario.topology, self.work)),
+            consumers=discards.with_discarded(
+                accounting.consumer_results(self.work, streams, consumers, elapsed,
+                                            accounting.routes_of(self.scenario.topology, self.work)),
+                self.work, self.scenario.topology),
             rpc_clients={c.name: _client_result(c, [t for t in clients if t.name == c.name], elapsed)
                          for c in self.work.rpc_clients},
             rpc_servers={s.name: result.RpcServerResult(s.name, s.instances, sum(t.handled for t in servers if t.name == s.name))
