@@ -142,7 +142,7 @@ topology:
     - {exchange: orders, queue: inspected}
     - {exchange: orders, queue: private}
 workload:
-  consumers: [{name: reader, queue: read}]
+  consumers: [{name: reader, queue: read}, {name: owner, queue: private}]
 expect:
   - {queue: inspected, depth: 0}
 """

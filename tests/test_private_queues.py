@@ -173,3 +173,18 @@ def test_routing_and_graph_know_a_server_named_queue_by_its_consumers_name(tmp_p
     assert "errors-only" in routed.output and "everything" in routed.output
     graph = mqspec("graph", str(scenario))
     assert "errors-only" in graph.output
+
+
+def test_validate_strict_refuses_an_exclusive_queue_no_consumer_owns(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("""version: 1
+name: lonely
+topology:
+  exchanges: [{name: logs, type: fanout, durable: false}]
+  queues: [{name: sub3, durable: false, exclusive: true}]
+  bindings: [{exchange: logs, queue: sub3}]
+""")
+    result = mqspec("validate", "--strict", str(scenario))
+    assert result.exit_code != 0
+    assert ("$.topology.queues[0].exclusive: queue 'sub3' is exclusive but no single consumer reads it: nothing declares "
+            "it (hint: give it exactly one consumer (of one instance), whose connection then declares and binds it)") in result.output

@@ -30,7 +30,7 @@ _WILDCARD_HINT = "give each wildcard a word of its own between dots, e.g. 'order
 def check(scenario: model.Scenario) -> list[Problem]:
     context = _Context(scenario)
     checks = (_literal_passwords, _invisible_characters, _unroutable_producers, _unreachable_queues, _growing_queues,
-              _dead_letter_dead_ends, _topic_binding_keys, _routes, _multi_ack_above_prefetch)
+              _dead_letter_dead_ends, _topic_binding_keys, _routes, _multi_ack_above_prefetch, _unowned_exclusive_queues)
     return [found for run in checks for found in run(context)]
 
 
@@ -167,6 +167,16 @@ def _unreachable_queues(context: _Context) -> Iterator[Problem]:
         yield problem(context.scenario, f"{queue.where}.name",
                       f"queue '{queue.name}' is not bound to any exchange and no producer publishes to it: nothing reaches it",
                       "bind it to an exchange, point a producer at it, or remove it", "warning")
+
+
+def _unowned_exclusive_queues(context: _Context) -> Iterator[Problem]:
+    """An exclusive queue belongs to the connection that declares it; without one consumer to own it, none does."""
+    for queue in context.topology.queues:
+        if queue.exclusive and queue.owner is None and not queue.external:
+            yield problem(context.scenario, f"{queue.where}.exclusive",
+                          f"queue '{queue.name}' is exclusive but no single consumer reads it: nothing declares it",
+                          "give it exactly one consumer (of one instance), whose connection then declares and binds it",
+                          "warning")
 
 
 def _growing_queues(context: _Context) -> Iterator[Problem]:
