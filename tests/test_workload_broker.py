@@ -808,7 +808,8 @@ expect:
                                              "blocked_seconds"}
     assert set(report["consumers"]["c"]) == {"received", "acked", "redelivered", "duplicates", "lost", "expected",
                                              "missing", "rate", "queue", "instances", "per_instance", "rejected", "nacked",
-                                             "dead_lettered", "foreign", "out_of_order", "reconnects", "crashed"}
+                                             "dead_lettered", "foreign", "out_of_order", "reconnects", "crashed",
+                                             "discarded"}
     assert (report["consumers"]["c"]["expected"], report["consumers"]["c"]["missing"]) == (20, 0)
     assert set(report["rpc_clients"]["r"]) == {"requests", "sent", "answered", "timeouts", "stray", "rate"}
     assert report["rpc_servers"] == {"s": {"instances": 1, "handled": 3}}
