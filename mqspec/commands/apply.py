@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from mqspec import runner
 from mqspec.broker.management import AccessRefused, Management, ManagementUnreachable
-from mqspec.broker.planning import make_plan
+from mqspec.broker.planning import make_plans, settings_for
 from mqspec.broker.topology import execute
 from mqspec.context import Context
 from mqspec.core import model
@@ -18,7 +18,7 @@ from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK, MqspecError
 from mqspec.options import ApplyOptions
 from mqspec.pipeline import load_valid
 from mqspec.report import plan as render
-from mqspec.report.plan import show
+from mqspec.report.plan import show_all
 
 
 def run(ctx: Context, path: str, options: ApplyOptions) -> int:
@@ -50,7 +50,7 @@ def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions
     out = _Output(ctx, options.output, to_stderr, errors)
     with Management(scenario.broker) as management:
         try:
-            plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
+            plans = make_plans(management, scenario, options.prune)
         except ManagementUnreachable as exc:
             return _over_amqp(scenario, f"{exc.message}\nnote: declaring exchanges, queues and bindings over AMQP instead",
                               out, options.allow_replace)
@@ -59,16 +59,19 @@ def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions
                 raise
             return _over_amqp(scenario, f"user '{management.user}' may not use the management API (it has no management "
                               "tag); declaring exchanges, queues and bindings over AMQP instead", out, options.allow_replace)
-        if plan.empty:
-            out.result(plan, "no changes", None, [])
+        if all(plan.empty for plan in plans):
+            out.result(plans, "no changes", None, [])
             return EXIT_OK
-        refused = refusals(plan, options.allow_replace, options.force)
+        refused = [line for plan in plans for line in refusals(plan, options.allow_replace, options.force)]
         if refused:
-            out.result(plan, "refused", None, refused)
+            out.result(plans, "refused", None, refused)
             return EXIT_FAILED
-        out.plan(plan)
-        outcome = execute(management, plan, force=options.force, settings=scenario.broker)
-    out.result(plan, "applied" if outcome.ok else "incomplete", outcome, [])
+        out.plan(plans)
+        steps = [step for plan in plans if not plan.empty
+                 for step in execute(management, plan, force=options.force,
+                                     settings=settings_for(scenario.broker, plan.vhost)).steps]
+    outcome = Outcome(tuple(steps))
+    out.result(plans, "applied" if outcome.ok else "incomplete", outcome, [])
     return outcome.exit_code
 
 
@@ -109,9 +112,9 @@ class _Output:
         self.errors.append(text)
         self.ctx.echo(f"error: {text}", err=True)
 
-    def plan(self, plan: Plan) -> None:
+    def plan(self, plans: Sequence[Plan]) -> None:
         if not self.json:
-            show(plan, "text", heading=f"Applying to vhost '{plan.vhost}':", err=self.err)
+            show_all([p for p in plans if not p.empty], "text", "Applying to", err=self.err)
 
     def outcome(self, outcome: Outcome) -> None:
         if self.json:
@@ -121,19 +124,19 @@ class _Output:
         for step in outcome.having("failed"):
             self.error(step.error)
 
-    def result(self, plan: Plan, status: str, outcome: Outcome | None, refused: list[str]) -> None:
+    def result(self, plans: Sequence[Plan], status: str, outcome: Outcome | None, refused: list[str]) -> None:
         if self.json:
-            body: dict[str, Any] = {"status": status, "plan": render.as_dict(plan), "refused": refused}
+            body: dict[str, Any] = {"status": status, "plan": render.plans_dict(plans), "refused": refused}
             if outcome is not None:
                 body.update(render.outcome_dict(outcome))
             self.ctx.echo(json.dumps({"topology": body}, indent=2, ensure_ascii=False), err=self.err)
             _each(refused, self.error)
             return
         if status == "no changes":
-            show(plan, "text", err=self.err)
+            show_all(plans, "text", err=self.err)
             return
         if status == "refused":
-            show(plan, "text", err=self.err)
+            show_all(plans, "text", err=self.err)
             _each(refused, self.error)
             self.ctx.echo("Nothing was changed.", err=True)
             return

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
-from mqspec.core import model, vocabulary
+from mqspec.core import model, parameters, vocabulary
 from mqspec.core.vocabulary import is_builtin_exchange as is_builtin_exchange
 from mqspec.core.vocabulary import is_server_named as is_server_named
 
@@ -178,7 +178,7 @@ def from_definitions(data: Mapping[str, Any], vhost: str) -> model.Topology:
     return model.Topology(
         vhost=vhost,
         vhosts=tuple(_vhost_from(v, data.get("parameters", [])) for v in data.get("vhosts", [])),
-        users=tuple(model.User(u["name"], None, tags_of(u.get("tags"))) for u in data.get("users", [])),
+        users=tuple(user_from(u) for u in data.get("users", [])),
         permissions=tuple(_permission_from(p) for p in data.get("permissions", []) if mine(p)),
         topic_permissions=tuple(_topic_permission_from(p) for p in data.get("topic_permissions", []) if mine(p)),
         policies=tuple(policy_from(p, False) for p in data.get("policies", []) if mine(p))
@@ -187,7 +187,28 @@ def from_definitions(data: Mapping[str, Any], vhost: str) -> model.Topology:
         exchanges=tuple(exchange_from(e) for e in data.get("exchanges", []) if mine(e) and not is_builtin_exchange(e["name"])),
         queues=queues,
         bindings=tuple(binding_from(b) for b in data.get("bindings", []) if mine(b) and _kept_binding(b, left)),
+        parameters=parameters.from_definitions(data.get("parameters", []), vhost),
+        global_parameters=parameters.globals_from_definitions(data.get("global_parameters", [])),
     )
+
+
+def user_from(entry: Mapping[str, Any]) -> model.User:
+    """A user entry with its stored hash and limits (a definitions file's, or GET /api/users')."""
+    limits = entry.get("limits") if isinstance(entry.get("limits"), dict) else {}
+    return model.User(entry["name"], None, tags_of(entry.get("tags")), "", entry.get("password_hash") or None,
+                      entry.get("hashing_algorithm") or None, user_limits(limits or {}))
+
+
+USER_LIMIT_NAMES: Mapping[str, str] = {"max_connections": "max-connections", "max_channels": "max-channels"}
+
+
+def broker_user_limits(limits: Mapping[str, int]) -> dict[str, int]:
+    return {USER_LIMIT_NAMES.get(k, k): v for k, v in limits.items()}
+
+
+def user_limits(limits: Mapping[str, Any]) -> dict[str, int]:
+    friendly = {v: k for k, v in USER_LIMIT_NAMES.items()}
+    return {friendly.get(k, k): v for k, v in limits.items() if isinstance(v, int)}
 
 
 def vhosts_named(data: Mapping[str, Any]) -> set[str]:
