@@ -131,7 +131,8 @@ def test_definitions_become_a_topology_without_built_in_and_server_named_entitie
     assert topology.bindings == (model.Binding("orders", "orders.q", "queue", "o.#"),)
     assert topology.policies == (model.Policy("ttl", "^o", {"max-length": 1}, "queues"),
                                  model.Policy("cap", ".*", {"max-length": 9}, "queues", operator=True))
-    assert topology.users == (model.User("app", None, ("monitoring", "management")),)
+    assert topology.users == (model.User("app", None, ("monitoring", "management"), password_hash="x",
+                                         hashing_algorithm="rabbit_password_hashing_sha256"),)
     assert vhosts_named(BROKER_EXPORT) == {V, "other"}
 
 

@@ -312,7 +312,9 @@ def test_json_plan_never_contains_a_password() -> None:
     plan = diff(topology(users=(model.User("app", "hunter22"),)), live())
     text = render.as_json(plan)
     assert "hunter22" not in text
-    assert render.as_dict(plan)["changes"][0]["desired"] == {"name": "app", "password": "***", "tags": []}
+    assert render.as_dict(plan)["changes"][0]["desired"] == {"name": "app", "password": "***", "tags": [],
+                                                             "password_hash": None, "hashing_algorithm": None,
+                                                             "limits": {}}
 
 
 def test_change_labels_name_the_entity() -> None:

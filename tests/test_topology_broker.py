@@ -363,7 +363,9 @@ def test_json_plan_shape(url: str, tmp_path: Path) -> None:
     assert set(plan) == {"vhost", "changes", "summary", "notes"}
     assert plan["summary"] == {"create": 13, "update": 0, "replace": 0, "delete": 0}
     first = plan["changes"][0]
-    assert set(first) == {"action", "kind", "name", "key", "diffs", "reasons", "messages", "consumers", "desired", "live"}
+    assert set(first) == {"vhost", "action", "kind", "name", "key", "diffs", "reasons", "messages", "consumers", "desired",
+                          "live"}
+    assert first["vhost"] == plan["vhost"]
     assert first["key"] == {"kind": "policy", "vhost": plan["vhost"], "identity": ["audit-limit"]}
     assert (first["action"], first["kind"], first["name"]) == ("create", "policy", "audit-limit")
     queue = next(c for c in plan["changes"] if c["name"] == "orders.q")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, cast
 
 from mqspec.core import model, parameters, vocabulary
@@ -453,3 +454,60 @@ def _binding_doc(group: list[model.Binding], exchange_types: Mapping[str, str]) 
     elif args:
         doc["arguments"] = args
     return doc
+
+
+# --- a whole cluster -> definitions ----------------------------------------------------------------------------
+
+def stable_salt(user: model.User) -> bytes:
+    """The same 4 bytes for the same user and password, so that exporting twice writes the same file."""
+    assert user.password is not None
+    return hashlib.sha256(f"mqspec\0{user.name}\0{user.password}".encode()).digest()[:4]
+
+
+def cluster_definitions(scenario: model.Scenario) -> dict[str, Any]:
+    """Every vhost of the scenario in one definitions document, as `rabbitmqctl import_definitions` and
+    `POST /api/definitions` take it. A user keeps the file's password_hash; a password is hashed with a salt
+    derived from the user and the password, so the output does not change from one export to the next."""
+    merged: dict[str, list[Any]] = {key: [] for key in ("users", "vhosts", "permissions", "topic_permissions",
+                                                        "parameters", "global_parameters", "policies", "queues",
+                                                        "exchanges", "bindings")}
+    primary = scenario.topology
+    for topology in scenario.every_vhost():
+        part = to_definitions(replace(topology, users=(), vhosts=()))
+        for key in ("policies", "queues", "exchanges", "bindings", "parameters"):
+            merged[key] += part.get(key, [])
+        merged["parameters"] += [{"vhost": topology.vhost, "component": p.component, "name": p.name, "value": p.value}
+                                 for p in topology.parameters if not p.external]
+    declared = {v.name for v in primary.vhosts}
+    merged["vhosts"] = [_vhost(v) for v in primary.vhosts]
+    merged["vhosts"] += [{"name": t.vhost} for t in scenario.every_vhost()
+                         if t.vhost not in declared and (scenario.prunes(t.vhost) or _has_entities(t))]
+    merged["parameters"] += [{"vhost": v.name, "component": "vhost-limits", "name": "limits",
+                              "value": broker_limits(v.limits)} for v in primary.vhosts if v.limits]
+    merged["permissions"] = [_permission(p) for p in primary.permissions]
+    merged["topic_permissions"] = [_topic_permission(p) for p in primary.topic_permissions]
+    merged["users"] = [_stable_user(u) for u in primary.users if u.password is not None or u.password_hash is not None]
+    merged["global_parameters"] = [{"name": p.name, "value": p.value} for p in primary.global_parameters]
+    return merged
+
+
+def cluster_left_out(scenario: model.Scenario) -> list[str]:
+    notes = [f"user '{u.name}' has neither password nor password_hash in the file; left out (importing it would "
+             "clear an existing password)" for u in scenario.topology.users if u.password is None and u.password_hash is None]
+    for topology in scenario.every_vhost():
+        notes += [f"queue '{q.name}' in vhost '{topology.vhost}' is exclusive; left out (an exclusive queue belongs to "
+                  "the connection that declares it)" for q in topology.queues if q.exclusive and not q.external]
+    return notes
+
+
+def _has_entities(topology: model.Topology) -> bool:
+    return bool(topology.exchanges or topology.queues or topology.bindings or topology.policies or topology.parameters)
+
+
+def _stable_user(user: model.User) -> dict[str, Any]:
+    if user.password is not None:
+        password_hash_, algorithm = password_hash(user.password, stable_salt(user)), SHA256
+    else:
+        password_hash_, algorithm = user.password_hash or "", user.hashing_algorithm or SHA256
+    return {"name": user.name, "password_hash": password_hash_, "hashing_algorithm": algorithm, "tags": list(user.tags),
+            "limits": broker_user_limits(user.limits)}

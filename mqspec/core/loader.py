@@ -47,7 +47,7 @@ def load_bytes(raw: bytes, path: str, overrides: Overrides = Overrides(), env: M
         return Loaded(None, problems + _semantics_of_the_rest(doc, overrides, errors(doc.problems)))
     scenario = build(doc, overrides)
     problems += semantics.check(scenario, doc)
-    problems += cluster_checks.check(scenario, doc)
+    problems += [p for p in cluster_checks.check(scenario, doc) if p not in problems]
     if not errors(problems):
         problems += offline.check(scenario)
     return Loaded(None if errors(problems) else scenario, problems, frozenset(doc.secrets | secrets_of(scenario)))
