@@ -236,12 +236,14 @@ def import_(
                                                              help="Read a definitions JSON file.")] = None,
     output: OutputOpt = None,
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="Scenario name to write.")] = "imported",
+    vhost: Annotated[Optional[str], typer.Option("--vhost", metavar="VHOST",
+                                                 help="Import only this vhost of the definitions file.")] = None,
 ) -> None:
     """Turn existing topology into a scenario file."""
     from mqspec.commands import import_ as command
 
     _run(ctx, lambda state: command.run(state, from_broker, str(from_definitions) if from_definitions else None,
-                                        str(output) if output else None, name))
+                                        str(output) if output else None, name, vhost))
 
 
 @app.command(cls=_Command)

@@ -19,6 +19,7 @@ from mqspec.core.definitions import (
     to_definitions,
     vhosts_named,
 )
+from mqspec.core.importing import import_definitions, topology_definitions
 from mqspec.core.problems import errors
 from mqspec.pipeline import load
 
@@ -192,10 +193,11 @@ _ARGUMENTS = st.fixed_dictionaries({}, optional={
 def test_imported_queue_arguments_load_back_exactly(tmp_path_factory: Any, arguments: dict[str, Any], durable: bool) -> None:
     queue = model.Queue("q", durable=durable, arguments=arguments)
     exchanges = (model.Exchange("dlx"),) if arguments.get("x-dead-letter-exchange") == "dlx" else ()
-    text = scenario_text(model.Topology(vhost=V, queues=(queue,), exchanges=exchanges), "round-trip", "a test")
+    definitions = topology_definitions(model.Topology(vhost=V, queues=(queue,), exchanges=exchanges))
+    text = scenario_text(import_definitions(definitions, V), "round-trip", "a test")
     path = Path(tmp_path_factory.mktemp("import")) / "imported.yaml"
     path.write_text(text)
     loaded = load(str(path))
     assert errors(loaded.problems) == []  # a warning (e.g. a TTL past the 32-bit timer) still loads
     assert loaded.scenario is not None
-    assert loaded.scenario.topology.queues == (queue,)
+    assert {t.vhost: t for t in loaded.scenario.every_vhost()}[V].queues == (queue,)

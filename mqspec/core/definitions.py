@@ -178,7 +178,7 @@ def from_definitions(data: Mapping[str, Any], vhost: str) -> model.Topology:
     left = {e["name"] for e in entries} - {q.name for q in queues}
     return model.Topology(
         vhost=vhost,
-        vhosts=tuple(_vhost_from(v, data.get("parameters", [])) for v in data.get("vhosts", [])),
+        vhosts=tuple(vhost_from(v, data.get("parameters", [])) for v in data.get("vhosts", [])),
         users=tuple(user_from(u) for u in data.get("users", [])),
         permissions=tuple(_permission_from(p) for p in data.get("permissions", []) if mine(p)),
         topic_permissions=tuple(_topic_permission_from(p) for p in data.get("topic_permissions", []) if mine(p)),
@@ -269,7 +269,7 @@ def _kept_binding(entry: Mapping[str, Any], left_queues: set[str]) -> bool:
     return entry["destination"] not in left_queues and not is_server_named(entry["destination"])
 
 
-def _vhost_from(entry: Mapping[str, Any], parameters: Iterable[Mapping[str, Any]]) -> model.VHost:
+def vhost_from(entry: Mapping[str, Any], parameters: Iterable[Mapping[str, Any]]) -> model.VHost:
     metadata = entry.get("metadata") or {}
     limits: Mapping[str, Any] = next((p.get("value", {}) for p in parameters
                    if p.get("component") == "vhost-limits" and p.get("vhost") == entry["name"]), {})
@@ -305,7 +305,7 @@ def scenario_topology(topology: model.Topology) -> dict[str, Any]:
     exchanges = declarable_exchanges(topology.exchanges)
     queues = declarable_queues(topology.queues)
     sections: dict[str, list[dict[str, Any]]] = {
-        "vhosts": [_vhost_doc(v) for v in topology.vhosts],
+        "vhosts": [vhost_doc(v) for v in topology.vhosts],
         "users": [{"name": u.name, **({"tags": list(u.tags)} if u.tags else {})} for u in topology.users],
         "permissions": [_permission_doc(p, topology.vhost) for p in topology.permissions],
         "topic_permissions": [_topic_permission_doc(p, topology.vhost) for p in topology.topic_permissions],
@@ -318,7 +318,7 @@ def scenario_topology(topology: model.Topology) -> dict[str, Any]:
     return {key: value for key, value in sections.items() if value}
 
 
-def _vhost_doc(vhost: model.VHost) -> dict[str, Any]:
+def vhost_doc(vhost: model.VHost) -> dict[str, Any]:
     """The scenario's vhost entry: the definitions entry plus its limits."""
     doc = _vhost(vhost)
     limits = {k: v for k, v in vhost.limits.items() if k in LIMIT_NAMES}
