@@ -165,7 +165,9 @@ def _users(data: Mapping[str, Any], sections: Mapping[str, list[dict[str, Any]]]
 
 def _user_doc(user: model.User, entry: Mapping[str, Any], warnings: list[str]) -> dict[str, Any]:
     doc: dict[str, Any] = {"name": user.name}
-    if user.password_hash:
+    if isinstance(entry.get("password"), str) and entry["password"]:
+        doc["password"] = entry["password"]         # a template's plain password (Amazon MQ's format)
+    elif user.password_hash:
         doc["password_hash"] = user.password_hash
         doc["hashing_algorithm"] = user.hashing_algorithm or definitions.SHA256
     else:
