@@ -79,7 +79,7 @@ def normalized(data: Mapping[str, Any], prefix: str, salted: Iterable[str] = ())
     def mine(entry: Mapping[str, Any], field: str) -> bool:
         return isinstance(entry.get(field), str) and entry[field].startswith(prefix)
 
-    transient = {(q.get("vhost"), q.get("name")) for q in _list(data, "queues") if is_transient(q)}
+    transient = {(q.get("vhost"), q.get("name")) for q in _list(data, "queues") if is_transient(q) or _plugins(q["name"])}
     sections: dict[str, Iterable[dict[str, Any]]] = {
         "vhosts": (_vhost(v, strip) for v in _list(data, "vhosts") if mine(v, "name")),
         "users": ({"name": strip(u["name"]),
@@ -100,16 +100,31 @@ def normalized(data: Mapping[str, Any], prefix: str, salted: Iterable[str] = ())
         "exchanges": ({"vhost": strip(e["vhost"]), "name": e["name"], "type": e.get("type"),
                        "durable": e.get("durable", True), "auto_delete": e.get("auto_delete", False),
                        "internal": e.get("internal", False), "arguments": e.get("arguments") or {}}
-                      for e in _list(data, "exchanges") if mine(e, "vhost") and not is_builtin_exchange(e["name"])),
+                      for e in _list(data, "exchanges")
+                      if mine(e, "vhost") and not is_builtin_exchange(e["name"]) and not _plugins(e["name"])),
         "queues": (_queue(q, strip) for q in _list(data, "queues")
                    if mine(q, "vhost") and (q.get("vhost"), q.get("name")) not in transient),
         "bindings": ({"vhost": strip(b["vhost"]), "source": b["source"], "destination": b["destination"],
                       "destination_type": b.get("destination_type"), "routing_key": b.get("routing_key", ""),
                       "arguments": b.get("arguments") or {}}
-                     for b in _list(data, "bindings") if mine(b, "vhost") and b.get("source")
+                     for b in _list(data, "bindings") if mine(b, "vhost") and b.get("source") and not _plugins(b["source"])
                      and (b["destination_type"] == "exchange" or (b.get("vhost"), b["destination"]) not in transient)),
     }
     return {key: sorted(json.dumps(e, sort_keys=True) for e in entries) for key, entries in sections.items()}
+
+
+def _plugins(name: str) -> bool:
+    """Exchanges and queues a federation link declares for itself."""
+    return name.startswith("federation: ")
+
+
+def with_vhost_metadata(data: Mapping[str, Any], vhosts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """GET /api/definitions with each vhost's description and tags from GET /api/vhosts (RabbitMQ 3.10 leaves
+    them out of its definitions)."""
+    listed = {v["name"]: v for v in vhosts}
+    return {**data, "vhosts": [{**v, "description": listed.get(v["name"], {}).get("description", v.get("description", "")),
+                                "tags": listed.get(v["name"], {}).get("tags", v.get("tags", []))}
+                               for v in _list(data, "vhosts")]}
 
 
 def _vhost(entry: Mapping[str, Any], strip: Callable[[Any], Any]) -> dict[str, Any]:
@@ -216,7 +231,8 @@ class Run:
         return "refused", ["broker: accepted the file and left these out without a word", *(f"mqspec {e}" for e in errors)]
 
     def _same_live_state(self, mine: str, theirs: str) -> list[str]:
-        live = self.management.get("/definitions", "the definitions")
+        live = with_vhost_metadata(self.management.get("/definitions", "the definitions"),
+                                   self.management.get("/vhosts", "the vhosts"))
         return differences(normalized(live, mine, self.salted), normalized(live, theirs, self.salted),
                            ("mqspec's apply", "the broker's import"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ import httpx
 import pika
 import pytest
 
-from tests.conftest import mqspec
+from scripts import localcluster
+from tests import nodes
+from tests.conftest import ROOT, mqspec
 
 pytestmark = pytest.mark.broker
 
@@ -29,9 +32,11 @@ topology:
   vhosts: [{{name: {a}, description: first, tags: [t1], limits: {{max_queues: 50, max_connections: 20}}}}, {{name: {b}}}, {{name: {c}}}]
   users: [{{name: {prefix}-u, password_hash: "{HASH}", tags: [management], limits: {{max_connections: 5}}}}]
   permissions: [{{user: {prefix}-u, vhost: {a}, configure: ".*", write: ".*", read: ".*"}},
-                {{user: guest, vhost: {a}, configure: ".*", write: ".*", read: ".*"}}]
+                {{user: guest, vhost: {a}, configure: ".*", write: ".*", read: ".*"}},
+                {{user: guest, vhost: {b}, configure: ".*", write: ".*", read: ".*"}},
+                {{user: guest, vhost: {c}, configure: ".*", write: ".*", read: ".*"}}]
   global_parameters: [{{name: cluster_name, value: {prefix}-cluster}}]
-  exchanges: [{{name: ex, vhost: {a}, type: fanout}}, {{name: fed.ex, vhost: {b}, type: topic}}]
+  exchanges: [{{name: ex, vhost: {a}, type: fanout}}, {{name: fed.ex, vhost: {a}, type: topic}}, {{name: fed.ex, vhost: {b}, type: topic}}]
   queues: [{{name: in, vhost: {a}}}, {{name: out, vhost: {a}}}, {{name: q, vhost: {c}}}]
   bindings: [{{exchange: ex, queue: in, vhost: {a}}}]
   federation_upstreams: [{{name: up, vhost: {b}, uri: "amqp:///{a}", prefetch_count: 100, ack_mode: on-confirm}}]
@@ -43,29 +48,25 @@ topology:
     return path
 
 
+@pytest.fixture(scope="module")
+def empty_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nodes.Node]:
+    """A private node of its own, empty, with the federation and shovel plugins: cluster_name may change on it."""
+    try:
+        with nodes.private_cluster(tmp_path_factory.mktemp("empty-broker"), 1, "cluster",
+                                   plugins=localcluster.CLUSTER_PLUGINS) as cluster:
+            yield cluster.nodes[0]
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
 @pytest.fixture
-def api() -> Iterator[httpx.Client]:
-    with httpx.Client(base_url="http://127.0.0.1:15672", auth=("guest", "guest"), timeout=30) as client:
+def api(empty_broker: nodes.Node) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=empty_broker.management_url, auth=("guest", "guest"), timeout=30) as client:
         yield client
 
 
-@pytest.fixture
-def prefix(api: httpx.Client) -> Iterator[str]:
-    name = f"cl{uuid.uuid4().hex[:8]}"
-    before = api.get("/api/global-parameters/cluster_name")
-    original = before.json().get("value") if before.status_code == 200 else None
-    yield name
-    for v in ("a", "b", "c"):
-        api.delete(f"/api/vhosts/{name}-{v}")
-    api.delete(f"/api/users/{name}-u")
-    if original is None:
-        api.delete("/api/global-parameters/cluster_name")
-    else:
-        api.put("/api/global-parameters/cluster_name", json={"name": "cluster_name", "value": original})
-
-
 def _running(api: httpx.Client, name: str) -> bool:
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         states = [s.get("state") for s in api.get("/api/shovels").json() if s.get("name") == name]
         if states == ["running"]:
@@ -74,15 +75,17 @@ def _running(api: httpx.Client, name: str) -> bool:
     return False
 
 
-def test_three_vhost_file_applies_shows_no_changes_and_exports_stably(
-        api: httpx.Client, tmp_path: Path, prefix: str) -> None:
+def test_three_vhost_file_applies_to_an_empty_broker_shows_no_changes_and_exports_what_the_broker_holds(
+        empty_broker: nodes.Node, api: httpx.Client, tmp_path: Path) -> None:
+    prefix = f"cl{uuid.uuid4().hex[:8]}"
     path = _file(tmp_path, prefix)
-    applied = mqspec("apply", str(path))
+    on = ("--url", nodes.vhost_url(empty_broker, "/"), "--management-url", empty_broker.management_url)
+    assert {v["name"] for v in api.get("/api/vhosts").json()} == {"/"}          # empty: nothing but the default vhost
+    applied = mqspec(*on, "apply", str(path))
     assert applied.exit_code == 0, applied.stdout + applied.stderr
     assert f"Applying to vhost '{prefix}-b':" in applied.stdout
-    plan = mqspec("plan", str(path), "--detailed-exitcode")
-    assert plan.exit_code == 0, plan.stdout
-    assert plan.stdout.strip() == "No changes. Topology is up to date."
+    plan = mqspec(*on, "plan", str(path), "--detailed-exitcode")
+    assert (plan.exit_code, plan.stdout.strip()) == (0, "No changes. Topology is up to date."), plan.output
     assert api.get(f"/api/users/{prefix}-u").json()["password_hash"] == HASH
     assert any(e["user"] == f"{prefix}-u" and e["value"] == {"max-connections": 5}
                for e in api.get("/api/user-limits").json())
@@ -91,15 +94,26 @@ def test_three_vhost_file_applies_shows_no_changes_and_exports_stably(
     upstream = api.get(f"/api/parameters/federation-upstream/{prefix}-b/up").json()["value"]
     assert upstream == {"uri": f"amqp:///{prefix}-a", "prefetch-count": 100, "ack-mode": "on-confirm"}
     assert _running(api, "mover")
-    _publish(f"{prefix}-a", "ex", 5)
+    _publish(nodes.vhost_url(empty_broker, f"{prefix}-a"), "ex", 5)
     assert _depth_eventually(api, f"{prefix}-a", "out", 5)
-    first = mqspec("export", str(path)).stdout
-    assert first == mqspec("export", str(path)).stdout
-    exported = json.loads(first)
-    assert exported["users"][0]["password_hash"] == HASH
-    assert {v["name"] for v in exported["vhosts"]} == {f"{prefix}-a", f"{prefix}-b", f"{prefix}-c"}
-    assert {(p["vhost"], p["component"], p["name"]) for p in exported["parameters"]} >= {
-        (f"{prefix}-b", "federation-upstream", "up"), (f"{prefix}-a", "shovel", "mover")}
+    first = mqspec(*on, "export", str(path)).stdout
+    assert first == mqspec(*on, "export", str(path)).stdout
+    exported, held = json.loads(first), api.get("/api/definitions").json()
+    assert _semantic(exported, prefix) == _semantic(held, prefix, api.get("/api/vhosts").json())
+    assert exported["global_parameters"] == [{"name": "cluster_name", "value": f"{prefix}-cluster"}]
+
+
+def _semantic(definitions: dict[str, Any], prefix: str, vhosts: list[dict[str, Any]] | None = None) -> dict[str, list[str]]:
+    """The file's part of a definitions document, each section sorted, defaults filled in (scripts/conformance.py)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import conformance
+    finally:
+        sys.path.pop(0)
+    if vhosts is not None:
+        definitions = conformance.with_vhost_metadata(definitions, vhosts)
+    found: dict[str, list[str]] = conformance.normalized(definitions, f"{prefix}-")
+    return found
 
 
 def test_policy_naming_an_undeclared_upstream_is_refused(tmp_path: Path) -> None:
@@ -111,8 +125,8 @@ def test_policy_naming_an_undeclared_upstream_is_refused(tmp_path: Path) -> None
             "topology.federation_upstreams, or as {name: nope, external: true} when it is managed elsewhere)") in result.output
 
 
-def _publish(vhost: str, exchange: str, count: int) -> None:
-    params = pika.URLParameters(f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+def _publish(url: str, exchange: str, count: int) -> None:
+    params = pika.URLParameters(url)
     with pika.BlockingConnection(params) as connection:
         channel = connection.channel()
         for i in range(count):
