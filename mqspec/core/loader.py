@@ -40,6 +40,11 @@ def load_bytes(raw: bytes, path: str, overrides: Overrides = Overrides(), env: M
         doc = parse_bytes(raw, path, {} if env is None else env)
     except DocumentError as exc:
         return Loaded(None, exc.problems)
+    return load_document(doc, overrides)
+
+
+def load_document(doc: Document, overrides: Overrides = Overrides()) -> Loaded:
+    """load_bytes after parsing: for a document already parsed (or composed of several, core/compose.py)."""
     seen = {p.path for p in doc.problems}
     problems = doc.problems + lint.disputed_scalars(doc) + [p for p in schema.check(doc) if p.path not in seen]
     problems += lint.file_as_code(doc, refuse=overrides.no_commands)
