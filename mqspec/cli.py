@@ -256,11 +256,14 @@ def route(
     mandatory: Annotated[bool, typer.Option("--mandatory", help="Say the message would be returned if unroutable.")] = False,
     output: FormatOpt = Format.text,
     strict: StrictOpt = False,
+    vhost: Annotated[Optional[str], typer.Option("--vhost", metavar="VHOST",
+                                                 help="Vhost to publish in (default: the broker URL's).")] = None,
 ) -> None:
     """Where would this message go? Answered from the file alone, with no broker."""
     from mqspec.commands import route as command
 
-    _run(ctx, lambda state: command.run(state, str(file), exchange, key, header or [], mandatory, output.value, strict))
+    _run(ctx, lambda state: command.run(state, str(file), exchange, key, header or [], mandatory, output.value, strict,
+                                        vhost))
 
 
 @app.command(cls=_Command)

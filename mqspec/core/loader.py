@@ -287,12 +287,14 @@ def _topologies(data: dict[str, Any], default: str) -> tuple[tuple[model.Topolog
     scope = tuple(dict.fromkeys([*named, *declared]))
     others = sorted(v for v in scope if v != default)
     first = _topology(data, default, cluster=True)
-    return (first, *(_topology(data, v, cluster=False) for v in others)), scope
+    return (first, *(_topology(data, v, cluster=False, default=default) for v in others)), scope
 
 
-def _topology(data: dict[str, Any], vhost: str, cluster: bool = True) -> model.Topology:
+def _topology(data: dict[str, Any], vhost: str, cluster: bool = True, default: str | None = None) -> model.Topology:
+    """The entities of one vhost: those naming it, and (for the default vhost) those naming none."""
     def mine(entry: Mapping[str, Any]) -> bool:
-        return bool(entry.get("vhost", vhost) == vhost) if isinstance(entry, dict) else False
+        named = entry.get("vhost", vhost if default is None else default) if isinstance(entry, dict) else None
+        return bool(named == vhost)
 
     scoped = model.Topology(
         vhost=vhost,
