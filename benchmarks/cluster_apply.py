@@ -122,7 +122,7 @@ def one_round(mgmt: Management, n: int, work: Path, rotation: int, max_wait: flo
                     out[step] = f"wrong result: {exc}"
         for step, args in (("c", ("plan", str(path))), ("d", ("apply", str(path), "--topology-only"))):
             wait_for_quiet(mgmt, max_wait)
-            out[step] = timed(lambda: mqspec(*args)) if isinstance(out.get("b"), float) else "needs (b)"
+            out[step] = timed(lambda a=args: mqspec(*a)) if isinstance(out.get("b"), float) else "needs (b)"
     finally:
         for v in (*theirs, *mine):
             best_effort(mgmt.delete_vhost, v)
