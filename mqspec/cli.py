@@ -260,12 +260,14 @@ def import_(
                                                              help="Read a definitions JSON file.")] = None,
     output: OutputOpt = None,
     name: Annotated[str, typer.Option("--name", metavar="NAME", help="Scenario name to write.")] = "imported",
+    vhost: Annotated[Optional[str], typer.Option("--vhost", metavar="VHOST",
+                                                 help="Import only this vhost of the definitions file.")] = None,
 ) -> None:
     """Turn existing topology into a scenario file."""
     from mqspec.commands import import_ as command
 
     _run(ctx, lambda state: command.run(state, from_broker, str(from_definitions) if from_definitions else None,
-                                        str(output) if output else None, name))
+                                        str(output) if output else None, name, vhost))
 
 
 @app.command(cls=_Command)
@@ -278,11 +280,14 @@ def route(
     mandatory: Annotated[bool, typer.Option("--mandatory", help="Say the message would be returned if unroutable.")] = False,
     output: FormatOpt = Format.text,
     strict: StrictOpt = False,
+    vhost: Annotated[Optional[str], typer.Option("--vhost", metavar="VHOST",
+                                                 help="Vhost to publish in (default: the broker URL's).")] = None,
 ) -> None:
     """Where would this message go? Answered from the file alone, with no broker."""
     from mqspec.commands import route as command
 
-    _run(ctx, lambda state: command.run(state, str(file), exchange, key, header or [], mandatory, output.value, strict))
+    _run(ctx, lambda state: command.run(state, str(file), exchange, key, header or [], mandatory, output.value, strict,
+                                        vhost))
 
 
 @app.command(cls=_Command)

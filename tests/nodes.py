@@ -55,10 +55,11 @@ def free_port_base(count: int) -> int:
 
 
 @contextmanager
-def private_cluster(base: Path, count: int, role: str) -> Iterator[Cluster]:
+def private_cluster(base: Path, count: int, role: str,
+                    plugins: tuple[str, ...] = localcluster.NODE_PLUGINS) -> Iterator[Cluster]:
     """Start `count` private nodes joined into one cluster; stop them and remove their data afterwards."""
     cluster = localcluster.layout(base, count, prefix=f"mqspec-{role}-{os.getpid()}-", amqp_port=free_port_base(count),
-                                  plugins=localcluster.NODE_PLUGINS)
+                                  plugins=plugins)
     try:
         localcluster.up(cluster)
     except localcluster.ClusterError as exc:

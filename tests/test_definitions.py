@@ -19,6 +19,7 @@ from mqspec.core.definitions import (
     to_definitions,
     vhosts_named,
 )
+from mqspec.core.importing import import_definitions, topology_definitions
 from mqspec.core.problems import errors
 from mqspec.pipeline import load
 
@@ -131,7 +132,8 @@ def test_definitions_become_a_topology_without_built_in_and_server_named_entitie
     assert topology.bindings == (model.Binding("orders", "orders.q", "queue", "o.#"),)
     assert topology.policies == (model.Policy("ttl", "^o", {"max-length": 1}, "queues"),
                                  model.Policy("cap", ".*", {"max-length": 9}, "queues", operator=True))
-    assert topology.users == (model.User("app", None, ("monitoring", "management")),)
+    assert topology.users == (model.User("app", None, ("monitoring", "management"), password_hash="x",
+                                         hashing_algorithm="rabbit_password_hashing_sha256"),)
     assert vhosts_named(BROKER_EXPORT) == {V, "other"}
 
 
@@ -191,10 +193,11 @@ _ARGUMENTS = st.fixed_dictionaries({}, optional={
 def test_imported_queue_arguments_load_back_exactly(tmp_path_factory: Any, arguments: dict[str, Any], durable: bool) -> None:
     queue = model.Queue("q", durable=durable, arguments=arguments)
     exchanges = (model.Exchange("dlx"),) if arguments.get("x-dead-letter-exchange") == "dlx" else ()
-    text = scenario_text(model.Topology(vhost=V, queues=(queue,), exchanges=exchanges), "round-trip", "a test")
+    definitions = topology_definitions(model.Topology(vhost=V, queues=(queue,), exchanges=exchanges))
+    text = scenario_text(import_definitions(definitions, V), "round-trip", "a test")
     path = Path(tmp_path_factory.mktemp("import")) / "imported.yaml"
     path.write_text(text)
     loaded = load(str(path))
     assert errors(loaded.problems) == []  # a warning (e.g. a TTL past the 32-bit timer) still loads
     assert loaded.scenario is not None
-    assert loaded.scenario.topology.queues == (queue,)
+    assert {t.vhost: t for t in loaded.scenario.every_vhost()}[V].queues == (queue,)

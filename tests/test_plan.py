@@ -314,7 +314,9 @@ def test_json_plan_never_contains_a_password() -> None:
     plan = diff(topology(users=(model.User("app", "hunter22"),)), live())
     text = render.as_json(plan)
     assert "hunter22" not in text
-    assert render.as_dict(plan)["changes"][0]["desired"] == {"name": "app", "password": "***", "tags": []}
+    assert render.as_dict(plan)["changes"][0]["desired"] == {"name": "app", "password": "***", "tags": [],
+                                                             "password_hash": None, "hashing_algorithm": None,
+                                                             "limits": {}}
 
 
 def test_change_labels_name_the_entity() -> None:
@@ -365,3 +367,23 @@ def test_json_plan_carries_keys_and_field_diffs_without_absent_sides() -> None:
     assert changes["queue"]["diffs"] == [{"field": "arguments.x-max-length", "after": 5, "immutable": True}]
     assert changes["user"]["diffs"] == [{"field": "password", "immutable": False}]
     assert changes["user"]["reasons"] == ["password differs"]
+
+
+def test_keys_of_another_vhosts_plan_carry_that_vhost_and_parameters_key_by_component_and_name() -> None:
+    desired = model.Topology("b", queues=(model.Queue("q"),),
+                             parameters=(model.Parameter("federation-upstream", "up", {"uri": "amqp://x"}),),
+                             global_parameters=(model.GlobalParameter("cluster_name", "c"),))
+    plan = diff(desired, Live(model.Topology("b")))
+    keys = {c.kind: c.key for c in plan.changes}
+    assert keys["queue"] == Key("queue", "b", ("q",))
+    assert keys["parameter"] == Key("parameter", "b", ("federation-upstream", "up"))
+    assert keys["global_parameter"] == Key("global_parameter", "", ("cluster_name",))
+    assert [c.kind for c in plan.changes] == ["global_parameter", "queue", "parameter"]
+
+
+def test_parameter_value_drift_is_one_diff_per_key() -> None:
+    live = model.Topology("/", parameters=(model.Parameter("shovel", "s", {"src-queue": "a", "dest-queue": "b"}),))
+    desired = model.Topology("/", parameters=(model.Parameter("shovel", "s", {"src-queue": "a", "dest-queue": "c"}),))
+    (change,) = diff(desired, Live(live)).changes
+    assert (change.action, change.reasons) == ("update", ('dest-queue "b" → "c"',))
+    assert change.diffs[0].field == "value.dest-queue"

@@ -312,34 +312,41 @@ def test_export_imported_into_a_fresh_vhost_plans_no_changes(url: str, vhost: st
     assert (plan.exit_code, plan.stdout) == (0, "No changes. Topology is up to date.\n")
 
 
-def test_import_from_broker_applied_elsewhere_reproduces_the_topology(url: str, vhost: str, other_vhost: str,
-                                                                     management: Management, tmp_path: Path) -> None:
+def test_import_from_broker_reproduces_the_vhost_with_its_metadata_once_it_is_gone(url: str, vhost: str,
+                                                                                 management: Management,
+                                                                                 tmp_path: Path) -> None:
     management.put(f"/queues/{q(vhost)}/plain", "queue", {"durable": False, "auto_delete": True, "arguments": {}})
+    management.put(f"/vhost-limits/{q(vhost)}/max-queues", "limit", {"value": 50})
     assert mqspec("--url", url, "apply", scenario(tmp_path, ORDERS), "--topology-only").exit_code == 0
+    source = definitions(management, vhost)
     imported = tmp_path / "imported.yaml"
     result = mqspec("--url", url, "import", "--from-broker", "-o", str(imported), "--name", "copy")
     assert result.exit_code == 0, result.output
     text = imported.read_text()
     assert "message_ttl: 1m" in text and "dead_letter:" in text and "amq." not in text
-    elsewhere = vhost_url(other_vhost)
-    applied = mqspec("--url", elsewhere, "apply", str(imported), "--topology-only")
+    assert (f"  vhosts:\n  - name: {vhost}\n    description: throwaway vhost for one mqspec test\n"
+            "    limits:\n      max_queues: 50\n") in text
+    management.delete_vhost(vhost)
+    applied = mqspec("apply", str(imported), "--topology-only")       # the default URL: the file names its vhost
     assert applied.exit_code == 0, applied.output
-    assert mqspec("--url", elsewhere, "plan", str(imported), "--detailed-exitcode").exit_code == 0
-    assert mqspec("--url", elsewhere, "plan", scenario(tmp_path, ORDERS), "--detailed-exitcode").exit_code == 0
-    source, copy = definitions(management, vhost), definitions(management, other_vhost)
+    management.set_permissions("guest", vhost)
+    assert mqspec("plan", str(imported), "--detailed-exitcode").exit_code == 0
+    assert mqspec("--url", url, "plan", scenario(tmp_path, ORDERS), "--detailed-exitcode").exit_code == 0
+    copy = definitions(management, vhost)
     for key in ("queues", "exchanges", "bindings", "policies", "parameters"):
         assert _without_vhost(source[key]) == _without_vhost(copy[key])
+    assert management.get(f"/vhost-limits/{q(vhost)}", "limits")[0]["value"] == {"max-queues": 50}
 
 
 def _without_vhost(entries: list[dict[str, Any]]) -> list[str]:
     return sorted(json.dumps({k: v for k, v in entry.items() if k != "vhost"}, sort_keys=True) for entry in entries)
 
 
-def test_import_from_definitions_file_round_trips(url: str, vhost: str, other_vhost: str, management: Management,
+def test_import_from_definitions_file_round_trips(url: str, vhost: str, management: Management,
                                                   tmp_path: Path) -> None:
     assert mqspec("--url", url, "apply", scenario(tmp_path, ORDERS), "--topology-only").exit_code == 0
     exported = definitions(management, vhost)
-    for key in ("queues", "exchanges", "bindings"):
+    for key in ("queues", "exchanges", "bindings", "policies"):
         for entry in exported[key]:
             entry["vhost"] = vhost
     exported["queues"].append({"name": "elsewhere", "vhost": "another", "durable": True, "auto_delete": False,
@@ -347,15 +354,20 @@ def test_import_from_definitions_file_round_trips(url: str, vhost: str, other_vh
     defs = tmp_path / "defs.json"
     defs.write_text(json.dumps(exported))
     imported = tmp_path / "imported.yaml"
-    ambiguous = mqspec("import", "--from-definitions", str(defs), "-o", str(imported))
-    assert (ambiguous.exit_code, ambiguous.stderr) == (
-        2, f"error: {defs} holds definitions of several vhosts (another, {vhost}); choose one with --url amqp://HOST/VHOST\n")
-    result = mqspec("--url", url, "import", "--from-definitions", str(defs), "-o", str(imported))
+    whole = mqspec("import", "--from-definitions", str(defs))
+    assert whole.exit_code == 0 and "name: elsewhere\n    vhost: another\n" in whole.stdout
+    assert ("warning: vhost 'another' is named by 1 entity but not declared in the file; it must exist where the file "
+            "is applied\n") in whole.stderr
+    result = mqspec("--url", "amqp://guest:guest@127.0.0.1/another", "import", "--from-definitions", str(defs),
+                    "--vhost", vhost, "-o", str(imported))
     assert result.exit_code == 0, result.output
     assert "elsewhere" not in imported.read_text()
     assert mqspec("validate", str(imported)).exit_code == 0
-    assert mqspec("--url", vhost_url(other_vhost), "apply", str(imported), "--topology-only").exit_code == 0
-    assert mqspec("--url", vhost_url(other_vhost), "plan", scenario(tmp_path, ORDERS), "--detailed-exitcode").exit_code == 0
+    management.delete_vhost(vhost)
+    management.create_vhost(vhost)
+    management.set_permissions("guest", vhost)
+    assert mqspec("apply", str(imported), "--topology-only").exit_code == 0
+    assert mqspec("--url", url, "plan", scenario(tmp_path, ORDERS), "--detailed-exitcode").exit_code == 0
 
 
 def test_json_plan_shape(url: str, tmp_path: Path) -> None:
@@ -364,7 +376,9 @@ def test_json_plan_shape(url: str, tmp_path: Path) -> None:
     assert set(plan) == {"vhost", "changes", "summary", "notes"}
     assert plan["summary"] == {"create": 13, "update": 0, "replace": 0, "delete": 0}
     first = plan["changes"][0]
-    assert set(first) == {"action", "kind", "name", "key", "diffs", "reasons", "messages", "consumers", "migrate", "desired", "live"}
+    assert set(first) == {"vhost", "action", "kind", "name", "key", "diffs", "reasons", "messages", "consumers", "migrate",
+                          "desired", "live"}
+    assert first["vhost"] == plan["vhost"]
     assert first["key"] == {"kind": "policy", "vhost": plan["vhost"], "identity": ["audit-limit"]}
     assert (first["action"], first["kind"], first["name"]) == ("create", "policy", "audit-limit")
     queue = next(c for c in plan["changes"] if c["name"] == "orders.q")
@@ -562,9 +576,8 @@ def test_import_from_broker_leaves_out_the_importing_users_permissions_and_write
     finally:
         management.delete(f"/users/{q(user)}", "user")
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("# Imported by `mqspec import`. Users are not imported: their passwords cannot be "
-                                    "read back.\n# The permissions below need their users to exist where this file is "
-                                    "applied.\n")
-    assert (f"  permissions:\n  - user: {user}\n    configure: ''\n    write: ''\n    read: .*\n"
-            "  queues:\n  - name: timed\n    message_ttl: 1h\n    expires: 90s\n") in result.stdout
+    assert result.stdout.startswith("# Imported by `mqspec import`.\n# The permissions below need their users to exist "
+                                    "where this file is applied.\n")
+    assert (f"  permissions:\n  - user: {user}\n    configure: ''\n    write: ''\n    read: .*\n    vhost: {vhost}\n"
+            f"  queues:\n  - name: timed\n    vhost: {vhost}\n    message_ttl: 1h\n    expires: 90s\n") in result.stdout
     assert "guest" not in result.stdout

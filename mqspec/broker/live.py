@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from mqspec.broker.management import AccessRefused, Management, ManagementUnreachable, q
-from mqspec.core import definitions, model
+from mqspec.core import definitions, model, parameters
 from mqspec.core.plan import Live, QueueStats
 from mqspec.errors import OperationFailed
 
@@ -33,8 +33,22 @@ def read(management: Management, desired: model.Topology) -> Live:
         users=users,
         permissions=_permissions(management, desired),
         topic_permissions=_topic_permissions(management, desired),
+        global_parameters=_global_parameters(management, desired),
     )
     return Live(topology, exists, hashes, stats, unsupported)
+
+
+def _global_parameters(management: Management, desired: model.Topology) -> tuple[model.GlobalParameter, ...]:
+    if not desired.global_parameters:
+        return ()
+    return parameters.globals_from_definitions(management.get("/global-parameters", "the global parameters") or [])
+
+
+def _user_limits(management: Management, desired: model.Topology) -> dict[str, dict[str, int]]:
+    if not any(u.limits for u in desired.users):
+        return {}
+    entries = management.get("/user-limits", "the user limits", missing_ok=True) or []
+    return {e["user"]: definitions.user_limits(e.get("value", {})) for e in entries if "user" in e}
 
 
 def queue_types(management: Management, vhost: str) -> dict[str, model.QueueType]:
@@ -111,7 +125,9 @@ def _users(management: Management, desired: model.Topology) -> tuple[tuple[model
         return (), {}
     declared = {u.name for u in desired.users}
     entries = [u for u in management.get("/users", "the list of users") if u["name"] in declared]
-    users = tuple(model.User(u["name"], None, definitions.tags_of(u.get("tags"))) for u in entries)
+    limits = _user_limits(management, desired)
+    users = tuple(model.User(u["name"], None, definitions.tags_of(u.get("tags")), limits=limits.get(u["name"], {}))
+                  for u in entries)
     hashes = {u["name"]: (str(u.get("hashing_algorithm", "")), str(u.get("password_hash", ""))) for u in entries}
     return users, hashes
 

@@ -146,7 +146,7 @@ class _Runner:
         return f"{what} was deleted but declaring it again failed: {error.message}; apply again to create it"
 
     def _what(self, change: Change) -> str:
-        scoped = change.kind in ("policy", "operator_policy", "exchange", "queue", "binding")
+        scoped = change.kind in ("policy", "operator_policy", "exchange", "queue", "binding", "parameter")
         return f"{change.label} in vhost '{self.vhost}'" if scoped else change.label
 
     def _declare(self, change: Change) -> None:
@@ -170,11 +170,21 @@ class _Runner:
             m.put(f"/users/{q(entity.name)}", what, self._user_body(entity, change.action == "create"))
         elif isinstance(entity, model.VHost):
             self._declare_vhost(entity, what)
+        elif isinstance(entity, model.Parameter):
+            m.put(f"/parameters/{q(entity.component)}/{v}/{q(entity.name)}", what, {"value": entity.value})
+        elif isinstance(entity, model.GlobalParameter):
+            m.put(f"/global-parameters/{q(entity.name)}", what, {"value": entity.value})
+        if isinstance(entity, model.User):
+            for name, value in definitions.broker_user_limits(entity.limits).items():
+                m.put(f"/user-limits/{q(entity.name)}/{q(name)}", f"limit {name} of {what}", {"value": value})
 
     def _user_body(self, user: model.User, new: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"tags": ",".join(user.tags)}
         if user.password is not None:
             return {**body, "password": user.password}
+        if user.password_hash is not None:
+            return {**body, "password_hash": user.password_hash,
+                    "hashing_algorithm": user.hashing_algorithm or definitions.SHA256}
         if new:
             return {**body, "password_hash": ""}
         # No password in the file: keep the one the user has (a PUT without one would clear it).
@@ -213,6 +223,8 @@ class _Runner:
             m.delete(f"/users/{q(entity.name)}", what)
         elif isinstance(entity, model.VHost):
             m.delete(f"/vhosts/{q(entity.name)}", what)
+        elif isinstance(entity, model.Parameter):
+            m.delete(f"/parameters/{q(entity.component)}/{v}/{q(entity.name)}", what)
 
     def _still_empty(self, change: Change, what: str) -> None:
         """Count the ready messages and consumers again, this moment: the plan's count is seconds old."""
@@ -254,11 +266,13 @@ class _Runner:
 
 _FORWARD: tuple[tuple[tuple[Kind, ...], bool, bool], ...] = (
     (("vhost",), False, False),
+    (("global_parameter",), True, False),
     (("user",), True, False),
     (("permission", "topic_permission"), True, False),
     (("policy", "operator_policy"), True, False),
 )
 _BACKWARD: tuple[tuple[tuple[Kind, ...], bool], ...] = (
+    (("parameter",), True),
     (("queue", "exchange"), True),
     (("policy", "operator_policy"), True),
     (("topic_permission",), False),
@@ -282,6 +296,7 @@ def _stages(plan: Plan) -> list[tuple[list[_Op], bool, bool]]:
         (ops(("exchange", "queue"), ("replace",), True), True, False),
         (ops(("exchange", "queue"), ("create", "replace"), False), True, True),
         (ops(("binding",), ("create",), False), True, True),
+        (ops(("parameter",), ("create", "update"), False), True, False),
     ]
     stages += [(ops(kinds, ("delete",), True), parallel, False) for kinds, parallel in _BACKWARD]
     return [stage for stage in stages if stage[0]]
@@ -299,7 +314,7 @@ def _needs(change: Change, vhost: str) -> list[Key]:
         return []
     entity = change.desired
     needs: list[Key] = []
-    if change.kind in ("policy", "operator_policy", "exchange", "queue", "binding"):
+    if change.kind in ("policy", "operator_policy", "exchange", "queue", "binding", "parameter"):
         needs.append(entity_key("vhost", vhost, vhost))
     if isinstance(entity, model.Binding):
         needs += [entity_key("exchange", vhost, entity.source), entity_key(entity.destination_type, vhost, entity.destination)]

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mqspec import runner
 from mqspec.broker.management import AccessRefused, Management, ManagementUnreachable
-from mqspec.broker.planning import make_plan_and_holdings
+from mqspec.broker.planning import VhostPlan, make_vhost_plans, settings_for
 from mqspec.broker.topology import execute
 from mqspec.context import Context
 from mqspec.core import migration, model
-from mqspec.core.outcome import Outcome
+from mqspec.core.outcome import Outcome, Step
 from mqspec.core.plan import Plan, refusals
 from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK, MqspecError
 from mqspec.options import ApplyOptions
 from mqspec.pipeline import load_valid
 from mqspec.report import plan as render
-from mqspec.report.plan import show
+from mqspec.report.plan import show_all
 
 
 def run(ctx: Context, path: str, options: ApplyOptions) -> int:
@@ -50,8 +51,7 @@ def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions
     out = _Output(ctx, options.output, to_stderr, errors)
     with Management(scenario.broker) as management:
         try:
-            plan, holdings, live_queues = make_plan_and_holdings(management, scenario.broker, scenario.topology,
-                                                                 options.prune)
+            vhost_plans = make_vhost_plans(management, scenario, options.prune)
         except ManagementUnreachable as exc:
             return _over_amqp(scenario, f"{exc.message}\nnote: declaring exchanges, queues and bindings over AMQP instead",
                               out, options.allow_replace)
@@ -60,28 +60,64 @@ def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions
                 raise
             return _over_amqp(scenario, f"user '{management.user}' may not use the management API (it has no management "
                               "tag); declaring exchanges, queues and bindings over AMQP instead", out, options.allow_replace)
-        declared = {queue.name for queue in scenario.topology.queues}
-        half_done = [h for name, h in holdings.items() if name in declared]
-        if plan.empty and not half_done:
-            out.result(plan, "no changes", None, [])
+        plans = [vhost.plan for vhost in vhost_plans]
+        half_done = [h for vhost in vhost_plans for h in _half_done(vhost, scenario)]
+        if all(plan.empty for plan in plans) and not half_done:
+            out.result(plans, "no changes", None, [])
             return EXIT_OK
-        refused = refusals(plan, options.allow_replace, options.force, options.migrate)
+        refused = [line for plan in plans for line in refusals(plan, options.allow_replace, options.force, options.migrate)]
         if not options.migrate:
             refused += [migration.half_done_refusal(h) for h in half_done]
         if refused:
-            out.result(plan, "refused", None, refused)
+            out.result(plans, "refused", None, refused)
             return EXIT_FAILED
-        out.plan(plan)
-        reports: list[migration.Report] = []
+        out.plan(plans)
         if options.migrate:
-            from mqspec.broker import migrate
-
-            outcome, reports = migrate.apply(management, plan, holdings, live_queues, scenario,
-                                             migrate.Settings(options.migrate_via, options.migrate_wait_consumers))
+            steps, reports = _migrate_all(management, vhost_plans, scenario, options)
         else:
-            outcome = execute(management, plan, force=options.force, settings=scenario.broker)
-    out.result(plan, "applied" if outcome.ok else "incomplete", outcome, [], reports)
+            steps, reports = _execute_all(management, plans, scenario.broker, options.force), []
+    outcome = Outcome(tuple(steps))
+    out.result(plans, "applied" if outcome.ok else "incomplete", outcome, [], reports)
     return outcome.exit_code
+
+
+def _half_done(vhost: VhostPlan, scenario: model.Scenario) -> list[migration.Holding]:
+    topology = next((t for t in scenario.every_vhost() if t.vhost == vhost.plan.vhost), scenario.topology)
+    declared = {queue.name for queue in topology.queues}
+    return [h for name, h in vhost.holdings.items() if name in declared]
+
+
+def _migrate_all(management: Management, vhost_plans: Sequence[VhostPlan], scenario: model.Scenario,
+                 options: ApplyOptions) -> tuple[list[Step], list[migration.Report]]:
+    """apply --migrate, one vhost after another (the default vhost first: it creates what the others need)."""
+    from dataclasses import replace
+
+    from mqspec.broker import migrate
+
+    settings = migrate.Settings(options.migrate_via, options.migrate_wait_consumers)
+    steps: list[Step] = []
+    reports: list[migration.Report] = []
+    for vhost in vhost_plans:
+        topology = next((t for t in scenario.every_vhost() if t.vhost == vhost.plan.vhost), scenario.topology)
+        scoped = replace(scenario, broker=vhost.settings, topology=topology)
+        outcome, done = migrate.apply(management, vhost.plan, vhost.holdings, vhost.live_queues, scoped, settings)
+        steps += outcome.steps
+        reports += done
+    return steps, reports
+
+
+def _execute_all(management: Management, plans: Sequence[Plan], settings: model.BrokerSettings,
+                 force: bool) -> list[Step]:
+    """The default vhost's plan first (it creates the vhosts, users and permissions the others need), then the
+    other vhosts' plans side by side; steps reported in plan order."""
+    def run(plan: Plan) -> tuple[Step, ...]:
+        return execute(management, plan, force=force, settings=settings_for(settings, plan.vhost)).steps if not plan.empty else ()
+
+    first, others = run(plans[0]), plans[1:]
+    if len(others) <= 1:
+        return [*first, *(step for plan in others for step in run(plan))]
+    with ThreadPoolExecutor(max_workers=len(others)) as pool:
+        return [*first, *(step for steps in pool.map(run, others) for step in steps)]
 
 
 def _over_amqp(scenario: model.Scenario, reason: str, out: _Output, allow_replace: bool) -> int:
@@ -121,9 +157,9 @@ class _Output:
         self.errors.append(text)
         self.ctx.echo(f"error: {text}", err=True)
 
-    def plan(self, plan: Plan) -> None:
+    def plan(self, plans: Sequence[Plan]) -> None:
         if not self.json:
-            show(plan, "text", heading=f"Applying to vhost '{plan.vhost}':", err=self.err)
+            show_all([p for p in plans if not p.empty], "text", "Applying to", err=self.err)
 
     def outcome(self, outcome: Outcome) -> None:
         if self.json:
@@ -133,10 +169,10 @@ class _Output:
         for step in outcome.having("failed"):
             self.error(step.error)
 
-    def result(self, plan: Plan, status: str, outcome: Outcome | None, refused: list[str],
-               reports: list[migration.Report] | None = None) -> None:
+    def result(self, plans: Sequence[Plan], status: str, outcome: Outcome | None, refused: list[str],
+               reports: Sequence[migration.Report] = ()) -> None:
         if self.json:
-            body: dict[str, Any] = {"status": status, "plan": render.as_dict(plan), "refused": refused}
+            body: dict[str, Any] = {"status": status, "plan": render.plans_dict(plans), "refused": refused}
             if outcome is not None:
                 body.update(render.outcome_dict(outcome))
             if reports:
@@ -145,15 +181,15 @@ class _Output:
             _each(refused, self.error)
             return
         if status == "no changes":
-            show(plan, "text", err=self.err)
+            show_all(plans, "text", err=self.err)
             return
         if status == "refused":
-            show(plan, "text", err=self.err)
+            show_all(plans, "text", err=self.err)
             _each(refused, self.error)
             self.ctx.echo("Nothing was changed.", err=True)
             return
         assert outcome is not None
-        for report in reports or []:
+        for report in reports:
             self.ctx.echo(report.text(), err=self.err)
         self.outcome(outcome)
 

@@ -17,17 +17,18 @@ from urllib.parse import quote, urlsplit
 
 from mqspec.broker import live
 from mqspec.broker.management import Management, ManagementUnreachable, q
-from mqspec.broker.planning import with_counts
+from mqspec.broker.planning import settings_for, with_counts
 from mqspec.broker.topology import execute
 from mqspec.context import Context
 from mqspec.core.model import BrokerSettings, Topology
+from mqspec.core.outcome import Outcome
 from mqspec.core.plan import QueueStats, destroy, refusals, with_stats
 from mqspec.core.vocabulary import is_builtin_exchange
 from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable
 from mqspec.options import DestroyOptions
 from mqspec.pipeline import load_valid
 from mqspec.report import plan as render
-from mqspec.report.plan import show
+from mqspec.report.plan import show_all
 
 NOTHING = "Nothing to destroy: none of the entities the file declares exist."
 
@@ -41,24 +42,32 @@ def run(ctx: Context, path: str, options: DestroyOptions) -> int:
         except ManagementUnreachable as exc:
             raise BrokerUnavailable(f"{exc.message} (destroy needs the management API)") from None
         present = {v.name for v in found.topology.vhosts}
-        contents = {v.name: _vhost_contents(management, scenario.broker, topology, v.name)
+        by_vhost = {t.vhost: t for t in scenario.every_vhost()}
+        contents = {v.name: _vhost_contents(management, scenario.broker, by_vhost.get(v.name, topology), v.name)
                     for v in topology.vhosts if v.name in present}
         plan = destroy(topology, found, management.user, {name: c.messages for name, c in contents.items()})
         if topology.vhost in contents:       # counted already, with the rest of the vhost
             plan = with_stats(plan, contents[topology.vhost].counts)
         elif found.vhost_exists:
             plan = with_counts(plan, management, scenario.broker)
+        # the other vhosts' entities, unless their whole vhost goes
+        going = {c.name for c in plan.changes if c.kind == "vhost"}
+        plans = [plan] + [with_counts(destroy(other, live.read(management, other), management.user), management,
+                                      settings_for(scenario.broker, other.vhost))
+                          for other in scenario.every_vhost()[1:] if other.vhost not in going]
         if not plan.empty:
-            plan = replace(plan, notes=(*plan.notes, *(n for name, c in contents.items() for n in _undeclared_notes(name, c))))
+            plans[0] = replace(plan, notes=(*plan.notes, *(n for name, c in contents.items() for n in _undeclared_notes(name, c))))
+        plans = [p for i, p in enumerate(plans) if i == 0 or not p.empty]
         json_out = options.output == "json"
-        if plan.empty:
+        if all(p.empty for p in plans):
             ctx.echo(json.dumps({"plan": render.as_dict(plan), "complete": True, "steps": []}, indent=2) if json_out
                        else NOTHING)
             return EXIT_OK
-        heading = f"{'Would delete' if options.dry_run else 'Deleting'} from vhost '{plan.vhost}':"
-        refused = [] if options.dry_run else refusals(plan, allow_replace=True, force=options.force)
+        plans = [p for p in plans if not p.empty]
+        verb = "Would delete from" if options.dry_run else "Deleting from"
+        refused = [] if options.dry_run else [r for p in plans for r in refusals(p, allow_replace=True, force=options.force)]
         if options.dry_run or refused or not json_out:
-            show(plan, options.output, heading)
+            show_all(plans, options.output, verb)
         if options.dry_run:
             if not json_out:
                 ctx.echo("Dry run: nothing was deleted.")
@@ -68,9 +77,12 @@ def run(ctx: Context, path: str, options: DestroyOptions) -> int:
                 ctx.echo(f"error: {line}", err=True)
             ctx.echo("Nothing was deleted.", err=True)
             return EXIT_FAILED
-        outcome = execute(management, plan, force=options.force, settings=scenario.broker)
+        # the other vhosts first: the default vhost's plan may delete users and vhosts they need
+        steps = [s for p in reversed(plans)
+                 for s in execute(management, p, force=options.force, settings=settings_for(scenario.broker, p.vhost)).steps]
+        outcome = Outcome(tuple(steps))
     if json_out:
-        ctx.echo(json.dumps({"plan": render.as_dict(plan), **render.outcome_dict(outcome)}, indent=2, ensure_ascii=False))
+        ctx.echo(json.dumps({"plan": render.plans_dict(plans), **render.outcome_dict(outcome)}, indent=2, ensure_ascii=False))
     else:
         ctx.echo(render.outcome_text(outcome, "Destroy"))
     for step in outcome.having("failed"):

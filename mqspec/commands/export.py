@@ -6,22 +6,21 @@ The result is accepted by `POST /api/definitions/{vhost}` and by `rabbitmqctl im
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from mqspec.context import Context
-from mqspec.core.definitions import left_out, to_definitions
+from mqspec.core.definitions import cluster_definitions, cluster_left_out
+from mqspec.core.model import Scenario
 from mqspec.errors import EXIT_OK, InvalidInput
 from mqspec.pipeline import load_valid
 
 
 def run(ctx: Context, path: str, output: str | None, strict: bool = False) -> int:
     scenario = load_valid(ctx, path, strict)
-    topology = scenario.topology
-    for note in left_out(topology):
+    for note in cluster_left_out(scenario):
         ctx.echo(f"warning: {note}", err=True)
-    # A fresh 4-byte salt per export, as RabbitMQ itself hashes passwords.
-    data = to_definitions(topology, salt=os.urandom(4))
+    # Every vhost in one document; passwords hashed with a salt derived from user and password (stable output).
+    data = cluster_definitions(scenario)
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if output is None:
         ctx.echo(text, nl=False)
@@ -31,5 +30,10 @@ def run(ctx: Context, path: str, output: str | None, strict: bool = False) -> in
     except OSError as exc:
         raise InvalidInput(f"cannot write {output}: {exc.strerror or exc}") from None
     ctx.echo(f"Wrote {len(data['exchanges'])} exchanges, {len(data['queues'])} queues and "
-               f"{len(data['bindings'])} bindings of vhost '{topology.vhost}' to {output}", err=True)
+               f"{len(data['bindings'])} bindings of {_vhosts(scenario)} to {output}", err=True)
     return EXIT_OK
+
+
+def _vhosts(scenario: Scenario) -> str:
+    names = [t.vhost for t in scenario.every_vhost()]
+    return f"vhost '{names[0]}'" if len(names) == 1 else "vhosts " + ", ".join(f"'{n}'" for n in names)

@@ -1,9 +1,10 @@
-"""mqspec import: existing topology (a live vhost, or a definitions file) as a scenario file that validates.
+"""mqspec import: existing topology (a definitions file, or a live vhost) as a scenario file you can commit.
 
-Built-in exchanges, server-named and exclusive queues are left out. Users are left out too: their passwords
-cannot be read back, and a user without a password in a file would be created unable to log in. Permissions
-of the vhost are kept, written without a vhost so the file applies to whichever vhost --url names, except
-(with --from-broker) those of the user mqspec imports as: that is the operator's access, not the application's.
+A definitions file comes in whole, every vhost (`--vhost V` picks one); each entity keeps the vhost it names,
+so the file means the same whatever `--url` says. See core/importing.py for what is kept, what is left out
+(transient queues, with a count) and what is warned about. With --from-broker, the `--url` vhost is read, with
+its description, tags and limits; users are not read (their permissions are kept, except those of the user
+mqspec imports as: that is the operator's access, not the application's).
 Durations are written in the largest unit that keeps them whole (3600000 ms is "1h").
 """
 
@@ -20,28 +21,37 @@ from mqspec.broker import live
 from mqspec.broker.management import Management
 from mqspec.context import Context
 from mqspec.core import model
-from mqspec.core.definitions import from_definitions, scenario_topology, vhosts_named
+from mqspec.core.importing import Imported, UnknownVhost, import_definitions, topology_definitions
 from mqspec.core.loader import DEFAULT_URL, Overrides, load_bytes, vhost_of
 from mqspec.core.problems import Problem, errors
 from mqspec.errors import EXIT_FAILED, EXIT_OK, InvalidInput, OperationFailed
 from mqspec.report import problems as problem_report
 
 
-def run(ctx: Context, from_broker: bool, from_definitions_file: str | None, output: str | None, name: str) -> int:
+def run(ctx: Context, from_broker: bool, from_definitions_file: str | None, output: str | None, name: str,
+        vhost: str | None = None) -> int:
     overrides = ctx.overrides
     if from_broker == (from_definitions_file is not None):
         raise InvalidInput("give exactly one of --from-broker or --from-definitions FILE")
     if from_definitions_file is not None:
-        topology, source = _from_file(from_definitions_file, overrides)
+        imported, source = _from_file(from_definitions_file, vhost)
     else:
-        topology, source = _from_broker(overrides)
-    text = scenario_text(topology, name, source)
+        if vhost is not None:
+            raise InvalidInput("--vhost goes with --from-definitions; with --from-broker the vhost is --url's")
+        imported, source = _from_broker(overrides)
+    text = scenario_text(imported, name, source)
     problems = _check(text)
     if output is None:
         ctx.echo(text, nl=False)
     else:
         _write(output, text)
-        ctx.echo(f"Wrote {output}: {_counts(topology)} from {source}", err=True)
+        ctx.echo(f"Wrote {output}: {_counts(imported)} from {source}", err=True)
+    if imported.transient:
+        ctx.echo(f"note: left out {len(imported.transient)} transient queue{'s' if len(imported.transient) != 1 else ''} "
+                 f"and their bindings (exclusive, server-named, or auto-deleting or expiring with generated names): "
+                 f"{_few(imported.transient)}", err=True)
+    for warning in imported.warnings:
+        ctx.echo(f"warning: {warning}", err=True)
     if errors(problems):
         ctx.echo(problem_report.text(problems), err=True)
         ctx.echo("error: the imported scenario does not validate; edit it before applying it", err=True)
@@ -49,22 +59,21 @@ def run(ctx: Context, from_broker: bool, from_definitions_file: str | None, outp
     return EXIT_OK
 
 
-def scenario_text(topology: model.Topology, name: str, source: str) -> str:
+def scenario_text(imported: Imported, name: str, source: str) -> str:
     document: dict[str, Any] = {"version": 1, "name": name, "description": f"Imported by mqspec from {source}."}
-    section = scenario_topology(replace(topology, users=(), vhosts=()))
-    if section:
-        document["topology"] = section
-    header = "# Imported by `mqspec import`. Users are not imported: their passwords cannot be read back.\n"
-    if topology.permissions or topology.topic_permissions:
+    if imported.document:
+        document["topology"] = imported.document
+    header = "# Imported by `mqspec import`.\n"
+    if "users" not in imported.document and ("permissions" in imported.document or "topic_permissions" in imported.document):
         header += "# The permissions below need their users to exist where this file is applied.\n"
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
 
 
-def _from_broker(overrides: Overrides) -> tuple[model.Topology, str]:
+def _from_broker(overrides: Overrides) -> tuple[Imported, str]:
     settings = model.BrokerSettings(urls=(overrides.url or DEFAULT_URL,), management_url=overrides.management_url)
     vhost = vhost_of(settings.url)
     with Management(settings) as management:
-        found = live.read(management, model.Topology(vhost))
+        found = live.read(management, model.Topology(vhost, vhosts=(model.VHost(vhost),)))
         if not found.vhost_exists:
             raise OperationFailed(f"vhost '{vhost}' not found (NOT_FOUND)")
         permissions, topic_permissions = live.vhost_permissions(management, vhost)
@@ -73,10 +82,10 @@ def _from_broker(overrides: Overrides) -> tuple[model.Topology, str]:
     # fail where that user does not exist, or change an administrator's permissions.
     topology = replace(found.topology, permissions=tuple(p for p in permissions if p.user != importer),
                        topic_permissions=tuple(p for p in topic_permissions if p.user != importer))
-    return topology, f"vhost '{vhost}' at {management.base}"
+    return import_definitions(topology_definitions(topology), vhost), f"vhost '{vhost}' at {management.base}"
 
 
-def _from_file(path: str, overrides: Overrides) -> tuple[model.Topology, str]:
+def _from_file(path: str, vhost: str | None) -> tuple[Imported, str]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -88,11 +97,23 @@ def _from_file(path: str, overrides: Overrides) -> tuple[model.Topology, str]:
     wrong = _shape_problems(data)
     if wrong:
         raise InvalidInput(f"{path} is not a definitions file RabbitMQ would accept: {'; '.join(wrong)}")
-    vhost = _vhost_for(path, data, overrides)
     try:
-        return from_definitions(data, vhost), f"{Path(path).name} (vhost '{vhost}')"
+        imported = import_definitions(data, vhost)
+    except UnknownVhost as exc:
+        raise InvalidInput(f"{path} has no vhost '{exc.vhost}'; it has {_names(exc.present)}") from None
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise InvalidInput(f"{path} is not a definitions file RabbitMQ would accept: {type(exc).__name__} {exc}") from None
+    return imported, Path(path).name if vhost is None else f"{Path(path).name} (vhost '{vhost}')"
+
+
+def _names(vhosts: list[str]) -> str:
+    return "no vhosts (entities that name none apply to --url's vhost)" if not vhosts else \
+        "vhosts " + ", ".join(f"'{v}'" for v in vhosts)
+
+
+def _few(names: tuple[str, ...]) -> str:
+    shown = ", ".join(names[:5])
+    return shown + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 # The keys each entry of a definitions section needs for mqspec to read it.
@@ -126,16 +147,6 @@ def _json_type(value: object) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def _vhost_for(path: str, data: dict[str, Any], overrides: Overrides) -> str:
-    if overrides.url:
-        return vhost_of(overrides.url)
-    named = sorted(vhosts_named(data))
-    if len(named) > 1:
-        raise InvalidInput(f"{path} holds definitions of several vhosts ({', '.join(named)}); "
-                           "choose one with --url amqp://HOST/VHOST")
-    return named[0] if named else "/"
-
-
 def _check(text: str) -> list[Problem]:
     return load_bytes(text.encode("utf-8"), "<imported>").problems
 
@@ -147,6 +158,8 @@ def _write(output: str, text: str) -> None:
         raise InvalidInput(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
-def _counts(topology: model.Topology) -> str:
-    return (f"{len(topology.exchanges)} exchanges, {len(topology.queues)} queues, {len(topology.bindings)} bindings, "
-            f"{len(topology.policies)} policies")
+def _counts(imported: Imported) -> str:
+    shown = [(key, key.replace("_", " ")) for key in ("vhosts", "users", "exchanges", "queues", "bindings", "policies")]
+    parts = [f"{imported.counts.get(key, 0)} {label}" for key, label in shown]
+    others = sum(n for key, n in imported.counts.items() if key not in dict(shown))
+    return ", ".join(parts) + (f", {others} other entities" if others else "")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from mqspec.broker.management import Management, ManagementUnreachable
-from mqspec.broker.planning import make_plan
+from mqspec.broker.planning import make_plans
 from mqspec.context import Context
 from mqspec.core import model
 from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable, MqspecError
 from mqspec.options import PlanOptions
 from mqspec.pipeline import load_valid
-from mqspec.report.plan import show
+from mqspec.report.plan import show_all
 
 CHANGES_PENDING = 2
 
@@ -28,10 +28,10 @@ def run(ctx: Context, path: str, options: PlanOptions) -> int:
 def _plan_loaded(ctx: Context, scenario: model.Scenario, options: PlanOptions) -> int:
     with Management(scenario.broker) as management:
         try:
-            plan = make_plan(management, scenario.broker, scenario.topology, options.prune)
+            plans = make_plans(management, scenario, options.prune)
         except ManagementUnreachable as exc:
             raise BrokerUnavailable(f"{exc.message} (plan reads the live state through the management API)") from None
-    show(plan, options.output)
-    if options.detailed_exitcode and not plan.empty:
+    show_all(plans, options.output)
+    if options.detailed_exitcode and not all(plan.empty for plan in plans):
         return CHANGES_PENDING
     return EXIT_OK

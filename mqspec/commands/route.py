@@ -7,7 +7,7 @@ from typing import Any
 
 from mqspec.context import Context
 from mqspec.core import routing, scalars
-from mqspec.core.model import Scenario
+from mqspec.core.model import Scenario, Topology
 from mqspec.core.semantics import suggest
 from mqspec.errors import EXIT_FAILED, EXIT_OK, InvalidInput
 from mqspec.pipeline import load_valid
@@ -15,11 +15,12 @@ from mqspec.report import route as render
 
 
 def run(ctx: Context, path: str, exchange: str, key: str, headers: list[str], mandatory: bool, output: str,
-        strict: bool = False) -> int:
+        strict: bool = False, vhost: str | None = None) -> int:
     message_headers = dict(parse_header(text) for text in headers)
     scenario = load_valid(ctx, path, strict)
-    _check_exchange(scenario, exchange)
-    result = routing.route(scenario.topology, exchange, key, message_headers)
+    topology = _topology(scenario, vhost)
+    _check_exchange(scenario, topology, exchange)
+    result = routing.route(topology, exchange, key, message_headers)
     if output == "json":
         ctx.echo(render.as_json(result, mandatory))
     else:
@@ -29,10 +30,26 @@ def run(ctx: Context, path: str, exchange: str, key: str, headers: list[str], ma
     return EXIT_OK if render.status(result) in ("routed", "unroutable") else EXIT_FAILED
 
 
-def _check_exchange(scenario: Scenario, exchange: str) -> None:
-    if routing.resolve(scenario.topology, exchange) is None:
-        declared = [e.name for e in scenario.topology.exchanges]
-        raise InvalidInput(f"exchange '{exchange}' is not declared in {scenario.path}{suggest(exchange, declared)}")
+def _topology(scenario: Scenario, vhost: str | None) -> Topology:
+    """The vhost to route in: --vhost, else the default vhost (the broker URL's)."""
+    by_vhost = {t.vhost: t for t in scenario.every_vhost()}
+    if vhost is None:
+        return scenario.topology
+    if vhost not in by_vhost:
+        raise InvalidInput(f"vhost '{vhost}' is not in {scenario.path}; it has "
+                           + ", ".join(f"'{v}'" for v in by_vhost) + suggest(vhost, list(by_vhost)))
+    return by_vhost[vhost]
+
+
+def _check_exchange(scenario: Scenario, topology: Topology, exchange: str) -> None:
+    if routing.resolve(topology, exchange) is None:
+        declared = [e.name for e in topology.exchanges]
+        elsewhere = [t.vhost for t in scenario.every_vhost() if t is not topology and routing.resolve(t, exchange)
+                     and any(e.name == exchange for e in t.exchanges)]
+        where = f" vhost '{topology.vhost}' of" if len(scenario.every_vhost()) > 1 else ""
+        hint = f" (it is declared in vhost '{elsewhere[0]}': give --vhost {elsewhere[0]})" if elsewhere else \
+            suggest(exchange, declared)
+        raise InvalidInput(f"exchange '{exchange}' is not declared in{where} {scenario.path}{hint}")
 
 
 def parse_header(text: str) -> tuple[str, Any]:

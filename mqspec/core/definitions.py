@@ -13,9 +13,10 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, cast
 
-from mqspec.core import model, vocabulary
+from mqspec.core import model, parameters, vocabulary
 from mqspec.core.vocabulary import is_builtin_exchange as is_builtin_exchange
 from mqspec.core.vocabulary import is_server_named as is_server_named
 
@@ -180,8 +181,8 @@ def from_definitions(data: Mapping[str, Any], vhost: str) -> model.Topology:
     left = {e["name"] for e in entries} - {q.name for q in queues}
     return model.Topology(
         vhost=vhost,
-        vhosts=tuple(_vhost_from(v, data.get("parameters", [])) for v in data.get("vhosts", [])),
-        users=tuple(model.User(u["name"], None, tags_of(u.get("tags"))) for u in data.get("users", [])),
+        vhosts=tuple(vhost_from(v, data.get("parameters", [])) for v in data.get("vhosts", [])),
+        users=tuple(user_from(u) for u in data.get("users", [])),
         permissions=tuple(_permission_from(p) for p in data.get("permissions", []) if mine(p)),
         topic_permissions=tuple(_topic_permission_from(p) for p in data.get("topic_permissions", []) if mine(p)),
         policies=tuple(policy_from(p, False) for p in data.get("policies", []) if mine(p))
@@ -190,7 +191,28 @@ def from_definitions(data: Mapping[str, Any], vhost: str) -> model.Topology:
         exchanges=tuple(exchange_from(e) for e in data.get("exchanges", []) if mine(e) and not is_builtin_exchange(e["name"])),
         queues=queues,
         bindings=tuple(binding_from(b) for b in data.get("bindings", []) if mine(b) and _kept_binding(b, left)),
+        parameters=parameters.from_definitions(data.get("parameters", []), vhost),
+        global_parameters=parameters.globals_from_definitions(data.get("global_parameters", [])),
     )
+
+
+def user_from(entry: Mapping[str, Any]) -> model.User:
+    """A user entry with its stored hash and limits (a definitions file's, or GET /api/users')."""
+    limits = entry.get("limits") if isinstance(entry.get("limits"), dict) else {}
+    return model.User(entry["name"], None, tags_of(entry.get("tags")), "", entry.get("password_hash") or None,
+                      entry.get("hashing_algorithm") or None, user_limits(limits or {}))
+
+
+USER_LIMIT_NAMES: Mapping[str, str] = {"max_connections": "max-connections", "max_channels": "max-channels"}
+
+
+def broker_user_limits(limits: Mapping[str, int]) -> dict[str, int]:
+    return {USER_LIMIT_NAMES.get(k, k): v for k, v in limits.items()}
+
+
+def user_limits(limits: Mapping[str, Any]) -> dict[str, int]:
+    friendly = {v: k for k, v in USER_LIMIT_NAMES.items()}
+    return {friendly.get(k, k): v for k, v in limits.items() if isinstance(v, int)}
 
 
 def vhosts_named(data: Mapping[str, Any]) -> set[str]:
@@ -250,7 +272,7 @@ def _kept_binding(entry: Mapping[str, Any], left_queues: set[str]) -> bool:
     return entry["destination"] not in left_queues and not is_server_named(entry["destination"])
 
 
-def _vhost_from(entry: Mapping[str, Any], parameters: Iterable[Mapping[str, Any]]) -> model.VHost:
+def vhost_from(entry: Mapping[str, Any], parameters: Iterable[Mapping[str, Any]]) -> model.VHost:
     metadata = entry.get("metadata") or {}
     limits: Mapping[str, Any] = next((p.get("value", {}) for p in parameters
                    if p.get("component") == "vhost-limits" and p.get("vhost") == entry["name"]), {})
@@ -286,7 +308,7 @@ def scenario_topology(topology: model.Topology) -> dict[str, Any]:
     exchanges = declarable_exchanges(topology.exchanges)
     queues = declarable_queues(topology.queues)
     sections: dict[str, list[dict[str, Any]]] = {
-        "vhosts": [_vhost_doc(v) for v in topology.vhosts],
+        "vhosts": [vhost_doc(v) for v in topology.vhosts],
         "users": [{"name": u.name, **({"tags": list(u.tags)} if u.tags else {})} for u in topology.users],
         "permissions": [_permission_doc(p, topology.vhost) for p in topology.permissions],
         "topic_permissions": [_topic_permission_doc(p, topology.vhost) for p in topology.topic_permissions],
@@ -299,7 +321,7 @@ def scenario_topology(topology: model.Topology) -> dict[str, Any]:
     return {key: value for key, value in sections.items() if value}
 
 
-def _vhost_doc(vhost: model.VHost) -> dict[str, Any]:
+def vhost_doc(vhost: model.VHost) -> dict[str, Any]:
     """The scenario's vhost entry: the definitions entry plus its limits."""
     doc = _vhost(vhost)
     limits = {k: v for k, v in vhost.limits.items() if k in LIMIT_NAMES}
@@ -435,3 +457,60 @@ def _binding_doc(group: list[model.Binding], exchange_types: Mapping[str, str]) 
     elif args:
         doc["arguments"] = args
     return doc
+
+
+# --- a whole cluster -> definitions ----------------------------------------------------------------------------
+
+def stable_salt(user: model.User) -> bytes:
+    """The same 4 bytes for the same user and password, so that exporting twice writes the same file."""
+    assert user.password is not None
+    return hashlib.sha256(f"mqspec\0{user.name}\0{user.password}".encode()).digest()[:4]
+
+
+def cluster_definitions(scenario: model.Scenario) -> dict[str, Any]:
+    """Every vhost of the scenario in one definitions document, as `rabbitmqctl import_definitions` and
+    `POST /api/definitions` take it. A user keeps the file's password_hash; a password is hashed with a salt
+    derived from the user and the password, so the output does not change from one export to the next."""
+    merged: dict[str, list[Any]] = {key: [] for key in ("users", "vhosts", "permissions", "topic_permissions",
+                                                        "parameters", "global_parameters", "policies", "queues",
+                                                        "exchanges", "bindings")}
+    primary = scenario.topology
+    for topology in scenario.every_vhost():
+        part = to_definitions(replace(topology, users=(), vhosts=()))
+        for key in ("policies", "queues", "exchanges", "bindings", "parameters"):
+            merged[key] += part.get(key, [])
+        merged["parameters"] += [{"vhost": topology.vhost, "component": p.component, "name": p.name, "value": p.value}
+                                 for p in topology.parameters if not p.external]
+    declared = {v.name for v in primary.vhosts}
+    merged["vhosts"] = [_vhost(v) for v in primary.vhosts]
+    merged["vhosts"] += [{"name": t.vhost} for t in scenario.every_vhost()
+                         if t.vhost not in declared and (scenario.prunes(t.vhost) or _has_entities(t))]
+    merged["parameters"] += [{"vhost": v.name, "component": "vhost-limits", "name": "limits",
+                              "value": broker_limits(v.limits)} for v in primary.vhosts if v.limits]
+    merged["permissions"] = [_permission(p) for p in primary.permissions]
+    merged["topic_permissions"] = [_topic_permission(p) for p in primary.topic_permissions]
+    merged["users"] = [_stable_user(u) for u in primary.users if u.password is not None or u.password_hash is not None]
+    merged["global_parameters"] = [{"name": p.name, "value": p.value} for p in primary.global_parameters]
+    return merged
+
+
+def cluster_left_out(scenario: model.Scenario) -> list[str]:
+    notes = [f"user '{u.name}' has neither password nor password_hash in the file; left out (importing it would "
+             "clear an existing password)" for u in scenario.topology.users if u.password is None and u.password_hash is None]
+    for topology in scenario.every_vhost():
+        notes += [f"queue '{q.name}' in vhost '{topology.vhost}' is exclusive; left out (an exclusive queue belongs to "
+                  "the connection that declares it)" for q in topology.queues if q.exclusive and not q.external]
+    return notes
+
+
+def _has_entities(topology: model.Topology) -> bool:
+    return bool(topology.exchanges or topology.queues or topology.bindings or topology.policies or topology.parameters)
+
+
+def _stable_user(user: model.User) -> dict[str, Any]:
+    if user.password is not None:
+        password_hash_, algorithm = password_hash(user.password, stable_salt(user)), SHA256
+    else:
+        password_hash_, algorithm = user.password_hash or "", user.hashing_algorithm or SHA256
+    return {"name": user.name, "password_hash": password_hash_, "hashing_algorithm": algorithm, "tags": list(user.tags),
+            "limits": broker_user_limits(user.limits)}

@@ -31,7 +31,12 @@ def check(scenario: model.Scenario) -> list[Problem]:
     context = _Context(scenario)
     checks = (_literal_passwords, _invisible_characters, _unroutable_producers, _unreachable_queues, _growing_queues,
               _dead_letter_dead_ends, _topic_binding_keys, _routes, _multi_ack_above_prefetch, _unowned_exclusive_queues)
-    return [found for run in checks for found in run(context)]
+    found = [found for run in checks for found in run(context)]
+    # the other vhosts of the file: their topology (the workload runs in the default vhost)
+    for topology in scenario.every_vhost()[1:]:
+        other = _Context(scenario, topology)
+        found += [problem for run in _TOPOLOGY_CHECKS for problem in run(other)]
+    return found
 
 
 def sample_key(template: str, producer: str, seq: int = SAMPLE_SEQ, instance: int = 0) -> str:
@@ -57,10 +62,10 @@ class Sent:
 
 
 class _Context:
-    def __init__(self, scenario: model.Scenario) -> None:
+    def __init__(self, scenario: model.Scenario, topology: model.Topology | None = None) -> None:
         self.scenario = scenario
-        self.topology = scenario.topology
-        self.workload = scenario.workload
+        self.topology = scenario.topology if topology is None else topology
+        self.workload = scenario.workload if topology is None else model.Workload()
 
     @cached_property
     def sent(self) -> list[Sent]:
@@ -357,3 +362,6 @@ def _outside(scenario_path: str, body_file: str) -> bool:
         return True
     folder = Path(scenario_path).parent.resolve()
     return not Path(semantics.input_path(scenario_path, body_file)).resolve().is_relative_to(folder)
+
+
+_TOPOLOGY_CHECKS = (_invisible_characters, _dead_letter_dead_ends, _topic_binding_keys, _routes)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from mqspec.core import lint, model, offline, private, schema, semantics, units
+from mqspec.core import cluster_checks, lint, model, offline, parameters, private, schema, semantics, units
 from mqspec.core.document import Document, DocumentError, JsonPathMarks, PathKey, json_path, parse_bytes, parse_json_path
 from mqspec.core.problems import Problem, errors
 from mqspec.core.vocabulary import vhost_of as vhost_of
@@ -39,6 +40,11 @@ def load_bytes(raw: bytes, path: str, overrides: Overrides = Overrides(), env: M
         doc = parse_bytes(raw, path, {} if env is None else env)
     except DocumentError as exc:
         return Loaded(None, exc.problems)
+    return load_document(doc, overrides)
+
+
+def load_document(doc: Document, overrides: Overrides = Overrides()) -> Loaded:
+    """load_bytes after parsing: for a document already parsed (or composed of several, core/compose.py)."""
     seen = {p.path for p in doc.problems}
     problems = doc.problems + lint.disputed_scalars(doc) + [p for p in schema.check(doc) if p.path not in seen]
     problems += lint.file_as_code(doc, refuse=overrides.no_commands)
@@ -46,6 +52,7 @@ def load_bytes(raw: bytes, path: str, overrides: Overrides = Overrides(), env: M
         return Loaded(None, problems + _semantics_of_the_rest(doc, overrides, errors(doc.problems)))
     scenario = build(doc, overrides)
     problems += semantics.check(scenario, doc)
+    problems += [p for p in cluster_checks.check(scenario, doc) if p not in problems]
     if not errors(problems):
         problems += offline.check(scenario)
     return Loaded(None if errors(problems) else scenario, problems, frozenset(doc.secrets | secrets_of(scenario)))
@@ -178,6 +185,10 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
     broker = _broker(data.get("broker", {}), overrides, doc.path)
     vhost = vhost_of(broker.url)
     marks = JsonPathMarks(doc.marks)
+    topologies, scope = _topologies(data.get("topology", {}), vhost)
+    # the workload runs in the default vhost: its consumers' own queues belong to that vhost's topology
+    default = private.with_private_queues(topologies[0], data.get("workload", {}).get("consumers", []))
+    topologies = (default, *topologies[1:])
     literal = tuple(json_path(("topology", "users", i, "password")) for i, user in enumerate(data.get("topology", {}).get("users", []))
                     if "password" in user and ("topology", "users", i, "password") not in doc.interpolated)
     literal += tuple(json_path(path) for path in _url_paths(data.get("broker", {}))
@@ -187,12 +198,13 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
         path=doc.path,
         description=data.get("description", ""),
         broker=broker,
-        topology=private.with_private_queues(_topology(data.get("topology", {}), vhost),
-                                             data.get("workload", {}).get("consumers", [])),
+        topology=default,
         workload=_workload(data.get("workload", {}), doc.path),
         expectations=tuple(_expectation(e, f"$.expect[{i}]") for i, e in enumerate(data.get("expect", []))),
         marks=marks,
         literal_passwords=literal,
+        topologies=topologies,
+        scope=scope,
     )
 
 
@@ -266,24 +278,56 @@ def _broker(data: dict[str, Any], overrides: Overrides, scenario_path: str) -> m
     )
 
 
-def _topology(data: dict[str, Any], vhost: str) -> model.Topology:
-    return model.Topology(
+# Sections whose entries belong to one vhost: their `vhost:` field, or the broker URL's vhost.
+VHOST_SCOPED = ("policies", "operator_policies", "exchanges", "queues", "bindings", *parameters.SECTIONS, "parameters")
+
+
+def _topologies(data: dict[str, Any], default: str) -> tuple[tuple[model.Topology, ...], tuple[str, ...]]:
+    """One topology per vhost, the default vhost's first (it also holds users, vhosts, permissions and global
+    parameters); and the vhosts the file declares, which --prune stays inside."""
+    named = [e.get("vhost", default) for key in VHOST_SCOPED for e in data.get(key, []) if isinstance(e, dict)]
+    declared = [v["name"] for v in data.get("vhosts", []) if isinstance(v, dict) and "name" in v]
+    scope = tuple(dict.fromkeys([*named, *declared]))
+    others = sorted(v for v in scope if v != default)
+    first = _topology(data, default, cluster=True)
+    return (first, *(_topology(data, v, cluster=False, default=default) for v in others)), scope
+
+
+def _topology(data: dict[str, Any], vhost: str, cluster: bool = True, default: str | None = None) -> model.Topology:
+    """The entities of one vhost: those naming it, and (for the default vhost) those naming none."""
+    def mine(entry: Mapping[str, Any]) -> bool:
+        named = entry.get("vhost", vhost if default is None else default) if isinstance(entry, dict) else None
+        return bool(named == vhost)
+
+    scoped = model.Topology(
         vhost=vhost,
+        policies=_policies(data, "policies", False, mine) + _policies(data, "operator_policies", True, mine),
+        exchanges=tuple(_exchange(e, f"$.topology.exchanges[{i}]") for i, e in enumerate(data.get("exchanges", []))
+                        if mine(e)),
+        queues=tuple(_queue(q, f"$.topology.queues[{i}]") for i, q in enumerate(data.get("queues", [])) if mine(q)),
+        bindings=tuple(b for i, entry in enumerate(data.get("bindings", [])) if mine(entry)
+                       for b in _bindings(entry, f"$.topology.bindings[{i}]")),
+        parameters=parameters.from_document(data, mine),
+    )
+    if not cluster:
+        return scoped
+    return replace(
+        scoped,
         vhosts=tuple(_vhost(v, f"$.topology.vhosts[{i}]") for i, v in enumerate(data.get("vhosts", []))),
-        users=tuple(model.User(u["name"], u.get("password"), tuple(u.get("tags", [])), f"$.topology.users[{i}]")
-                    for i, u in enumerate(data.get("users", []))),
+        users=tuple(_user(u, f"$.topology.users[{i}]") for i, u in enumerate(data.get("users", []))),
         permissions=tuple(model.Permission(p["user"], p.get("vhost", vhost), p.get("configure", ""), p.get("write", ""),
                                            p.get("read", ""), f"$.topology.permissions[{i}]")
                           for i, p in enumerate(data.get("permissions", []))),
         topic_permissions=tuple(model.TopicPermission(p["user"], p.get("vhost", vhost), p["exchange"], p.get("write", ".*"),
                                                       p.get("read", ".*"), f"$.topology.topic_permissions[{i}]")
                                 for i, p in enumerate(data.get("topic_permissions", []))),
-        policies=_policies(data, "policies", False) + _policies(data, "operator_policies", True),
-        exchanges=tuple(_exchange(e, f"$.topology.exchanges[{i}]") for i, e in enumerate(data.get("exchanges", []))),
-        queues=tuple(_queue(q, f"$.topology.queues[{i}]") for i, q in enumerate(data.get("queues", []))),
-        bindings=tuple(b for i, entry in enumerate(data.get("bindings", []))
-                       for b in _bindings(entry, f"$.topology.bindings[{i}]")),
+        global_parameters=parameters.globals_from_document(data),
     )
+
+
+def _user(data: dict[str, Any], where: str) -> model.User:
+    return model.User(data["name"], data.get("password"), tuple(data.get("tags", [])), where, data.get("password_hash"),
+                      data.get("hashing_algorithm"), dict(data.get("limits", {})))
 
 
 def _vhost(data: dict[str, Any], where: str) -> model.VHost:
@@ -291,9 +335,10 @@ def _vhost(data: dict[str, Any], where: str) -> model.VHost:
                        data.get("default_queue_type"), dict(data.get("limits", {})), where)
 
 
-def _policies(data: dict[str, Any], key: str, operator: bool) -> tuple[model.Policy, ...]:
+def _policies(data: dict[str, Any], key: str, operator: bool,
+              mine: Callable[[Mapping[str, Any]], bool]) -> tuple[model.Policy, ...]:
     return tuple(model.Policy(p["name"], p["pattern"], dict(p["definition"]), p.get("apply_to", "all"), p.get("priority", 0),
-                              operator, f"$.topology.{key}[{i}]") for i, p in enumerate(data.get(key, [])))
+                              operator, f"$.topology.{key}[{i}]") for i, p in enumerate(data.get(key, [])) if mine(p))
 
 
 def _exchange(data: dict[str, Any], where: str) -> model.Exchange:

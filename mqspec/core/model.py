@@ -114,6 +114,32 @@ class User:
     password: str | None = field(default=None, repr=False)
     tags: tuple[str, ...] = ()
     where: str = field(default="", compare=False)
+    # The broker's stored hash, as a definitions file carries it; used when there is no password.
+    password_hash: str | None = field(default=None, repr=False)
+    hashing_algorithm: str | None = None
+    # max_connections, max_channels (-1: no limit)
+    limits: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A runtime parameter of the vhost: a federation upstream or upstream set, a dynamic shovel, or another
+    component's; `value` is exactly what the broker stores."""
+
+    component: str
+    name: str
+    value: Any
+    external: bool = field(default=False, compare=False)
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class GlobalParameter:
+    """A cluster-wide parameter such as cluster_name."""
+
+    name: str
+    value: Any
+    where: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -160,6 +186,8 @@ class Topology:
     exchanges: tuple[Exchange, ...] = ()
     queues: tuple[Queue, ...] = ()
     bindings: tuple[Binding, ...] = ()
+    parameters: tuple[Parameter, ...] = ()
+    global_parameters: tuple[GlobalParameter, ...] = ()
 
     def exchange(self, name: str) -> Exchange | None:
         return next((e for e in self.exchanges if e.name == name), None)
@@ -491,6 +519,18 @@ class Scenario:
     # path inside the document -> (line, col); for messages only
     marks: Mapping[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
     literal_passwords: tuple[str, ...] = field(default=(), compare=False)
+    # One topology per vhost the file declares, the default vhost's (== topology, which also holds the
+    # cluster-wide entities) first; empty for a scenario built in code: then it is just (topology,).
+    topologies: tuple[Topology, ...] = ()
+    # The vhosts the file declares (named by an entity or under topology.vhosts); --prune stays inside them.
+    # Empty: only the default vhost.
+    scope: tuple[str, ...] = ()
+
+    def every_vhost(self) -> tuple[Topology, ...]:
+        return self.topologies or (self.topology,)
+
+    def prunes(self, vhost: str) -> bool:
+        return vhost in self.scope if self.scope else vhost == self.topology.vhost
 
 
 def _canonical(value: Mapping[str, Any]) -> str:

@@ -27,21 +27,24 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from mqspec.core import model
-from mqspec.core.definitions import password_matches
+from mqspec.core.definitions import SHA256, password_matches
 from mqspec.core.vocabulary import is_builtin_exchange, is_immutable, is_server_named
 
 Action = Literal["create", "update", "replace", "delete"]
-Kind = Literal["vhost", "user", "permission", "topic_permission", "policy", "operator_policy", "exchange", "queue", "binding"]
+Kind = Literal["vhost", "user", "permission", "topic_permission", "global_parameter", "policy", "operator_policy",
+               "exchange", "queue", "binding", "parameter"]
 Entity = (model.VHost | model.User | model.Permission | model.TopicPermission | model.Policy | model.Exchange
-          | model.Queue | model.Binding)
+          | model.Queue | model.Binding | model.Parameter | model.GlobalParameter)
 
-KINDS: tuple[Kind, ...] = ("vhost", "user", "permission", "topic_permission", "policy", "operator_policy",
-                           "exchange", "queue", "binding")
+# Runtime parameters come last: a shovel or a federation link starts as soon as it is declared, and the
+# queues and exchanges it works on should be there by then.
+KINDS: tuple[Kind, ...] = ("vhost", "user", "permission", "topic_permission", "global_parameter", "policy",
+                           "operator_policy", "exchange", "queue", "binding", "parameter")
 ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete")
 KIND_LABELS: Mapping[Kind, str] = {
     "vhost": "vhost", "user": "user", "permission": "permissions", "topic_permission": "topic permissions",
     "policy": "policy", "operator_policy": "operator policy", "exchange": "exchange", "queue": "queue",
-    "binding": "binding",
+    "binding": "binding", "global_parameter": "global parameter", "parameter": "parameter",
 }
 ABSENT = "(absent)"
 
@@ -148,6 +151,10 @@ def identify(entity: Entity, vhost: str) -> tuple[Kind, str, Key]:
         return "exchange", entity.name, Key("exchange", vhost, (entity.name,))
     if isinstance(entity, model.Queue):
         return "queue", entity.name, Key("queue", vhost, (entity.name,))
+    if isinstance(entity, model.Parameter):
+        return "parameter", parameter_name(entity), Key("parameter", vhost, (entity.component, entity.name))
+    if isinstance(entity, model.GlobalParameter):
+        return "global_parameter", entity.name, Key("global_parameter", "", (entity.name,))
     return "binding", binding_name(entity), Key("binding", vhost, entity.key())
 
 
@@ -196,6 +203,8 @@ def diff(desired: model.Topology, live: Live, prune: bool = False) -> Plan:
         *_permission_changes(desired, live),
         *_topic_permission_changes(desired, live),
         *_policy_changes(desired, live, prune),
+        *_global_parameter_changes(desired, live),
+        *_parameter_changes(desired, live, prune),
     ]
     exchanges = _exchange_changes(desired, live, prune)
     queues = _queue_changes(desired, live, prune)
@@ -241,6 +250,9 @@ def destroy(desired: model.Topology, live: Live, acting_user: str | None = None,
     for change in declared.changes:
         if change.key not in present:
             continue
+        if change.kind == "global_parameter":
+            notes.append(f"global parameter '{change.name}' is kept: destroy never removes cluster-wide settings")
+            continue
         if change.kind == "user" and change.name == acting_user:
             notes.append(f"user '{change.name}' is kept: mqspec is logged in as this user")
             continue
@@ -256,7 +268,8 @@ def destroy(desired: model.Topology, live: Live, acting_user: str | None = None,
 def existing(topology: model.Topology) -> set[Key]:
     """The key of every entity in a topology, as plan changes key them."""
     entities: list[Entity] = [*topology.vhosts, *topology.users, *topology.permissions, *topology.topic_permissions,
-                              *topology.policies, *topology.exchanges, *topology.queues, *topology.bindings]
+                              *topology.policies, *topology.exchanges, *topology.queues, *topology.bindings,
+                              *topology.parameters, *topology.global_parameters]
     return {identify(entity, topology.vhost)[2] for entity in entities}
 
 
@@ -353,12 +366,17 @@ def _user_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
     for user in desired.users:
         found = existing.get(user.name)
         if found is None:
-            note = "password set" if user.password is not None else "no password: it cannot log in with a password"
+            note = ("password set" if user.password is not None else "password hash set" if user.password_hash is not None
+                    else "no password: it cannot log in with a password")
             yield make_change("create", desired.vhost, user, notes=(note,))
             continue
         diffs = _field("user", "tags", sorted(found.tags), sorted(user.tags))
         if user.password is not None:
             diffs += _password_diff(user.password, live.password_hashes.get(user.name, ("", "")))
+        elif user.password_hash is not None:
+            diffs += _hash_diff(user, live.password_hashes.get(user.name, ("", "")))
+        diffs += [d for key, value in user.limits.items()
+                  for d in _field("user", f"limits.{key}", found.limits.get(key, ABSENT), value, f"limit {key}")]
         yield from _updated(desired.vhost, user, found, diffs)
 
 
@@ -369,6 +387,46 @@ def _password_diff(password: str, stored: tuple[str, str]) -> list[FieldDiff]:
     if same is None:
         return [FieldDiff("password", says=f"password (cannot compare: the broker hashes it with {algorithm}; set)")]
     return [] if same else [FieldDiff("password", says="password differs")]
+
+
+def _hash_diff(user: model.User, stored: tuple[str, str]) -> list[FieldDiff]:
+    algorithm = user.hashing_algorithm or SHA256
+    return [] if stored == (algorithm, user.password_hash) else [FieldDiff("password_hash", says="password_hash differs")]
+
+
+def _global_parameter_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
+    """Only the global parameters the file names are compared; the others are the broker's or another team's."""
+    existing = {p.name: p for p in live.topology.global_parameters}
+    for parameter in desired.global_parameters:
+        found = existing.get(parameter.name)
+        if found is None:
+            yield make_change("create", desired.vhost, parameter)
+            continue
+        yield from _updated(desired.vhost, parameter, found, _field("global_parameter", "value", found.value, parameter.value))
+
+
+def parameter_name(parameter: model.Parameter) -> str:
+    return f"{parameter.component}/{parameter.name}"
+
+
+def _parameter_changes(desired: model.Topology, live: Live, prune: bool) -> Iterator[Change]:
+    existing = {parameter_name(p): p for p in live.topology.parameters}
+    declared = {parameter_name(p) for p in desired.parameters}
+    for parameter in desired.parameters:
+        found = existing.get(parameter_name(parameter))
+        if parameter.external:
+            continue
+        if found is None:
+            yield make_change("create", desired.vhost, parameter)
+            continue
+        if isinstance(found.value, dict) and isinstance(parameter.value, dict):
+            diffs = _arguments("parameter", "value", found.value, parameter.value)
+        else:
+            diffs = _field("parameter", "value", found.value, parameter.value)
+        yield from _updated(desired.vhost, parameter, found, diffs)
+    if prune:
+        yield from (make_change("delete", desired.vhost, None, found, notes=("not in the file",))
+                    for name, found in existing.items() if name not in declared)
 
 
 def _permission_changes(desired: model.Topology, live: Live) -> Iterator[Change]:
@@ -531,7 +589,7 @@ def _arguments(kind: Kind, field: str, live: Mapping[str, Any], wanted: Mapping[
     for key in sorted(set(live) | set(wanted)):
         old, new = live.get(key, ABSENT), wanted.get(key, ABSENT)
         if not _same(old, new) or (key in live) != (key in wanted):
-            label = key if field == "arguments" else f"{field} {key}"
+            label = key if field == "arguments" or kind == "parameter" else f"{field} {key}"
             found.append(FieldDiff(f"{field}.{key}", old, new, is_immutable(kind, field), label))
     return found
 

@@ -23,6 +23,7 @@ class Node:
     id: str
     lines: tuple[str, ...]
     kind: NodeKind
+    vhost: str = ""
 
 
 @dataclass(frozen=True)
@@ -37,21 +38,24 @@ class Edge:
 class Graph:
     nodes: tuple[Node, ...]
     edges: tuple[Edge, ...]
+    vhosts: tuple[str, ...] = ()      # more than one: each vhost's nodes are grouped, the default vhost's first
 
 
 class _Builder:
     def __init__(self, scenario: model.Scenario) -> None:
+        self.scenario = scenario
         self.topology = scenario.topology
         self.workload = scenario.workload
-        self.nodes: dict[tuple[NodeKind, str], Node] = {}
+        self.nodes: dict[tuple[str, NodeKind, str], Node] = {}
         self.edges: dict[tuple[str, str, EdgeKind], list[str]] = {}
 
     def node(self, kind: NodeKind, name: str, lines: tuple[str, ...] | None = None) -> str:
-        found = self.nodes.get((kind, name))
+        vhost = self.topology.vhost
+        found = self.nodes.get((vhost, kind, name))
         if found is None:
-            count = sum(1 for k, _ in self.nodes if k == kind)
-            found = Node(f"{kind[0]}{count + 1}", lines or (name,), kind)
-            self.nodes[(kind, name)] = found
+            count = sum(1 for _, k, _ in self.nodes if k == kind)
+            found = Node(f"{kind[0]}{count + 1}", lines or (name,), kind, vhost)
+            self.nodes[(vhost, kind, name)] = found
         return found.id
 
     def exchange(self, name: str) -> str:
@@ -70,16 +74,22 @@ class _Builder:
             labels.append(label)
 
     def build(self) -> Graph:
-        for exchange in self.topology.exchanges:
-            self.exchange(exchange.name)
-        for queue in self.topology.queues:
-            self.queue(queue.name)
-        self._bindings()
-        self._alternates_and_dead_letters()
-        self._producers()
-        self._readers()
+        """Every vhost's entities; the workload runs in the default vhost (the first)."""
+        topologies = self.scenario.every_vhost()
+        for index, topology in enumerate(topologies):
+            self.topology = topology
+            for exchange in topology.exchanges:
+                self.exchange(exchange.name)
+            for queue in topology.queues:
+                self.queue(queue.name)
+            self._bindings()
+            self._alternates_and_dead_letters()
+            if index == 0:
+                self._producers()
+                self._readers()
         edges = tuple(Edge(s, t, _join(labels), kind) for (s, t, kind), labels in self.edges.items())
-        return Graph(tuple(self.nodes.values()), edges)
+        shown = [t.vhost for t in topologies if any(n.vhost == t.vhost for n in self.nodes.values())]
+        return Graph(tuple(self.nodes.values()), edges, tuple(shown) if len(shown) > 1 else ())
 
     def _bindings(self) -> None:
         for binding in self.topology.bindings:
@@ -151,6 +161,13 @@ def _join(labels: list[str]) -> str:
     return ", ".join(labels)
 
 
+def _grouped(graph: Graph) -> list[tuple[str | None, list[Node]]]:
+    """The nodes as one group (one vhost), or one group per vhost."""
+    if not graph.vhosts:
+        return [(None, list(graph.nodes))]
+    return [(vhost, [n for n in graph.nodes if n.vhost == vhost]) for vhost in graph.vhosts]
+
+
 def build(scenario: model.Scenario) -> Graph:
     return _Builder(scenario).build()
 
@@ -179,9 +196,15 @@ def mermaid(scenario: model.Scenario) -> str:
     """A Mermaid flowchart (renders on GitHub inside a ```mermaid block)."""
     graph = build(scenario)
     lines = ["flowchart LR"]
-    for node in graph.nodes:
-        opening, closing = _MERMAID_SHAPES[node.kind]
-        lines.append(f"  {node.id}{opening}{'<br/>'.join(_mermaid_text(line) for line in node.lines)}{closing}")
+    for index, (vhost, nodes) in enumerate(_grouped(graph)):
+        indent = "  " if vhost is None else "    "
+        if vhost is not None:
+            lines.append(f'  subgraph v{index + 1}["vhost {_mermaid_text(vhost)}"]')
+        for node in nodes:
+            opening, closing = _MERMAID_SHAPES[node.kind]
+            lines.append(f"{indent}{node.id}{opening}{'<br/>'.join(_mermaid_text(line) for line in node.lines)}{closing}")
+        if vhost is not None:
+            lines.append("  end")
     for edge in graph.edges:
         label = f'|"{_mermaid_text(edge.label)}"|' if edge.label else ""
         lines.append(f"  {edge.source} {_MERMAID_ARROWS[edge.kind]}{label} {edge.target}")
@@ -218,9 +241,16 @@ def dot(scenario: model.Scenario) -> str:
     graph = build(scenario)
     lines = [f'digraph "{_dot_text(scenario.name)}" {{', "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=11];',
              '  edge [fontname="Helvetica", fontsize=10];']
-    for node in graph.nodes:
-        label = "\\n".join(_dot_text(line) for line in node.lines)
-        lines.append(f'  {node.id} [label="{label}", {_DOT_NODES[node.kind]}];')
+    for index, (vhost, nodes) in enumerate(_grouped(graph)):
+        indent = "  " if vhost is None else "    "
+        if vhost is not None:
+            lines.append(f'  subgraph cluster_{index + 1} {{')
+            lines.append(f'    label="vhost {_dot_text(vhost)}";')
+        for node in nodes:
+            label = "\\n".join(_dot_text(line) for line in node.lines)
+            lines.append(f'{indent}{node.id} [label="{label}", {_DOT_NODES[node.kind]}];')
+        if vhost is not None:
+            lines.append("  }")
     for edge in graph.edges:
         lines.append(f'  {edge.source} -> {edge.target} [label="{_dot_text(edge.label)}"{_DOT_EDGES[edge.kind]}];')
     lines.append("}")

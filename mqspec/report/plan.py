@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -103,7 +104,7 @@ def print_rich(plan: Plan, heading: str | None = None, err: bool = False) -> Non
 def as_dict(plan: Plan) -> dict[str, Any]:
     return {
         "vhost": plan.vhost,
-        "changes": [change_dict(c) for c in plan.changes],
+        "changes": [{"vhost": plan.vhost, **change_dict(c)} for c in plan.changes],
         "summary": plan.summary(),
         "notes": list(plan.notes),
     }
@@ -206,3 +207,50 @@ def show(plan: Plan, output: str, heading: str | None = None, err: bool = False)
         print_rich(plan, heading, err=err)
     else:
         typer.echo(text(plan, heading), err=err)
+
+
+# --- several vhosts ----------------------------------------------------------------------------------------
+
+def plans_dict(plans: Sequence[Plan]) -> dict[str, Any]:
+    """One vhost: as_dict. Several: every change with its vhost, one summary, and each vhost's plan."""
+    if len(plans) == 1:
+        return as_dict(plans[0])
+    each = [as_dict(p) for p in plans]
+    return {
+        "vhost": plans[0].vhost,
+        "vhosts": [p.vhost for p in plans],
+        "changes": [c for d in each for c in d["changes"]],
+        "summary": {a: sum(p.count(a) for p in plans) for a in ACTIONS},
+        "notes": [n for p in plans for n in p.notes],
+        "plans": each,
+    }
+
+
+def plans_text(plans: Sequence[Plan], verb: str = "Changes to") -> str:
+    """Each vhost's changes under its own heading, then one summary for all."""
+    if len(plans) == 1:
+        return text(plans[0], None if verb == "Changes to" else f"{verb} vhost '{plans[0].vhost}':")
+    notes = [f"note: {n}" for p in plans for n in p.notes]
+    if all(p.empty for p in plans):
+        return "\n".join([*notes, UP_TO_DATE])
+    lines: list[str] = []
+    for plan in plans:
+        if plan.empty:
+            continue
+        lines += [f"{verb} vhost '{plan.vhost}':", ""]
+        for change in plan.changes:
+            lines.append(change_line(change))
+            lines += [f"      {reason}" for reason in change.reasons]
+        lines.append("")
+    counts = {a: sum(p.count(a) for p in plans) for a in ACTIONS}
+    lines += [*notes, "Plan: " + ", ".join(f"{counts[a]} to {a}" for a in ACTIONS) + "."]
+    return "\n".join(lines)
+
+
+def show_all(plans: Sequence[Plan], output: str, verb: str = "Changes to", err: bool = False) -> None:
+    if len(plans) == 1:
+        show(plans[0], output, None if verb == "Changes to" else f"{verb} vhost '{plans[0].vhost}':", err)
+    elif output == "json":
+        typer.echo(json.dumps(plans_dict(plans), indent=2, ensure_ascii=False), err=err)
+    else:
+        typer.echo(plans_text(plans, verb), err=err)
