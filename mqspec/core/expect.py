@@ -258,10 +258,12 @@ def _every_message(expectation: model.EveryMessage, run: RunResult) -> Expectati
     wanted = {name: run.expected if c is None else c.expected for name, c in consumers.items()}
     got = {name: 0 if c is None else c.expected - c.missing for name, c in consumers.items()}
     short = [f"'{name}' got {got[name]} of the {wanted[name]} expected messages routed to "
-             f"{_queue_of(consumers[name])}" for name in names if got[name] != wanted[name]]
-    ok = run.expected > 0 and not short and all(wanted.values())
+             f"{_queue_of(consumers[name])}" if wanted[name] else
+             f"no expected message routes to {_queue_of(consumers[name])} of '{name}': check its bindings"
+             for name in names if got[name] != wanted[name] or not wanted[name]]
+    ok = run.expected > 0 and not short
     detail = "; ".join(short) if run.expected else "no message was expected (nothing published and confirmed)"
-    shown: Any = run.expected if all(value == run.expected for value in wanted.values()) else wanted
+    shown: Any = run.expected if all(value in (0, run.expected) for value in wanted.values()) else wanted
     return ExpectationResult(description, ok, shown, got, detail, expectation.where)
 
 
