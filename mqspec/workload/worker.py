@@ -234,7 +234,8 @@ def stream_caps(workload: model.Workload) -> dict[int, int]:
 
 
 def main(job: Job, pipe: Connection, parent_pid: int, inherited: tuple[Connection, ...] = ()) -> None:
-    """Process entry point. Ctrl-C belongs to the parent, which stops us through the pipe.
+    """Process entry point. Ctrl-C and SIGTERM belong to the parent, which stops us through the pipe
+    (so a signal sent to the whole process group still ends the run with a partial report).
 
     `inherited`: the parent's ends of the pipes this forked process holds copies of, closed first.
     """
@@ -242,7 +243,7 @@ def main(job: Job, pipe: Connection, parent_pid: int, inherited: tuple[Connectio
     lifeline.die_with_parent(parent_pid)
     lifeline.close_inherited(inherited)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     gc.collect()
     gc.freeze()
     serve(job, pipe, parent_pid)
