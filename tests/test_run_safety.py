@@ -121,7 +121,7 @@ name: frozen
 topology:
   queues: [{name: q, durable: false}]
 workload:
-  timeout: 3s
+  timeout: 12s   # room for the broker's statistics to show the first publishes before the worker is frozen
   timeout_ok: true
   workers: 2
   producers: [{name: p, queue: q, messages: 100000, rate: 200, confirm: 50}]

@@ -398,7 +398,8 @@ name: flaky-network
 topology:
   queues: [{name: orders, durable: true}]
 workload:
-  producers: [{name: p, queue: orders, messages: 1200, rate: 800, confirm: 20, persistent: true}]
+  # 400/s: the second close comes well after both clients reconnected from the first (client.SETTLE)
+  producers: [{name: p, queue: orders, messages: 1200, rate: 400, confirm: 20, persistent: true}]
   consumers: [{name: c, queue: orders, prefetch: 50, multi_ack: 5, processing_time: 1ms}]
   faults:
     - {action: close_connections, at: 400ms}
