@@ -7,8 +7,9 @@
                     gracefully), Kill (crash one consumer instance), Recovering (a fault is about to
                     cut connections), Abort (close everything now: Ctrl-C, SIGTERM).
 
-Named tuples pickle as compactly as bare tuples and cost nothing extra to read, so the protocol is
-typed at no measurable price (about ten messages a second per worker).
+Named tuples cost more than bare tuples (measured: a progress message takes 15 µs instead of 2 µs
+to build, pickle and unpickle, and 205 bytes instead of 117), but a worker sends about ten a
+second, so the typed protocol costs under 0.02% of a core; the per-message path never sees it.
 """
 
 from __future__ import annotations
