@@ -196,6 +196,7 @@ def _config(cluster: Cluster, node: Node) -> str:
           if n.index in (1, node.index)),
         "cluster_formation.randomized_startup_delay_range.min = 0",
         "cluster_formation.randomized_startup_delay_range.max = 1",
+        *(["cluster_partition_handling = pause_minority"] if len(cluster.nodes) >= 3 else []),
         "log.console = false",
         "log.file.level = info",
     ]

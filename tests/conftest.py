@@ -111,9 +111,14 @@ def private_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nodes.Nod
 
 @pytest.fixture(scope="session")
 def private_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[nodes.Cluster]:
-    """Three private RabbitMQ nodes joined into one cluster for this session (~25 s to boot)."""
+    """Three private RabbitMQ nodes joined into one cluster for this session (~30 s to boot).
+
+    Each node runs in its own network namespace (partition, delay and loss act on its link), with
+    a 4 s net_ticktime so a cut-off node is noticed within seconds, and pauses while in a minority.
+    """
     try:
-        with nodes.private_cluster(tmp_path_factory.mktemp("private-cluster"), 3, "cluster") as cluster:
+        with nodes.private_cluster(tmp_path_factory.mktemp("private-cluster"), 3, "cluster", netns=True,
+                                   net_ticktime=4) as cluster:
             yield cluster
     except RuntimeError as exc:
         pytest.fail(str(exc), pytrace=False)

@@ -54,12 +54,28 @@ def free_port_base(count: int) -> int:
     raise RuntimeError("no free block of ports between 30000 and 65000")
 
 
+def free_subnet() -> int:
+    """A 10.213.N.0/24 whose bridge (mqspec-brN) does not exist yet, so concurrent test runs do not share one."""
+    start = os.getpid() % 200 + 20
+    for offset in range(200):
+        subnet = (start + offset) % 200 + 20
+        if not Path(f"/sys/class/net/mqspec-br{subnet}").exists():
+            return subnet
+    raise RuntimeError("no free subnet 10.213.N.0/24 for the private cluster's bridge")
+
+
 @contextmanager
-def private_cluster(base: Path, count: int, role: str,
-                    plugins: tuple[str, ...] = localcluster.NODE_PLUGINS) -> Iterator[Cluster]:
-    """Start `count` private nodes joined into one cluster; stop them and remove their data afterwards."""
-    cluster = localcluster.layout(base, count, prefix=f"mqspec-{role}-{os.getpid()}-", amqp_port=free_port_base(count),
-                                  plugins=plugins)
+def private_cluster(base: Path, count: int, role: str, plugins: tuple[str, ...] = localcluster.NODE_PLUGINS,
+                    netns: bool = False, net_ticktime: int | None = None) -> Iterator[Cluster]:
+    """Start `count` private nodes joined into one cluster; stop them and remove their data afterwards.
+
+    With `netns` each node runs in its own network namespace (root only), so tests can partition,
+    delay or drop its link; interface names stay under 15 characters with the short prefix.
+    """
+    prefix = f"mq{os.getpid() % 100000}{role[0]}-" if netns else f"mqspec-{role}-{os.getpid()}-"
+    cluster = localcluster.layout(base, count, prefix=prefix, amqp_port=free_port_base(count),
+                                  plugins=plugins, netns=netns,
+                                  subnet=free_subnet() if netns else 0, net_ticktime=net_ticktime)
     try:
         localcluster.up(cluster)
     except localcluster.ClusterError as exc:
@@ -77,7 +93,25 @@ def vhost_url(node: Node, vhost: str) -> str:
 def scenario_nodes(cluster: Cluster, vhost: str, order: list[int]) -> list[dict[str, object]]:
     """broker.nodes entries (c1, c2, ...) for a private cluster, in the given order of node numbers."""
     by_index = {n.index: n for n in cluster.nodes}
-    return [{"name": f"c{i}", "url": vhost_url(by_index[i], vhost), "management_url": by_index[i].management_url,
-             "rabbitmq_node": by_index[i].name,
-             "start": [sys.executable, str(ROOT / "scripts" / "localcluster.py"), "--base", cluster.base, "start-node",
-                       str(i)]} for i in order]
+    return [_entry(cluster, by_index[i], vhost) for i in order]
+
+
+def _entry(cluster: Cluster, node: Node, vhost: str) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "name": f"c{node.index}", "url": vhost_url(node, vhost), "management_url": node.management_url,
+        "rabbitmq_node": node.name,
+        "start": [sys.executable, str(ROOT / "scripts" / "localcluster.py"), "--base", cluster.base, "start-node",
+                  str(node.index)]}
+    if node.netns:
+        entry["rabbitmqctl"] = ["rabbitmqctl", "--longnames"]
+        entry["netns"] = node.netns
+    return entry
+
+
+def whole(cluster: Cluster, timeout: float = 90.0) -> None:
+    """Wait until every node runs in the cluster again (after a partition heals, a paused node resumes)."""
+    wanted = set(cluster.names)
+    for node in cluster.nodes:
+        localcluster.wait_until(lambda n=node: wanted <= set(localcluster.running_nodes(cluster, n))
+                                and localcluster.port_open(n.host, n.amqp_port), timeout,
+                                f"{node.name} to see the whole cluster again", interval=0.5)

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pika
+import pytest
 import yaml
 
 from mqspec.broker.management import Management
 from mqspec.core.model import BrokerSettings
 from tests import nodes
-from tests.conftest import ROOT, mqspec
+from tests.conftest import ROOT, SCENARIOS, mqspec
 
 
 def _admin(node: nodes.Node) -> Management:
@@ -39,6 +40,20 @@ def write(tmp_path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
+def shipped(stem: str, cluster: nodes.Cluster, vhost: str, tmp_path: Path) -> Path:
+    """A shipped scenario (scenarios/STEM.yaml) with its broker.nodes pointed at the private cluster.
+
+    The shipped cluster scenarios run here, beside the independent counts, and not again in
+    tests/test_scenarios.py: each one kills or alarms a node, which takes seconds to undo.
+    """
+    data = yaml.safe_load((SCENARIOS / f"{stem}.yaml").read_text())
+    order = [int(entry["name"][1:]) for entry in data["broker"]["nodes"]]
+    data["broker"]["nodes"] = nodes.scenario_nodes(cluster, vhost, order)
+    path = tmp_path / f"{stem}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def run(tmp_path: Path, path: Path) -> tuple[dict[str, Any], str]:
     report = tmp_path / "report.json"
     result = mqspec("apply", str(path), "--report", str(report))
@@ -48,17 +63,7 @@ def run(tmp_path: Path, path: Path) -> tuple[dict[str, Any], str]:
 
 def test_quorum_queue_loses_no_confirmed_message_when_its_leader_node_is_killed(
         private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
-    path = write(tmp_path, {
-        "name": "quorum-kill",
-        "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=1)},
-        "topology": {"queues": [{"name": "orders", "type": "quorum"}]},
-        "workload": {"producers": [{"name": "shop", "queue": "orders", "rate": 300, "duration": "6s", "confirm": 100,
-                                    "persistent": True}],
-                     "consumers": [{"name": "billing", "queue": "orders", "prefetch": 50}],
-                     "faults": [{"action": "kill_node", "node": "c1", "at": "2s", "for": "1s"}],
-                     "timeout": "120s", "drain_timeout": "30s"},
-        "expect": [{"confirmed_lost": 0}, {"consumer": "billing", "reconnects": {"min": 1}}],
-    })
+    path = shipped("10-quorum-survives-a-node-kill", private_cluster, cluster_vhost, tmp_path)
     report, text = run(tmp_path, path)
     assert report["passed"], text
     assert report["faults"][0].startswith("kill_node 'c1' at 2s for 1s: SIGKILL to PID ")
@@ -78,17 +83,7 @@ def test_quorum_queue_loses_no_confirmed_message_when_its_leader_node_is_killed(
 
 def test_publishers_are_blocked_during_a_memory_alarm_and_lose_nothing(
         private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
-    path = write(tmp_path, {
-        "name": "memory-alarm",
-        "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=2)},
-        "topology": {"queues": [{"name": "audit", "type": "quorum"}]},
-        "workload": {"producers": [{"name": "writer", "queue": "audit", "rate": 200, "duration": "12s", "confirm": 50}],
-                     "consumers": [{"name": "reader", "queue": "audit", "prefetch": 50}],
-                     "faults": [{"action": "memory_alarm", "node": "c2", "at": "2s", "for": "5s"}],
-                     "timeout": "90s"},
-        "expect": [{"confirmed_lost": 0}, {"unconfirmed_lost": 0}, {"producer": "writer", "blocked": {"min": 1}},
-                   {"producer": "writer", "blocked_seconds": {"min": 3}}],
-    })
+    path = shipped("11-publishers-under-a-memory-alarm", private_cluster, cluster_vhost, tmp_path)
     report, text = run(tmp_path, path)
     assert report["passed"], text
     writer = report["producers"]["writer"]
@@ -126,16 +121,7 @@ def _depth_while_running(url: str, queue: str, process: subprocess.Popen[str]) -
 
 def test_a_classic_queue_on_a_killed_node_loses_exactly_what_the_broker_held(
         private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
-    path = write(tmp_path, {
-        "name": "classic-loss",
-        "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=2)},
-        "topology": {"queues": [{"name": "fragile", "durable": False}]},
-        "workload": {"producers": [{"name": "sender", "queue": "fragile", "messages": 1000, "confirm": 100}],
-                     "consumers": [{"name": "taker", "queue": "fragile", "prefetch": 10, "messages": 100}],
-                     "faults": [{"action": "kill_node", "node": "c2", "at": "6s", "for": "1s"}],
-                     "timeout": "120s"},
-        "expect": [{"confirmed_lost": {"min": 1}}],
-    })
+    path = shipped("12-what-a-classic-queue-loses", private_cluster, cluster_vhost, tmp_path)
     report_path = tmp_path / "report.json"
     command = [str(ROOT / ".venv" / "bin" / "mqspec"), "apply", str(path), "--report", str(report_path)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
@@ -148,6 +134,7 @@ def test_a_classic_queue_on_a_killed_node_loses_exactly_what_the_broker_held(
     assert report["outcomes"]["confirmed_lost"] == held - drained == 900
     assert report["outcomes"]["confirmed_consumed"] == 100
     assert "900 confirmed and lost" in output
+    assert report["unavailable"] == [], output   # its consumer stopped after its 100, on purpose: not unavailable
 
 
 def _drain(url: str, queue: str) -> int:
@@ -182,3 +169,109 @@ def test_a_stream_consumer_resumes_from_its_offset_across_a_node_kill(
     report, text = run(tmp_path, path)
     assert report["passed"], text
     assert report["outcomes"]["confirmed_consumed"] == report["producers"]["emitter"]["confirmed"] > 800
+
+
+def test_quorum_queue_loses_no_confirmed_message_across_a_partition_that_isolates_its_leader(
+        private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
+    path = write(tmp_path, {
+        "name": "quorum-partition",
+        "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=1), "heartbeat": "1s"},
+        "topology": {"queues": [{"name": "orders", "type": "quorum"}]},
+        "workload": {"producers": [{"name": "shop", "queue": "orders", "rate": 200, "duration": "14s", "confirm": 100,
+                                    "persistent": True}],
+                     "consumers": [{"name": "billing", "queue": "orders", "prefetch": 50}],
+                     "faults": [{"action": "partition", "node": "c1", "at": "1s", "for": "10s"}],
+                     "timeout": "120s", "drain_timeout": "30s"},
+        "expect": [{"confirmed_lost": 0}, {"consumer": "billing", "reconnects": {"min": 1}}],
+    })
+    try:
+        report, text = run(tmp_path, path)
+    finally:
+        nodes.whole(private_cluster)
+    assert report["passed"], text
+    link = f"{private_cluster.nodes[0].netns}-h"
+    assert report["faults"][0].startswith(f"partition 'c1' at 1s for 10s: cut node 'c1' off (link {link} down); "
+                                          f"then ran ip link set {link} up (at "), text
+    outcomes, shop = report["outcomes"], report["producers"]["shop"]
+    assert outcomes["confirmed_lost"] == 0
+    # a fixed rate skips what fell due while the producer could not publish: 200/s for the ~4 s it could
+    assert outcomes["confirmed_consumed"] == shop["confirmed"] > 300
+    assert shop["reconnects"] >= 1 and report["consumers"]["billing"]["reconnects"] >= 1
+    assert [w["queue"] for w in report["unavailable"]] == ["orders"], text
+    assert "unavailable: queue 'orders' delivered nothing from" in text
+    with _admin(private_cluster.nodes[1]) as client:
+        queue = client.get(f"/queues/{cluster_vhost}/orders", "queue")
+    assert queue["messages"] == 0   # the broker's own count: nothing left behind
+    shown = subprocess.run(["ip", "link", "show", link], capture_output=True, text=True, check=True).stdout
+    assert "state UP" in shown or ",UP" in shown   # healed
+
+
+def _qdisc(link: str) -> str:
+    return subprocess.run(["tc", "qdisc", "show", "dev", link], capture_output=True, text=True, check=True).stdout
+
+
+def test_a_disk_alarm_blocks_publishers_and_a_command_runs_with_its_undo(
+        private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
+    marker = tmp_path / "command-ran"
+    path = write(tmp_path, {
+        "name": "disk-alarm-and-command",
+        "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=2)},
+        "topology": {"queues": [{"name": "jobs", "type": "quorum"}]},
+        "workload": {"producers": [{"name": "feeder", "queue": "jobs", "rate": 100, "duration": "6s", "confirm": 50}],
+                     "consumers": [{"name": "worker", "queue": "jobs", "prefetch": 20}],
+                     "faults": [{"action": "disk_alarm", "node": "c3", "at": "1s", "for": "2s"},
+                                {"action": "command", "command": ["touch", str(marker)],
+                                 "undo": ["rm", str(marker)], "at": "4s", "for": "1s"}],
+                     "timeout": "90s"},
+        "expect": [{"confirmed_lost": 0}, {"producer": "feeder", "blocked": {"min": 1}}],
+    })
+    report, text = run(tmp_path, path)
+    assert report["passed"], text
+    fired = report["faults"]
+    assert fired[0].startswith("disk_alarm 'c3' at 1s for 2s: disk alarm on node 'c3' (limit 1000000000000000 bytes, "
+                               "was 50000000); then disk free limit back to 50000000 bytes (at "), text
+    assert fired[1].startswith(f"command at 4s for 1s: ran touch {marker}; then ran rm {marker} (at "), text
+    assert not marker.exists() and not report["notes"], text
+    # a disk alarm on any node blocks publishers on every node: the producer on c2 was blocked
+    feeder = report["producers"]["feeder"]
+    assert feeder["blocked"] >= 1 and feeder["blocked_seconds"] >= 1.0, text
+    assert report["outcomes"]["confirmed_consumed"] == feeder["confirmed"] == feeder["published"]
+    node = private_cluster.nodes[2]
+    done = nodes.localcluster.rabbitmqctl(private_cluster, node, "eval", "rabbit_disk_monitor:get_disk_free_limit().")
+    assert done.stdout.strip() == "50000000"   # restored
+
+
+def _netem_missing(link: str) -> bool:
+    """This kernel has no sch_netem (containers often lack it): delay and loss cannot act here."""
+    done = subprocess.run(["tc", "qdisc", "add", "dev", link, "root", "netem", "delay", "1ms"],
+                          capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        subprocess.run(["tc", "qdisc", "del", "dev", link, "root"], check=True)
+    return "unknown" in done.stderr
+
+
+def test_delay_and_loss_act_on_the_named_node_link_and_are_undone(
+        private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
+    link = f"{private_cluster.nodes[1].netns}-h"
+    if _netem_missing(link):
+        pytest.skip("tc netem is not available in this kernel (sch_netem)")
+    path = write(tmp_path, {
+        "name": "network-faults",
+        "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=2)},
+        "topology": {"queues": [{"name": "jobs", "type": "quorum"}]},
+        "workload": {"producers": [{"name": "feeder", "queue": "jobs", "rate": 100, "duration": "5s", "confirm": 50}],
+                     "consumers": [{"name": "worker", "queue": "jobs", "prefetch": 20}],
+                     "faults": [{"action": "delay", "node": "c2", "delay": "300ms", "at": "1s", "for": "2s"},
+                                {"action": "loss", "node": "c2", "loss": 5, "at": "3.5s", "for": "1s"}],
+                     "timeout": "90s"},
+        "expect": [{"confirmed_lost": 0}],
+    })
+    report, text = run(tmp_path, path)
+    assert report["passed"] and not report["notes"], text
+    fired = report["faults"]
+    assert fired[0].startswith(f"delay 'c2' at 1s for 2s: delay 300ms on the link of node 'c2' ({link}); "
+                               f"then ran tc qdisc del dev {link} root (at "), text
+    assert fired[1].startswith(f"loss 'c2' at 3.5s for 1s: loss 5% on the link of node 'c2' ({link}); "
+                               f"then ran tc qdisc del dev {link} root (at "), text
+    assert "netem" not in _qdisc(link)
+    assert report["latency_ms"]["max"] >= 300, text   # the delay really held messages back

@@ -15,7 +15,6 @@ import pika
 import pytest
 import yaml
 
-from tests import nodes
 from tests.conftest import ROOT, SCENARIOS, mqspec
 
 WRONG = ROOT / "tests" / "wrong_expectations"
@@ -23,6 +22,11 @@ WRONG = ROOT / "tests" / "wrong_expectations"
 
 def _scenarios() -> list[Path]:
     return sorted(SCENARIOS.glob("*.yaml"))
+
+
+def _single_broker_scenarios() -> list[Path]:
+    """The cluster scenarios (broker.nodes) run in tests/test_cluster_faults.py, with independent counts."""
+    return [path for path in _scenarios() if not _on_a_cluster(path)]
 
 
 def test_all_tutorials_are_shipped() -> None:
@@ -38,22 +42,8 @@ def _on_a_cluster(path: Path) -> bool:
     return "broker" in (data := yaml.safe_load(path.read_text())) and "nodes" in data["broker"]
 
 
-def _cluster_copy(path: Path, request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """The scenario with its broker.nodes (c1, c2, c3 of `make cluster`) pointed at the session's private cluster."""
-    cluster = request.getfixturevalue("private_cluster")
-    vhost = request.getfixturevalue("cluster_vhost")
-    data = yaml.safe_load(path.read_text())
-    order = [int(entry["name"][1:]) for entry in data["broker"]["nodes"]]
-    data["broker"]["nodes"] = nodes.scenario_nodes(cluster, vhost, order)
-    copy = tmp_path / path.name
-    copy.write_text(yaml.safe_dump(data, sort_keys=False))
-    return copy
-
-
 def _broker_for(path: Path, request: pytest.FixtureRequest) -> list[str]:
     """--url (and --management-url) of a fresh vhost: on the private node if the scenario restarts its broker."""
-    if _on_a_cluster(path):
-        return []
     if _restarts_the_broker(path):
         node = request.getfixturevalue("private_node")
         return ["--url", request.getfixturevalue("private_url"), "--management-url", node.management_url]
@@ -61,11 +51,10 @@ def _broker_for(path: Path, request: pytest.FixtureRequest) -> list[str]:
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("path", _scenarios(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", _single_broker_scenarios(), ids=lambda p: p.stem)
 def test_scenario_passes_on_the_real_broker(path: Path, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
-    target = _cluster_copy(path, request, tmp_path) if _on_a_cluster(path) else path
-    result = mqspec(*_broker_for(path, request), "apply", str(target), "--report", str(report_path))
+    result = mqspec(*_broker_for(path, request), "apply", str(path), "--report", str(report_path))
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert report["passed"] is True

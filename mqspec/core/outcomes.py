@@ -13,8 +13,10 @@ as `no_loss` does), and did any consumer see it (first delivery, redelivery or d
 
 The timeline is the parent's samples of the workers' cumulative counters (ten a second). A
 queue is *unavailable* while none of its consumers receives anything for at least GAP seconds (half a second)
-although messages wait for it (published minus received on that queue is positive), ending at the
-next delivery; a silence still open when the run ends counts only if a fault was active in it.
+although messages wait for it (the published messages the routing oracle sends to that queue, minus
+what its consumers received, is positive), ending at the next delivery; a silence still open when
+the run ends counts only if a fault was active in it, and a queue whose consumers all stopped on
+their own (after `messages: N`, say) is not unavailable from then on.
 The per-second series show published, confirmed and received counts from BEFORE seconds before
 each fault to AFTER seconds after it was undone.
 """
@@ -51,6 +53,13 @@ class Sample:
     published: int
     confirmed: int
     received: Mapping[str, int] = field(default_factory=dict)   # queue -> messages its consumers received
+    routed: Mapping[str, int] | None = None   # queue -> published messages routed to it (None: all of them)
+    idle: frozenset[str] = frozenset()        # queues whose consumers all stopped on their own (messages: N, say)
+
+    def waiting(self, queue: str) -> int:
+        """Published messages routed to `queue` that its consumers have not received yet."""
+        routed = self.published if self.routed is None else self.routed.get(queue, self.published)
+        return routed - self.received.get(queue, 0)
 
 
 @dataclass(frozen=True)
@@ -126,20 +135,32 @@ def _silences(samples: Sequence[Sample], queue: str, faults: Sequence[FaultSpan]
     since: Sample | None = None   # the last delivery before a silence, while messages wait
     for sample in samples:
         received = sample.received.get(queue, 0)
+        if queue in sample.idle:   # nobody reads it any more, by the file's own choice: not the broker's doing
+            since = None
+            continue
         if since is None:
-            since = sample if sample.published > received else None
+            since = sample if sample.waiting(queue) > 0 else None
             continue
         if received > since.received.get(queue, 0):
             if sample.at - since.at >= gap:
                 found.append(Window(queue, since.at, sample.at))
-            since = sample if sample.published > received else None
-        elif sample.published <= received:
+            since = sample if sample.waiting(queue) > 0 else None
+        elif sample.waiting(queue) <= 0:
             since = None
     if since is not None and samples and samples[-1].at - since.at >= gap:
         end = samples[-1].at
         if any(f.start <= end and f.end >= since.at for f in faults):
             found.append(Window(queue, since.at, end, open=True))
     return found
+
+
+def routed_count(published: int, slots: frozenset[int], keys: int, order: str) -> int:
+    """How many of a stream's first `published` messages use one of these key slots."""
+    if keys <= 1 or len(slots) >= keys:
+        return published
+    if order == "random":   # a fixed hash spreads them evenly: close enough for a timeline
+        return round(published * len(slots) / keys)
+    return sum((published - slot + keys - 1) // keys for slot in slots if slot < published)
 
 
 def longest(windows: Sequence[Window]) -> float:

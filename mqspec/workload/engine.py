@@ -259,6 +259,8 @@ class Run:
         self.samples: list[outcomes.Sample] = []
         self.next_sample = 0.0
         self.queue_of = {c.name: c.queue for c in self.work.consumers}
+        self.routes = accounting.routes_of(scenario.topology, self.work)   # producer index -> queue -> key slots
+        self.producer_index = {p.name: i for i, p in enumerate(self.work.producers)}
         self.recorder = timeseries.Recorder()
         self.sampled = sampled_queues(scenario)
         self.next_second = 0.0
@@ -490,11 +492,30 @@ class Run:
         self.next_sample = now + SAMPLE_EVERY
         producers = self._producer_rows()
         received: dict[str, int] = {}
+        running: dict[str, bool] = {}
         for row in self._consumer_rows():
             queue = self.queue_of.get(row[0], row[0])
             received[queue] = received.get(queue, 0) + row[2]
+            running[queue] = running.get(queue, False) or not row.stopped
+        idle = frozenset(queue for queue, on in running.items() if not on)
         self.samples.append(outcomes.Sample(round(now - self.go_at, 2), sum(r[2] for r in producers),
-                                            sum(r[3] for r in producers), received))
+                                            sum(r[3] for r in producers), received,
+                                            self._routed(producers, list(received)), idle))
+
+    def _routed(self, producers: list[ProducerRow], queues: list[str]) -> dict[str, int]:
+        """queue -> the published messages the routing oracle sends there (all of a producer it cannot tell about)."""
+        routed = dict.fromkeys(queues, 0)
+        for row in producers:
+            index = self.producer_index.get(row.name)
+            spec = self.work.producers[index] if index is not None else None
+            slots_by_queue = self.routes.get(index) if index is not None else None
+            keys = len(spec.routing_keys or ("",)) if spec is not None else 1
+            for queue in queues:
+                if slots_by_queue is None or spec is None:
+                    routed[queue] += row.published
+                elif queue in slots_by_queue:
+                    routed[queue] += outcomes.routed_count(row.published, slots_by_queue[queue], keys, spec.key_order)
+        return routed
 
     def _fire_faults(self, now: float) -> None:
         if self.fault_runner.busy:

@@ -352,11 +352,13 @@ class Producer(Client):
             self.tally.nacked += settled
         else:
             self.tally.confirmed += settled
-        if self.waiting_acks and self.outstanding <= self.refill:
+        if self.finishing:
+            # checked first: a window that filled before a reconnect must not send the last confirms to the pump,
+            # which no longer publishes (and so would never finish the producer)
+            self._maybe_done()
+        elif self.waiting_acks and self.outstanding <= self.refill:
             self.waiting_acks = False
             self._schedule(0)
-        elif self.finishing:
-            self._maybe_done()
 
     def _settle_upto(self, tag: int, nack: bool) -> int:
         low = self.acked_upto
@@ -434,6 +436,7 @@ class Producer(Client):
         self.tag = self.acked_upto = 0
         self.acked_above = set()
         self.synced = False
+        self.waiting_acks = False   # the window is empty on the new channel
 
     def stop(self, reason: str = "") -> None:
         """The run is ending: stop publishing and close."""
