@@ -266,3 +266,16 @@ workload:
     text = xml.read_text()
     _validate(text)
     assert 'type="SetupError"' in text and "not found: queue 'nowhere'" in text
+
+
+def test_time_series_rates_give_back_the_counts_however_short_the_last_span() -> None:
+    from mqspec.core.timeseries import Recorder
+
+    recorder = Recorder()
+    for t, published in ((1.0004, 199), (2.0011, 398), (2.0123, 600)):   # the last span is 11 ms long
+        recorder.sample(t, {"p": {"published": published, "confirmed": 0}}, {}, {})
+    points = recorder.series().points
+    starts = [0.0, *(p.t for p in points[:-1])]
+    spans = [point.t - start for start, point in zip(starts, points, strict=True)]
+    total = sum(p.producers["p"]["published"] * span for p, span in zip(points, spans, strict=True))
+    assert round(total) == 600

@@ -100,10 +100,14 @@ class Recorder:
 
     def sample(self, t: float, producers: Mapping[str, Mapping[str, int]], consumers: Mapping[str, Mapping[str, int]],
                queues: Mapping[str, int | None]) -> Point:
-        """Cumulative counters by name and measure at `t` seconds; returns (and keeps) the second ending there."""
+        """Cumulative counters by name and measure at `t` seconds; returns (and keeps) the second ending there.
+
+        Each rate is the count over the span between the reported (rounded) times, so that rate x span gives
+        back the count: the series adds up to what was counted, however short the last span is."""
+        t = round(t, 3)
         span = t - self.previous_t
         point = Point(
-            t=round(t, 3),
+            t=t,
             producers={name: self._rates("p", name, row, PRODUCER_MEASURES, span) for name, row in producers.items()},
             consumers={name: self._rates("c", name, row, CONSUMER_MEASURES, span) for name, row in consumers.items()},
             latency=percentiles(self.pending_latency),
@@ -119,7 +123,10 @@ class Recorder:
         for measure in measures:
             key = (kind, name, measure)
             value = row.get(measure, 0)
-            rates[measure] = round((value - self.previous.get(key, 0)) / span, 1) if span > 0 else 0.0
+            if span <= 0:
+                rates[measure] = 0.0
+                continue  # the count carries over into the next span
+            rates[measure] = round((value - self.previous.get(key, 0)) / span, 3)
             self.previous[key] = value
         return rates
 
