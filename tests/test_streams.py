@@ -193,3 +193,36 @@ def test_apply_declares_a_super_stream_the_broker_routes_by_binding_key(tmp_path
     assert stream_length(url, "invoices-2") == 1
     assert stream_length(url, "invoices-0") == 0
     assert stream_length(url, "regions-emea") == 1
+
+
+# --- what this broker cannot do -------------------------------------------------------------------
+
+FILTERED = """version: 1
+name: filtered
+topology:
+  queues: [{name: events, type: stream}]
+workload:
+  producers: [{name: writer, queue: events, messages: 5, filter_value: red}]
+  consumers: [{name: reader, queue: events, filter: [red], idle_timeout: 1s}]
+"""
+
+
+def test_stream_filters_on_a_broker_older_than_3_13_are_refused_before_anything_changes(
+        tmp_path: Path, url: str, management: Any) -> None:
+    version = management.overview()["rabbitmq_version"]
+    assert version.startswith("3.10"), "this test pins the shared broker's version"
+    for command in ("plan", "apply"):
+        scenario = tmp_path / "filtered.yaml"
+        scenario.write_text(FILTERED)
+        result = mqspec("--url", url, command, str(scenario))
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines()[-3:] == [
+            f"{scenario}:6:58: $.workload.producers[0].filter_value: stream filtering (x-stream-filter-value) "
+            f"needs RabbitMQ 3.13 or newer; the broker runs {version} (hint: upgrade the broker, or remove this field)",
+            f"{scenario}:7:45: $.workload.consumers[0].filter: stream filtering (x-stream-filter) needs RabbitMQ 3.13 "
+            f"or newer; the broker runs {version} (hint: upgrade the broker, or remove this field)",
+            f"error: {scenario}: 2 fields need a newer RabbitMQ than the broker's {version}; nothing was changed"]
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+        connection.channel().queue_declare("events", passive=True)   # nothing was declared
+    connection.close()
