@@ -226,3 +226,42 @@ def test_stream_filters_on_a_broker_older_than_3_13_are_refused_before_anything_
     with pytest.raises(pika.exceptions.ChannelClosedByBroker):
         connection.channel().queue_declare("events", passive=True)   # nothing was declared
     connection.close()
+
+
+# --- the stream protocol --------------------------------------------------------------------------
+
+NATIVE = """version: 1
+name: stream-protocol
+topology:
+  queues:
+    - {name: events, type: stream}
+  super_streams:
+    - {name: invoices, partitions: 3}
+workload:
+  producers:
+    - {name: writer, queue: events, messages: 500, protocol: stream}
+    - {name: biller, super_stream: invoices, routing_keys: [a, b, c, d, e, f], messages: 60, protocol: stream}
+  consumers:
+    - {name: native, queue: events, offset: first, protocol: stream, idle_timeout: 3s}
+    - {name: amqp, queue: events, offset: first, prefetch: 200, idle_timeout: 3s}
+expect:
+  - {consumer: native, received: 500}
+  - {consumer: amqp, received: 500}
+"""
+
+
+def test_stream_protocol_producers_and_consumers_count_like_amqp_ones(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, NATIVE)
+    assert result.exit_code == 0, result.output
+    assert report["producers"]["writer"]["confirmed"] == 500
+    assert report["consumers"]["native"]["received"] == 500
+    assert report["consumers"]["native"]["foreign"] == 0
+    assert stream_length(url, "events") == 500
+    loaded = load_bytes(NATIVE.encode(), "s.yaml")
+    assert loaded.scenario is not None
+    invoices = loaded.scenario.topology.super_stream("invoices")
+    assert invoices is not None
+    expected = {p: 0 for p in invoices.partitions}
+    for key in "abcdef":
+        expected[superstreams.partitions_for(invoices, key)[0]] += 10
+    assert {p: stream_length(url, p) for p in invoices.partitions} == expected

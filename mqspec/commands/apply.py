@@ -19,8 +19,8 @@ from mqspec.core.plan import Plan, refusals
 from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK, MqspecError
 from mqspec.options import ApplyOptions
 from mqspec.pipeline import load_valid
-from mqspec.report import problems as problem_report
 from mqspec.report import plan as render
+from mqspec.report import problems as problem_report
 from mqspec.report.plan import show_all
 
 
