@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mqspec import runner
+from mqspec.broker import capabilities
 from mqspec.broker.management import AccessRefused, Management, ManagementUnreachable
 from mqspec.broker.planning import VhostPlan, make_vhost_plans, settings_for
 from mqspec.broker.topology import execute
@@ -19,6 +20,7 @@ from mqspec.errors import EXIT_BROKER, EXIT_FAILED, EXIT_OK, MqspecError
 from mqspec.options import ApplyOptions
 from mqspec.pipeline import load_valid
 from mqspec.report import plan as render
+from mqspec.report import problems as problem_report
 from mqspec.report.plan import show_all
 
 
@@ -50,6 +52,7 @@ def apply_topology(ctx: Context, scenario: model.Scenario, options: ApplyOptions
     Each error shown is also appended to `errors`, when given."""
     out = _Output(ctx, options.output, to_stderr, errors)
     with Management(scenario.broker) as management:
+        capabilities.check(scenario, management, lambda found: ctx.err(problem_report.text(found)))
         try:
             vhost_plans = make_vhost_plans(management, scenario, options.prune)
         except ManagementUnreachable as exc:

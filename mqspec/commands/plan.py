@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mqspec.broker import capabilities
 from mqspec.broker.management import Management, ManagementUnreachable
 from mqspec.broker.planning import make_plans
 from mqspec.context import Context
@@ -9,6 +10,7 @@ from mqspec.core import model
 from mqspec.errors import EXIT_FAILED, EXIT_OK, BrokerUnavailable, MqspecError
 from mqspec.options import PlanOptions
 from mqspec.pipeline import load_valid
+from mqspec.report import problems as problem_report
 from mqspec.report.plan import show_all
 
 CHANGES_PENDING = 2
@@ -27,6 +29,7 @@ def run(ctx: Context, path: str, options: PlanOptions) -> int:
 
 def _plan_loaded(ctx: Context, scenario: model.Scenario, options: PlanOptions) -> int:
     with Management(scenario.broker) as management:
+        capabilities.check(scenario, management, lambda found: ctx.err(problem_report.text(found)))
         try:
             plans = make_plans(management, scenario, options.prune)
         except ManagementUnreachable as exc:

@@ -71,6 +71,8 @@ class _Context:
     def sent(self) -> list[Sent]:
         found: list[Sent] = []
         for producer in self.workload.producers:
+            if producer.super_stream is not None:
+                continue   # the producer picks a partition itself (reach.py), no exchange routes it
             exchange = model.DEFAULT_EXCHANGE if producer.queue is not None else producer.exchange
             templates = (producer.queue,) if producer.queue is not None else producer.routing_keys
             seen: set[str] = set()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from mqspec.core import cluster_checks, lint, model, offline, parameters, private, schema, semantics, units
+from mqspec.core import cluster_checks, lint, model, offline, parameters, private, schema, semantics, superstreams, units
 from mqspec.core.document import Document, DocumentError, JsonPathMarks, PathKey, json_path, parse_bytes, parse_json_path
 from mqspec.core.problems import Problem, errors
 from mqspec.core.vocabulary import vhost_of as vhost_of
@@ -312,7 +313,7 @@ def _topology(data: dict[str, Any], vhost: str, cluster: bool = True, default: s
     if not cluster:
         return scoped
     return replace(
-        scoped,
+        _with_super_streams(scoped, data),
         vhosts=tuple(_vhost(v, f"$.topology.vhosts[{i}]") for i, v in enumerate(data.get("vhosts", []))),
         users=tuple(_user(u, f"$.topology.users[{i}]") for i, u in enumerate(data.get("users", []))),
         permissions=tuple(model.Permission(p["user"], p.get("vhost", vhost), p.get("configure", ""), p.get("write", ""),
@@ -323,6 +324,19 @@ def _topology(data: dict[str, Any], vhost: str, cluster: bool = True, default: s
                                 for i, p in enumerate(data.get("topic_permissions", []))),
         global_parameters=parameters.globals_from_document(data),
     )
+
+
+def _with_super_streams(declared: model.Topology, data: dict[str, Any]) -> model.Topology:
+    """Super streams (in the default vhost): their exchange, partition streams and bindings join the topology."""
+    entries = data.get("super_streams", [])
+    supers = tuple(superstreams.of(s, f"$.topology.super_streams[{i}]") for i, s in enumerate(entries))
+    if not supers:
+        return declared
+    parts = [superstreams.entities(s, entries[i].get("arguments", {})) for i, s in enumerate(supers)]
+    return replace(declared, super_streams=supers,
+                   exchanges=declared.exchanges + tuple(exchange for exchange, _, _ in parts),
+                   queues=declared.queues + tuple(q for _, queues, _ in parts for q in queues),
+                   bindings=declared.bindings + tuple(b for _, _, bindings in parts for b in bindings))
 
 
 def _user(data: dict[str, Any], where: str) -> model.User:
@@ -429,6 +443,7 @@ def _producer(data: dict[str, Any], where: str, scenario_path: str) -> model.Pro
         priority=data.get("priority"), expiration_ms=units.milliseconds(data["expiration"]) if "expiration" in data else None,
         persistent=data.get("persistent", False), mandatory=data.get("mandatory", False), confirm=data.get("confirm"),
         instances=data.get("instances", 1), start_after=units.seconds(data.get("start_after", 0)), where=where,
+        protocol=data.get("protocol", "amqp"), filter_value=data.get("filter_value"), super_stream=data.get("super_stream"),
     )
 
 
@@ -448,7 +463,26 @@ def _consumer(data: dict[str, Any], where: str) -> model.Consumer:
         reject=data.get("reject", 0.0), nack=data.get("nack", 0.0), requeue=data.get("requeue", False),
         crash_after=data.get("crash_after"), exclusive=data.get("exclusive", False), priority=data.get("priority"),
         messages=data.get("messages"), idle_timeout=_opt_seconds(data.get("idle_timeout")), where=where,
+        protocol=data.get("protocol", "amqp"), offset=stream_offset(data["offset"]) if "offset" in data else None,
+        filter=tuple(data.get("filter", ())), single_active_consumer=data.get("single_active_consumer", False),
     )
+
+
+def stream_offset(value: Any) -> model.StreamOffset:
+    """first | last | next | 42 | '10m' (ago) | '2024-05-01T12:00:00Z' (no zone: UTC)."""
+    if value in ("first", "last", "next"):
+        return model.StreamOffset(value)
+    if isinstance(value, int):
+        return model.StreamOffset("offset", offset=value)
+    if units.is_duration(value):
+        return model.StreamOffset("timestamp", ago=units.seconds(value))
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return model.StreamOffset("timestamp")   # neither a moment nor a duration: semantics says so
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return model.StreamOffset("timestamp", timestamp_ms=round(moment.timestamp() * 1000))
 
 
 def _bounds(value: Any) -> model.Bounds:

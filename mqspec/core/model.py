@@ -16,6 +16,8 @@ from mqspec.core.vocabulary import QUEUE_ARGUMENT_NAMES as QUEUE_ARGUMENT_NAMES
 
 QueueType = Literal["classic", "quorum", "stream"]
 DestinationType = Literal["queue", "exchange"]
+Protocol = Literal["amqp", "stream"]          # AMQP 0-9-1 (pika), or the stream protocol (rstream, port 5552)
+OffsetKind = Literal["first", "last", "next", "offset", "timestamp"]
 
 
 
@@ -96,6 +98,28 @@ class Binding:
     def key(self) -> tuple[str, str, str, str, str]:
         """Identity for diffing: the broker keys bindings by these and the arguments."""
         return (self.source, self.destination_type, self.destination, self.routing_key, _canonical(self.arguments))
+
+
+@dataclass(frozen=True)
+class SuperStream:
+    """A partitioned stream, as `rabbitmq-streams add_super_stream` declares it: a direct exchange `name`
+    (x-super-stream: true) and one stream per partition, bound with its binding key and x-stream-partition-order."""
+
+    name: str
+    partitions: tuple[str, ...]          # the partition streams, in partition order
+    binding_keys: tuple[str, ...]        # one per partition
+    routing: Literal["hash", "key"] = "hash"
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class StreamOffset:
+    """Where a stream consumer starts: first, last, next, an offset, or a timestamp (absolute, or seconds ago)."""
+
+    kind: OffsetKind = "next"
+    offset: int = 0                       # kind "offset"
+    timestamp_ms: int | None = None       # kind "timestamp": milliseconds since the epoch
+    ago: float | None = None              # kind "timestamp": this many seconds before the consumer subscribes
 
 
 @dataclass(frozen=True)
@@ -188,6 +212,10 @@ class Topology:
     bindings: tuple[Binding, ...] = ()
     parameters: tuple[Parameter, ...] = ()
     global_parameters: tuple[GlobalParameter, ...] = ()
+    super_streams: tuple[SuperStream, ...] = ()   # their exchanges, streams and bindings are in the tuples above
+
+    def super_stream(self, name: str) -> SuperStream | None:
+        return next((s for s in self.super_streams if s.name == name), None)
 
     def exchange(self, name: str) -> Exchange | None:
         return next((e for e in self.exchanges if e.name == name), None)
@@ -296,6 +324,9 @@ class Producer:
     instances: int = 1
     start_after: float = 0.0
     where: str = field(default="", compare=False)
+    protocol: Protocol = "amqp"
+    filter_value: str | None = None       # x-stream-filter-value (RabbitMQ 3.13+)
+    super_stream: str | None = None       # protocol: stream: route each message to a partition of this super stream
 
 
 @dataclass(frozen=True)
@@ -324,6 +355,10 @@ class Consumer:
     messages: int | None = None
     idle_timeout: float | None = None
     where: str = field(default="", compare=False)
+    protocol: Protocol = "amqp"
+    offset: StreamOffset | None = None    # streams only: where to start reading (x-stream-offset); None: next
+    filter: tuple[str, ...] = ()          # x-stream-filter (RabbitMQ 3.13+)
+    single_active_consumer: bool = False  # streams, protocol: stream (RabbitMQ 3.11+): one reader of the group at a time
 
 
 @dataclass(frozen=True)

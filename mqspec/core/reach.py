@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mqspec.core import model, routing
+from mqspec.core import model, routing, superstreams
 
 SlotsByQueue = Mapping[str, frozenset[int]]
 
@@ -21,6 +21,8 @@ def slots_by_queue(topology: model.Topology, producer: model.Producer, certain: 
     or plugin exchanges), which is enough to know where to look for messages left behind.
     """
     keys = producer.routing_keys or ("",)
+    if producer.super_stream is not None:
+        return _super_stream_slots(topology, producer.super_stream, keys)
     if producer.queue is not None:
         return {producer.queue: frozenset(range(len(keys)))}
     if any("{" in key for key in keys):
@@ -32,6 +34,18 @@ def slots_by_queue(topology: model.Topology, producer: model.Producer, certain: 
             return None
         for queue in routed.queues:
             found.setdefault(queue, set()).add(slot)
+    return {queue: frozenset(slots) for queue, slots in found.items()}
+
+
+def _super_stream_slots(topology: model.Topology, name: str, keys: tuple[str, ...]) -> SlotsByQueue | None:
+    """A stream-protocol producer picks the partition of each message itself (superstreams.py)."""
+    stream = topology.super_stream(name)
+    if stream is None or any("{" in key for key in keys):
+        return None
+    found: dict[str, set[int]] = {}
+    for slot, key in enumerate(keys):
+        for partition in superstreams.partitions_for(stream, key):
+            found.setdefault(partition, set()).add(slot)
     return {queue: frozenset(slots) for queue, slots in found.items()}
 
 

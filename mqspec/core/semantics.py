@@ -332,7 +332,11 @@ def _workload(scenario: model.Scenario) -> Iterator[Problem]:
         yield from _positive(scenario, f"$.workload.{field_name}", getattr(work, field_name), "a duration such as 10s")
     for producer in work.producers:
         yield from _producer_rules(scenario, known, producer)
+        yield from _stream_producer_rules(scenario, producer)
+    for stream in scenario.topology.super_streams:
+        yield from _super_stream_rules(scenario, stream)
     for consumer in work.consumers:
+        yield from _stream_consumer_rules(scenario, consumer)
         found = known.queue_problem(scenario, consumer.queue, f"{consumer.where}.queue", "consumer queue")
         if found:
             yield found
@@ -419,6 +423,77 @@ def _producer_rules(scenario: model.Scenario, known: _Known, producer: model.Pro
     yield from _positive(scenario, f"{where}.rate", producer.rate, "a rate such as 100/s, or leave rate out for no limit")
     for name in producer.headers:
         yield from _length_rule(scenario, "header name", name, f"{where}.headers")
+
+
+def _queue_type(scenario: model.Scenario, name: str | None) -> str | None:
+    queue = scenario.topology.queue(name) if name is not None else None
+    return queue.type if queue is not None else None
+
+
+def _stream_consumer_rules(scenario: model.Scenario, consumer: model.Consumer) -> Iterator[Problem]:
+    """offset, filter, single active consumer and protocol: stream belong to consumers of a stream."""
+    where, kind = consumer.where, _queue_type(scenario, consumer.queue)
+    stream_only = [name for name, used in (("offset", consumer.offset is not None), ("filter", bool(consumer.filter)),
+                                           ("single_active_consumer", consumer.single_active_consumer),
+                                           ("protocol", consumer.protocol == "stream")) if used]
+    if kind is not None and kind != "stream":
+        for name in stream_only:
+            yield problem(scenario, f"{where}.{name}", f"{name} applies to stream queues; queue '{consumer.queue}' is {kind}",
+                          f"consume from a queue of type: stream, or remove {name}")
+        return
+    offset = consumer.offset
+    if offset is not None and offset.kind == "timestamp" and offset.timestamp_ms is None and offset.ago is None:
+        yield problem(scenario, f"{where}.offset", "offset is not a timestamp: give ISO 8601 such as 2024-05-01T12:00:00Z",
+                      "or a duration ago such as 10m, or first, last, next, or an offset number")
+    if consumer.single_active_consumer and consumer.protocol != "stream":
+        yield problem(scenario, f"{where}.single_active_consumer", "single active consumer on a stream needs protocol: stream "
+                      "(the group is formed by the stream protocol's consumer name; AMQP 0-9-1 consumers cannot join one)",
+                      "add protocol: stream")
+    if consumer.protocol == "stream":
+        unsupported = [name for name, used in (("exclusive", consumer.exclusive), ("priority", consumer.priority is not None),
+                                               ("reject", consumer.reject > 0), ("nack", consumer.nack > 0),
+                                               ("crash_after", consumer.crash_after is not None)) if used]
+        for name in unsupported:
+            yield problem(scenario, f"{where}.{name}", f"{name} has no meaning over the stream protocol (no acks, no requeue)",
+                          "remove it, or use protocol: amqp")
+
+
+def _stream_producer_rules(scenario: model.Scenario, producer: model.Producer) -> Iterator[Problem]:
+    where = producer.where
+    if producer.super_stream is not None:
+        if producer.protocol != "stream":
+            yield problem(scenario, f"{where}.super_stream", "super_stream needs protocol: stream (an AMQP producer publishes "
+                          "to the super stream's exchange)", f"add protocol: stream, or write exchange: {producer.super_stream}")
+        if scenario.topology.super_stream(producer.super_stream) is None:
+            names = {s.name for s in scenario.topology.super_streams}
+            yield problem(scenario, f"{where}.super_stream", f"super stream '{producer.super_stream}' is not declared"
+                          f"{suggest(producer.super_stream, names)}", "declare it under topology.super_streams")
+        return
+    if producer.protocol != "stream":
+        if producer.filter_value is not None:
+            kind = _queue_type(scenario, producer.queue)
+            if kind is not None and kind != "stream":
+                yield problem(scenario, f"{where}.filter_value", f"filter_value applies to streams; queue '{producer.queue}' "
+                              f"is {kind}", "publish to a queue of type: stream, or remove filter_value")
+        return
+    kind = _queue_type(scenario, producer.queue)
+    if producer.queue is None or kind not in ("stream", None):
+        target = f"queue '{producer.queue}' is {kind}" if producer.queue is not None else "it names no stream"
+        yield problem(scenario, f"{where}.protocol", f"protocol: stream publishes to a stream; {target}",
+                      "give queue: STREAM (a queue of type: stream) or super_stream: NAME")
+    unsupported = [name for name, used in (("mandatory", producer.mandatory), ("priority", producer.priority is not None),
+                                           ("expiration", producer.expiration_ms is not None)) if used]
+    for name in unsupported:
+        yield problem(scenario, f"{where}.{name}", f"{name} has no meaning for a stream", "remove it")
+
+
+def _super_stream_rules(scenario: model.Scenario, stream: model.SuperStream) -> Iterator[Problem]:
+    if len(stream.binding_keys) != len(stream.partitions):
+        yield problem(scenario, f"{stream.where}.binding_keys", f"super stream '{stream.name}' has {len(stream.partitions)} "
+                      f"partitions but {len(stream.binding_keys)} binding keys", "give one binding key per partition")
+    if len(set(stream.partitions)) != len(stream.partitions):
+        yield problem(scenario, f"{stream.where}.partitions", f"super stream '{stream.name}' names a partition twice",
+                      "give each partition its own key")
 
 
 def _positive(scenario: model.Scenario, where: str, value: float | None, example: str) -> Iterator[Problem]:

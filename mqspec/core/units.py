@@ -28,6 +28,14 @@ def seconds(value: float | int | str) -> float:
     return number * factor
 
 
+def is_duration(value: object) -> bool:
+    """A string such as '10m' or '500ms' (a unit given)."""
+    if not isinstance(value, str):
+        return False
+    match = _NUMBER_UNIT.match(value)
+    return match is not None and match.group(2) in _DURATION_SECONDS and match.group(2) != ""
+
+
 def milliseconds(value: float | int | str) -> int:
     """A duration as the whole milliseconds the broker's x-arguments take."""
     return round(seconds(value) * 1000)

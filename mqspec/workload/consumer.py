@@ -12,6 +12,7 @@ import os
 import random
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 from pika.channel import Channel
@@ -27,6 +28,28 @@ IDLE_CHECK_MAX = 0.25
 ACK_IDLE = 0.2                     # pending multi_ack acks are flushed at the latest after this long
 START_SLACK_NS = 5_000_000_000     # publish times before the worker started (minus this) are not this run's
 RECV_BYTES = int(os.environ.get("MQSPEC_RECV_BYTES", "65536"))  # per recv() once the parser runs (pika: 4096)
+
+
+def stream_arguments(spec: model.Consumer, resume_at: int | None) -> dict[str, Any]:
+    """x-stream-offset (and x-stream-filter) of basic.consume on a stream.
+
+    A consumer resubscribing after a reconnect resumes after the last message it saw (`resume_at`), whatever
+    its offset said. A timestamp goes as an AMQP timestamp (seconds), as RabbitMQ reads it."""
+    arguments: dict[str, Any] = {}
+    offset = spec.offset
+    if resume_at is not None:
+        arguments["x-stream-offset"] = resume_at
+    elif offset is not None:
+        if offset.kind == "offset":
+            arguments["x-stream-offset"] = offset.offset
+        elif offset.kind == "timestamp":
+            moment = (offset.timestamp_ms / 1000 if offset.timestamp_ms is not None else time.time() - (offset.ago or 0))
+            arguments["x-stream-offset"] = datetime.fromtimestamp(moment, UTC)
+        else:
+            arguments["x-stream-offset"] = offset.kind
+    if spec.filter:
+        arguments["x-stream-filter"] = list(spec.filter)
+    return arguments
 
 
 class Consumer(Client):
@@ -99,9 +122,8 @@ class Consumer(Client):
         if channel is None or not self.accepting:
             return
         arguments: dict[str, Any] | None = {"x-priority": self.spec.priority} if self.spec.priority is not None else None
-        if self.next_offset is not None:
-            # a stream consumer resubscribing resumes after the last message it saw, not at `next`
-            arguments = {**(arguments or {}), "x-stream-offset": self.next_offset}
+        if self.stream:
+            arguments = {**(arguments or {}), **stream_arguments(self.spec, self.next_offset)}
         self.operation = f"consume from queue '{self.spec.queue}'"
         self.consumer_tag = channel.basic_consume(
             self.queue_name, self._on_message, auto_ack=self.auto, exclusive=self.spec.exclusive,

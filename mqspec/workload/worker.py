@@ -41,6 +41,7 @@ from mqspec.workload.messages import (
 )
 from mqspec.workload.producer import Producer
 from mqspec.workload.rpc import RpcClient, RpcServer
+from mqspec.workload.stream_protocol import StreamClient, StreamConsumer, StreamProducer
 
 PROGRESS_EVERY = 0.1
 ORPHAN_GRACE = 5.0   # seconds an orphaned worker may take to close its connections before it exits anyway
@@ -84,11 +85,15 @@ class Worker:
         self.fast = job.fast
         work = job.workload
         self.stream_caps = stream_caps(work)
-        self.producers = [Producer(self, work.producers[i], i, n, work.duration) for i, n in job.producers]
-        self.consumers = [Consumer(self, work.consumers[i], n) for i, n in job.consumers]
+        self.producers: list[Producer | StreamProducer] = [
+            (StreamProducer if work.producers[i].protocol == "stream" else Producer)(self, work.producers[i], i, n, work.duration)
+            for i, n in job.producers]
+        self.consumers: list[Consumer | StreamConsumer] = [
+            (StreamConsumer if work.consumers[i].protocol == "stream" else Consumer)(self, work.consumers[i], n)
+            for i, n in job.consumers]
         self.servers = [RpcServer(self, work.rpc_servers[i], n) for i, n in job.rpc_servers]
         self.rpc_clients = [RpcClient(self, work.rpc_clients[i]) for i in job.rpc_clients]
-        self.clients: list[Client] = [*self.consumers, *self.servers, *self.rpc_clients, *self.producers]
+        self.clients: list[Client | StreamClient] = [*self.consumers, *self.servers, *self.rpc_clients, *self.producers]
         self.ready_count = 0
         self.finished_count = 0
         self.failed = False
@@ -98,7 +103,7 @@ class Worker:
 
     # --- Context for clients ----------------------------------------------------------------
 
-    def ready(self, client: Client) -> None:
+    def ready(self, client: Client | StreamClient) -> None:
         self.ready_count += 1
         if self.ready_count == len(self.clients) and not self.sent_ready:
             self.sent_ready = True
@@ -115,7 +120,7 @@ class Worker:
             self.progress_due = True
             self.ioloop.call_later(0, self._progress_now)
 
-    def finished(self, client: Client) -> None:
+    def finished(self, client: Client | StreamClient) -> None:
         self.finished_count += 1
         self.progress_changed()
         if self.finished_count >= len(self.clients):

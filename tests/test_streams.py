@@ -1,0 +1,267 @@
+"""Streams: consumer offsets, filters, single active consumer, super streams and the stream protocol."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pika
+import pytest
+
+from mqspec.core import superstreams
+from mqspec.core.loader import load_bytes
+from tests.conftest import Result, mqspec
+
+STREAM = """version: 1
+name: stream-offsets
+topology:
+  queues:
+    - {{name: events, type: stream}}
+workload:
+  producers:
+    - {{name: writer, queue: events, messages: 20, confirm: 10}}
+  consumers:
+    - {{name: reader, queue: events, prefetch: 50, idle_timeout: 2s{extra}}}
+expect:
+  - {{consumer: reader, received: {received}}}
+  - {{no_loss: true}}
+"""
+
+
+def apply(tmp_path: Path, url: str, text: str, *extra: str) -> tuple[Result, dict[str, Any]]:
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(text)
+    report = tmp_path / "report.json"
+    result = mqspec("--url", url, "apply", str(scenario), "--report", str(report), *extra)
+    return result, json.loads(report.read_text()) if report.exists() else {}
+
+
+def load_problems(text: str) -> list[str]:
+    loaded = load_bytes(text.encode(), "s.yaml")
+    return [p.render() for p in loaded.problems if p.severity == "error"]
+
+
+def prefill(url: str, queue: str, count: int) -> None:
+    """Messages of another program, written before the run with plain pika (confirmed)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "stream"})
+    channel.confirm_delivery()
+    for i in range(count):
+        channel.basic_publish("", queue, f"old-{i}".encode())
+    connection.close()
+
+
+def stream_length(url: str, queue: str) -> int:
+    """An independent count: read the whole stream from `first` with a plain pika consumer."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=1000)
+    seen = 0
+    for method, _properties, _body in channel.consume(queue, arguments={"x-stream-offset": "first"},
+                                                      inactivity_timeout=1.0):
+        if method is None:
+            break
+        seen += 1
+        channel.basic_ack(method.delivery_tag)
+    connection.close()
+    return seen
+
+
+# --- offsets over AMQP ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("offset", "old_seen"), [("first", 10), ("next", 0), ("4", 6)])
+def test_a_stream_consumer_starts_at_its_offset(tmp_path: Path, url: str, offset: str, old_seen: int) -> None:
+    prefill(url, "events", 10)
+    result, report = apply(tmp_path, url, STREAM.format(extra=f", offset: {offset}", received=20 + old_seen))
+    assert result.exit_code == 0, result.output
+    assert report["consumers"]["reader"]["received"] == 20 + old_seen
+    assert report["consumers"]["reader"]["foreign"] == old_seen
+    assert stream_length(url, "events") == 30
+
+
+def test_a_stream_consumer_with_a_duration_ago_skips_older_chunks(tmp_path: Path, url: str) -> None:
+    prefill(url, "events", 10)
+    time.sleep(2.5)   # the AMQP timestamp is whole seconds: the prefilled chunk is older than "1s ago"
+    result, report = apply(tmp_path, url, STREAM.format(extra=", offset: 1s", received=20))
+    assert result.exit_code == 0, result.output
+    assert report["consumers"]["reader"]["foreign"] == 0
+    assert stream_length(url, "events") == 30
+
+
+def test_a_stream_consumer_with_an_old_timestamp_reads_everything(tmp_path: Path, url: str) -> None:
+    prefill(url, "events", 10)
+    result, report = apply(tmp_path, url, STREAM.format(extra=", offset: '2020-01-01T00:00:00Z'", received=30))
+    assert result.exit_code == 0, result.output
+    assert report["consumers"]["reader"]["foreign"] == 10
+
+
+# --- file rules ---------------------------------------------------------------------------------
+
+CLASSIC = """version: 1
+name: not-a-stream
+topology:
+  queues: [{name: jobs}]
+workload:
+  producers: [{name: p, queue: jobs, messages: 1}]
+  consumers:
+    - {name: c, queue: jobs, offset: first, filter: [red]}
+"""
+
+
+def test_offset_and_filter_on_a_classic_queue_are_refused() -> None:
+    assert load_problems(CLASSIC) == [
+        "s.yaml:8:30: $.workload.consumers[0].offset: offset applies to stream queues; queue 'jobs' is classic "
+        "(hint: consume from a queue of type: stream, or remove offset)",
+        "s.yaml:8:45: $.workload.consumers[0].filter: filter applies to stream queues; queue 'jobs' is classic "
+        "(hint: consume from a queue of type: stream, or remove filter)",
+    ]
+
+
+def test_a_timestamp_that_is_no_date_is_refused() -> None:
+    text = STREAM.format(extra=", offset: '2024-13-45'", received=1)
+    assert load_problems(text) == [
+        "s.yaml:10:69: $.workload.consumers[0].offset: offset is not a timestamp: give ISO 8601 such as "
+        "2024-05-01T12:00:00Z (hint: or a duration ago such as 10m, or first, last, next, or an offset number)"]
+
+
+def test_single_active_consumer_over_amqp_is_refused() -> None:
+    text = STREAM.format(extra=", single_active_consumer: true", received=1)
+    assert load_problems(text) == [
+        "s.yaml:10:69: $.workload.consumers[0].single_active_consumer: single active consumer on a stream needs "
+        "protocol: stream (the group is formed by the stream protocol's consumer name; AMQP 0-9-1 consumers cannot "
+        "join one) (hint: add protocol: stream)"]
+
+
+# --- super streams --------------------------------------------------------------------------------
+
+SUPER = """version: 1
+name: super
+topology:
+  super_streams:
+    - {name: invoices, partitions: 3}
+    - {name: regions, partitions: [amer, emea], routing: key}
+"""
+
+
+def test_a_super_stream_declares_what_add_super_stream_declares() -> None:
+    loaded = load_bytes(SUPER.encode(), "s.yaml")
+    assert loaded.scenario is not None, loaded.problems
+    topology = loaded.scenario.topology
+    exchange = topology.exchange("invoices")
+    assert exchange is not None and exchange.type == "direct" and exchange.arguments == {"x-super-stream": True}
+    assert [(q.name, q.type) for q in topology.queues] == [
+        ("invoices-0", "stream"), ("invoices-1", "stream"), ("invoices-2", "stream"),
+        ("regions-amer", "stream"), ("regions-emea", "stream")]
+    assert [(b.source, b.destination, b.routing_key, dict(b.arguments)) for b in topology.bindings[:3]] == [
+        ("invoices", "invoices-0", "0", {"x-stream-partition-order": 0}),
+        ("invoices", "invoices-1", "1", {"x-stream-partition-order": 1}),
+        ("invoices", "invoices-2", "2", {"x-stream-partition-order": 2})]
+
+
+def test_hash_routing_is_murmur3_of_the_key_modulo_the_partitions() -> None:
+    mmh3 = pytest.importorskip("mmh3")   # rstream's dependency: an independent murmur3
+    loaded = load_bytes(SUPER.encode(), "s.yaml")
+    assert loaded.scenario is not None
+    invoices = loaded.scenario.topology.super_stream("invoices")
+    assert invoices is not None
+    for key in ("", "a", "abcd", "order-17", "é-clé", "hello world"):
+        expected = mmh3.hash(key.encode(), 104729, signed=False) % 3
+        assert superstreams.partitions_for(invoices, key) == (f"invoices-{expected}",)
+
+
+def test_key_routing_follows_the_binding_keys() -> None:
+    loaded = load_bytes(SUPER.encode(), "s.yaml")
+    assert loaded.scenario is not None
+    regions = loaded.scenario.topology.super_stream("regions")
+    assert regions is not None
+    assert superstreams.partitions_for(regions, "emea") == ("regions-emea",)
+    assert superstreams.partitions_for(regions, "apac") == ()
+
+
+def test_apply_declares_a_super_stream_the_broker_routes_by_binding_key(tmp_path: Path, url: str) -> None:
+    result, _ = apply(tmp_path, url, SUPER)
+    assert result.exit_code == 0, result.output
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish("invoices", "2", b"to partition 2")
+    channel.basic_publish("regions", "emea", b"to emea")
+    connection.close()
+    assert stream_length(url, "invoices-2") == 1
+    assert stream_length(url, "invoices-0") == 0
+    assert stream_length(url, "regions-emea") == 1
+
+
+# --- what this broker cannot do -------------------------------------------------------------------
+
+FILTERED = """version: 1
+name: filtered
+topology:
+  queues: [{name: events, type: stream}]
+workload:
+  producers: [{name: writer, queue: events, messages: 5, filter_value: red}]
+  consumers: [{name: reader, queue: events, filter: [red], idle_timeout: 1s}]
+"""
+
+
+def test_stream_filters_on_a_broker_older_than_3_13_are_refused_before_anything_changes(
+        tmp_path: Path, url: str, management: Any) -> None:
+    version = management.overview()["rabbitmq_version"]
+    assert version.startswith("3.10"), "this test pins the shared broker's version"
+    for command in ("plan", "apply"):
+        scenario = tmp_path / "filtered.yaml"
+        scenario.write_text(FILTERED)
+        result = mqspec("--url", url, command, str(scenario))
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines()[-3:] == [
+            f"{scenario}:6:58: $.workload.producers[0].filter_value: stream filtering (x-stream-filter-value) "
+            f"needs RabbitMQ 3.13 or newer; the broker runs {version} (hint: upgrade the broker, or remove this field)",
+            f"{scenario}:7:45: $.workload.consumers[0].filter: stream filtering (x-stream-filter) needs RabbitMQ 3.13 "
+            f"or newer; the broker runs {version} (hint: upgrade the broker, or remove this field)",
+            f"error: {scenario}: 2 fields need a newer RabbitMQ than the broker's {version}; nothing was changed"]
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+        connection.channel().queue_declare("events", passive=True)   # nothing was declared
+    connection.close()
+
+
+# --- the stream protocol --------------------------------------------------------------------------
+
+NATIVE = """version: 1
+name: stream-protocol
+topology:
+  queues:
+    - {name: events, type: stream}
+  super_streams:
+    - {name: invoices, partitions: 3}
+workload:
+  producers:
+    - {name: writer, queue: events, messages: 500, protocol: stream}
+    - {name: biller, super_stream: invoices, routing_keys: [a, b, c, d, e, f], messages: 60, protocol: stream}
+  consumers:
+    - {name: native, queue: events, offset: first, protocol: stream, idle_timeout: 3s}
+    - {name: amqp, queue: events, offset: first, prefetch: 200, idle_timeout: 3s}
+expect:
+  - {consumer: native, received: 500}
+  - {consumer: amqp, received: 500}
+"""
+
+
+def test_stream_protocol_producers_and_consumers_count_like_amqp_ones(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, NATIVE)
+    assert result.exit_code == 0, result.output
+    assert report["producers"]["writer"]["confirmed"] == 500
+    assert report["consumers"]["native"]["received"] == 500
+    assert report["consumers"]["native"]["foreign"] == 0
+    assert stream_length(url, "events") == 500
+    loaded = load_bytes(NATIVE.encode(), "s.yaml")
+    assert loaded.scenario is not None
+    invoices = loaded.scenario.topology.super_stream("invoices")
+    assert invoices is not None
+    expected = {p: 0 for p in invoices.partitions}
+    for key in "abcdef":
+        expected[superstreams.partitions_for(invoices, key)[0]] += 10
+    assert {p: stream_length(url, p) for p in invoices.partitions} == expected
