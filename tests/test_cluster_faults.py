@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pika
-import pytest
 import yaml
 
 from mqspec.broker.management import Management
@@ -253,8 +252,7 @@ def _netem_missing(link: str) -> bool:
 def test_delay_and_loss_act_on_the_named_node_link_and_are_undone(
         private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
     link = f"{private_cluster.nodes[1].netns}-h"
-    if _netem_missing(link):
-        pytest.skip("tc netem is not available in this kernel (sch_netem)")
+    without_netem = _netem_missing(link)
     path = write(tmp_path, {
         "name": "network-faults",
         "broker": {"nodes": node_entries(private_cluster, cluster_vhost, first=2)},
@@ -267,6 +265,14 @@ def test_delay_and_loss_act_on_the_named_node_link_and_are_undone(
         "expect": [{"confirmed_lost": 0}],
     })
     report, text = run(tmp_path, path)
+    if without_netem:
+        # this kernel cannot delay or drop packets (no sch_netem): the run must fail, saying so, never pass
+        assert report["passed"] is False, text
+        failed = {e["description"]: e["detail"] for e in report["expectations"] if not e["passed"]}
+        assert set(failed) == {"fault delay 'c2' at 1s for 2s", "fault loss 'c2' at 3.5s for 1s"}, text
+        assert all(detail.startswith("could not act: ") for detail in failed.values()), text
+        assert "netem" not in _qdisc(link)
+        return
     assert report["passed"] and not report["notes"], text
     fired = report["faults"]
     assert fired[0].startswith(f"delay 'c2' at 1s for 2s: delay 300ms on the link of node 'c2' ({link}); "

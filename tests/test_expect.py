@@ -178,3 +178,11 @@ def test_a_run_ended_by_its_timeout_fails_for_each_unfinished_producer_unless_ti
         "after 60.0s (8,208 of 100,000 messages published) (set workload.timeout_ok: true if stopping at the timeout is fine)")
     assert evaluate((), run, timeout_ok=True) == []
     assert evaluate((), _run(ended="drained", producers=run.producers)) == []
+
+
+def test_a_fault_that_could_not_act_fails_the_run_saying_why() -> None:
+    run = _run(failed_faults=("delay 'c2' at 1s for 2s failed: tc: Specified qdisc kind is unknown",))
+    results = evaluate((), run)
+    assert [(r.description, r.passed, r.detail) for r in results] == [
+        ("fault delay 'c2' at 1s for 2s", False, "could not act: tc: Specified qdisc kind is unknown")]
+    assert not passed(results)

@@ -37,7 +37,7 @@ def evaluate(expectations: tuple[model.Expectation, ...], run: RunResult, timeou
     for expectation in expectations:
         missing = _depends_on(expectation, run)
         results += [_unknown(r, missing) if missing else r for r in _evaluate(expectation, run)]
-    return results + unfired_faults(run) + unfinished(run, timeout_ok) + missing_counts(run)
+    return results + unfired_faults(run) + failed_faults(run) + unfinished(run, timeout_ok) + missing_counts(run)
 
 
 def _unknown(found: ExpectationResult, missing: list[MissingCounts]) -> ExpectationResult:
@@ -114,6 +114,13 @@ def unfired_faults(run: RunResult) -> list[ExpectationResult]:
     return [ExpectationResult(f"fault {fault}", False, None, None,
                               f"did not happen (the run ended after {run.elapsed:.1f}s)", "$.workload.faults")
             for fault in run.unfired_faults]
+
+
+def failed_faults(run: RunResult) -> list[ExpectationResult]:
+    """A fault that could not act proves nothing about surviving it: the run fails, saying why."""
+    return [ExpectationResult(f"fault {failure.split(' failed: ')[0]}", False, None, None,
+                              f"could not act: {failure.split(' failed: ', 1)[-1]}", "$.workload.faults")
+            for failure in run.failed_faults]
 
 
 def passed(results: list[ExpectationResult]) -> bool:

@@ -164,6 +164,8 @@ class RunResult:
     notes: tuple[str, ...] = ()
     # faults of the scenario that never fired (the run ended first), described
     unfired_faults: tuple[str, ...] = ()
+    # faults that fired but could not act (or be undone), with why
+    failed_faults: tuple[str, ...] = ()
     # instances whose counts are missing: every expectation that depends on one is unknown
     missing: tuple[MissingCounts, ...] = ()
     # the error that ended the workload early (access refused, a broker gone), "" when none

@@ -677,6 +677,7 @@ class Run:
             workers=len(self.jobs),
             faults=tuple(self.fault_runner.log),
             unfired_faults=tuple(describe(f) for f in self.faults.unreached()),
+            failed_faults=tuple(self.fault_runner.errors),
             notes=tuple(notes),
             missing=self._missing(),
             outcomes=outcomes.outcomes(producers, consumers, duplicates) if producers else None,
