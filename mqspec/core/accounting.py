@@ -68,6 +68,18 @@ class Latency:
         counts = self.counts
         counts[us] = counts.get(us, 0) + 1
 
+    def record(self, us: int, count: int) -> None:
+        """`count` samples of `us` microseconds (publisher confirms come in multiples)."""
+        if count <= 0:
+            return
+        if us < 0:
+            us = 0
+        shift = us.bit_length() - 8
+        if shift > 0:
+            us = us >> shift << shift
+        counts = self.counts
+        counts[us] = counts.get(us, 0) + count
+
     def fold(self) -> None:
         """Move the quantised counts into the histogram (cheap: few distinct keys)."""
         record = self.histogram.record_value
@@ -181,8 +193,9 @@ class ConsumerTally:
 class ProducerTally:
     """Counters of one producer instance (mutable, lives in a worker process)."""
 
-    __slots__ = ("blocked", "blocked_ns", "confirm", "confirmed", "done", "failed", "first_ns", "index", "instance", "keys",
-                 "last_ns", "nacked", "name", "order", "published", "reconnects", "republished", "returned", "unconfirmed")
+    __slots__ = ("blocked", "blocked_ns", "confirm", "confirm_latency", "confirmed", "done", "failed", "first_ns", "index",
+                 "instance", "keys", "last_ns", "nacked", "name", "order", "published", "reconnects", "republished", "returned",
+                 "unconfirmed")
 
     def __init__(self, name: str, index: int, instance: int, keys: int, order: str, confirm: bool) -> None:
         self.name, self.index, self.instance = name, index, instance
@@ -193,6 +206,7 @@ class ProducerTally:
         self.first_ns = self.last_ns = 0
         self.done = False
         self.failed = bytearray()
+        self.confirm_latency = Latency()   # publish -> basic.ack, per confirmed message
 
     @property
     def sid(self) -> int:
@@ -405,8 +419,9 @@ def producer_results(workload: model.Workload, tallies: Sequence[ProducerTally],
             returned=sum(t.returned for t in mine), unconfirmed=sum(t.unconfirmed for t in mine),
             reconnects=sum(t.reconnects for t in mine), republished=sum(t.republished for t in mine),
             blocked=sum(t.blocked for t in mine), blocked_seconds=round(sum(t.blocked_ns for t in mine) / 1e9, 1),
-            rate=rate, span=span, throttled=producer.rate is not None, finished=sum(1 for t in mine if t.done),
-            planned=None if producer.messages is None else producer.messages * producer.instances)
+            rate=rate, span=span, throttled=producer.throttled, finished=sum(1 for t in mine if t.done),
+            planned=None if producer.messages is None else producer.messages * producer.instances,
+            confirm_latency=latency(t.confirm_latency for t in mine) if producer.confirm else None)
     return out
 
 

@@ -66,6 +66,8 @@ def _needs(expectation: model.Expectation, missing: MissingCounts, run: RunResul
         return kind == "rpc_client" and name == expectation.client
     if isinstance(expectation, model.NoLoss):
         return kind in ("producer", "consumer")
+    if isinstance(expectation, model.LatencyBound) and expectation.producer is not None:
+        return kind == "producer" and name == expectation.producer
     if isinstance(expectation, (model.NoDuplicates, model.LatencyBound)):
         return kind == "consumer"
     if isinstance(expectation, model.Balanced):
@@ -280,11 +282,18 @@ def _queue_of(consumer: ConsumerResult | None) -> str:
 
 def _latency(expectation: model.LatencyBound, run: RunResult) -> ExpectationResult:
     shown = ", ".join(f"{key} <= {format_duration(value)}" for key, value in expectation.bounds.items())
-    description = expectation.description or f"latency {shown}"
     wanted = {key: f"<= {format_duration(value)}" for key, value in expectation.bounds.items()}
-    if run.latency is None:
-        return ExpectationResult(description, False, wanted, None, "no marked message was consumed", expectation.where)
-    actual = {key: getattr(run.latency, key) for key in expectation.bounds}
+    if expectation.producer is not None:
+        description = expectation.description or f"producer '{expectation.producer}' confirm latency {shown}"
+        producer = run.producers.get(expectation.producer)
+        latency = producer.confirm_latency if producer is not None else None
+        missing = "no message was confirmed"
+    else:
+        description = expectation.description or f"latency {shown}"
+        latency, missing = run.latency, "no marked message was consumed"
+    if latency is None:
+        return ExpectationResult(description, False, wanted, None, missing, expectation.where)
+    actual = {key: getattr(latency, key) for key in expectation.bounds}
     over = [key for key, bound in expectation.bounds.items() if actual[key] > bound * 1000]
     detail = ", ".join(f"{key} was {actual[key]:g}ms" for key in over)
     return ExpectationResult(description, not over, wanted, {k: f"{v:g}ms" for k, v in actual.items()}, detail,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-from mqspec.core import cluster_checks, lint, model, offline, parameters, private, schema, semantics, superstreams, units
+from mqspec.core import cluster_checks, lint, model, offline, parameters, private, schema, semantics, shapes, superstreams, units
 from mqspec.core.document import Document, DocumentError, JsonPathMarks, PathKey, json_path, parse_bytes, parse_json_path
 from mqspec.core.problems import Problem, errors
 from mqspec.core.vocabulary import vhost_of as vhost_of
@@ -188,7 +188,8 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
     marks = JsonPathMarks(doc.marks)
     topologies, scope = _topologies(data.get("topology", {}), vhost)
     # the workload runs in the default vhost: its consumers' own queues belong to that vhost's topology
-    default = private.with_private_queues(topologies[0], data.get("workload", {}).get("consumers", []))
+    consumers = [c for _, c in shapes.expand(data.get("workload", {}).get("consumers", []))]
+    default = private.with_private_queues(topologies[0], consumers)
     topologies = (default, *topologies[1:])
     literal = tuple(json_path(("topology", "users", i, "password")) for i, user in enumerate(data.get("topology", {}).get("users", []))
                     if "password" in user and ("topology", "users", i, "password") not in doc.interpolated)
@@ -305,8 +306,8 @@ def _topology(data: dict[str, Any], vhost: str, cluster: bool = True, default: s
         policies=_policies(data, "policies", False, mine) + _policies(data, "operator_policies", True, mine),
         exchanges=tuple(_exchange(e, f"$.topology.exchanges[{i}]") for i, e in enumerate(data.get("exchanges", []))
                         if mine(e)),
-        queues=tuple(_queue(q, f"$.topology.queues[{i}]") for i, q in enumerate(data.get("queues", [])) if mine(q)),
-        bindings=tuple(b for i, entry in enumerate(data.get("bindings", [])) if mine(entry)
+        queues=tuple(_queue(q, f"$.topology.queues[{i}]") for i, q in shapes.expand(data.get("queues", [])) if mine(q)),
+        bindings=tuple(b for i, entry in shapes.expand(data.get("bindings", [])) if mine(entry)
                        for b in _bindings(entry, f"$.topology.bindings[{i}]")),
         parameters=parameters.from_document(data, mine),
     )
@@ -402,8 +403,8 @@ def _bindings(data: dict[str, Any], where: str) -> list[model.Binding]:
 
 def _workload(data: dict[str, Any], scenario_path: str) -> model.Workload:
     return model.Workload(
-        producers=tuple(_producer(p, f"$.workload.producers[{i}]", scenario_path) for i, p in enumerate(data.get("producers", []))),
-        consumers=tuple(_consumer(c, f"$.workload.consumers[{i}]") for i, c in enumerate(data.get("consumers", []))),
+        producers=tuple(_producer(p, f"$.workload.producers[{i}]", scenario_path) for i, p in shapes.expand(data.get("producers", []))),
+        consumers=tuple(_consumer(c, f"$.workload.consumers[{i}]") for i, c in shapes.expand(data.get("consumers", []))),
         rpc_servers=tuple(model.RpcServer(s["name"], s["queue"], s.get("prefetch", 1), s.get("handler", "echo"),
                                           _processing(s.get("processing_time")), s.get("instances", 1), f"$.workload.rpc_servers[{i}]")
                           for i, s in enumerate(data.get("rpc_servers", []))),
@@ -430,6 +431,7 @@ def _producer(data: dict[str, Any], where: str, scenario_path: str) -> model.Pro
     keys = tuple(data["routing_keys"]) if "routing_keys" in data else ((queue,) if queue else ("",))
     body: bytes | None = None
     template: str | None = None
+    sizes = _sizes(data.get("size"))
     if "body" in data:
         template = data["body"]
     if "body_file" in data:
@@ -438,18 +440,46 @@ def _producer(data: dict[str, Any], where: str, scenario_path: str) -> model.Pro
     return model.Producer(
         name=data["name"], exchange=data.get("exchange", model.DEFAULT_EXCHANGE), queue=queue, routing_keys=keys,
         key_order=data.get("key_order", "round_robin"), messages=data.get("messages"), duration=_opt_seconds(data.get("duration")),
-        rate=units.per_second(data["rate"]) if "rate" in data else None, size=units.size_bytes(data.get("size", 100)),
+        rate=units.per_second(data["rate"]) if "rate" in data and not isinstance(data["rate"], list) else None,
+        size=sizes.largest if sizes is not None else units.size_bytes(data.get("size", 100)),
         body=body, body_template=template, content_type=data.get("content_type"), headers=dict(data.get("headers", {})),
         priority=data.get("priority"), expiration_ms=units.milliseconds(data["expiration"]) if "expiration" in data else None,
         persistent=data.get("persistent", False), mandatory=data.get("mandatory", False), confirm=data.get("confirm"),
         instances=data.get("instances", 1), start_after=units.seconds(data.get("start_after", 0)), where=where,
         protocol=data.get("protocol", "amqp"), filter_value=data.get("filter_value"), super_stream=data.get("super_stream"),
+        rate_profile=_rate_profile(data["rate"], f"{where}.rate") if isinstance(data.get("rate"), list) else None, sizes=sizes,
     )
+
+
+def _rate_profile(entries: list[dict[str, Any]], where: str) -> shapes.RateProfile:
+    """Steps, ramps and bursts; a ramp starts from the rate before it (0 at the start)."""
+    steps: list[shapes.RateStep] = []
+    rate = 0.0
+    for i, entry in enumerate(entries):
+        seconds = units.seconds(entry["for"]) if "for" in entry else (0.0 if "rate" not in entry else None)
+        start = units.per_second(entry["rate"]) if "rate" in entry else rate
+        end = units.per_second(entry["ramp_to"]) if "ramp_to" in entry else start
+        steps.append(shapes.RateStep(seconds, start, end, int(entry.get("burst", 0)), f"{where}[{i}]"))
+        rate = end
+    return shapes.RateProfile(tuple(steps))
+
+
+def _sizes(value: Any) -> shapes.SizeDistribution | None:
+    """`size` as a uniform range {min, max} or a weighted list [{size, weight}]; None for one fixed size."""
+    if isinstance(value, dict):
+        return shapes.SizeDistribution("uniform", units.size_bytes(value["min"]), units.size_bytes(value["max"]))
+    if isinstance(value, list):
+        choices = tuple((units.size_bytes(c["size"]), float(c.get("weight", 1))) for c in value)
+        return shapes.SizeDistribution("weighted", min(s for s, _ in choices), max(s for s, _ in choices), choices)
+    return None
 
 
 def _processing(value: Any) -> model.ProcessingTime:
     if value is None:
         return model.ProcessingTime()
+    if isinstance(value, dict) and "distribution" in value:
+        mean = units.seconds(value["mean"])
+        return model.ProcessingTime(0.0, 0.0, value["distribution"], mean, units.seconds(value.get("stddev", 0)))
     if isinstance(value, dict):
         return model.ProcessingTime(units.seconds(value["min"]), units.seconds(value["max"]))
     fixed = units.seconds(value)
@@ -516,6 +546,9 @@ def _expectation(data: dict[str, Any], where: str) -> model.Expectation:
         return model.EveryMessage(tuple(data["every_message"]), text, where)
     if "latency" in data:
         return model.LatencyBound({k: units.seconds(v) for k, v in data["latency"].items()}, text, where)
+    if "confirm_latency" in data:
+        bounds = {k: units.seconds(v) for k, v in data["confirm_latency"].items()}
+        return model.LatencyBound(bounds, text, where, producer=data.get("producer", ""))
     if "routes" in data:
         routes = tuple(model.Route(r.get("exchange", ""), r.get("key", ""), dict(r.get("headers", {})), tuple(r["to"]),
                                    f"{where}.routes[{i}]") for i, r in enumerate(data["routes"]))

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from mqspec.core.shapes import ProcessingTime as ProcessingTime
+from mqspec.core.shapes import RateProfile, SizeDistribution
 from mqspec.core.vocabulary import DEFAULT_EXCHANGE as DEFAULT_EXCHANGE
 from mqspec.core.vocabulary import QUEUE_ARGUMENT_NAMES as QUEUE_ARGUMENT_NAMES
 
@@ -327,14 +329,21 @@ class Producer:
     protocol: Protocol = "amqp"
     filter_value: str | None = None       # x-stream-filter-value (RabbitMQ 3.13+)
     super_stream: str | None = None       # protocol: stream: route each message to a partition of this super stream
+    rate_profile: RateProfile | None = None     # `rate` as a list of steps, ramps and bursts
+    sizes: SizeDistribution | None = None       # `size` as a range or a weighted list; None: every body is `size`
 
+    @property
+    def throttled(self) -> bool:
+        return self.rate is not None or self.rate_profile is not None
 
-@dataclass(frozen=True)
-class ProcessingTime:
-    """Seconds of simulated work per message, uniform between low and high."""
+    def schedule(self) -> RateProfile | None:
+        """When each message is due; None: as fast as the broker takes them."""
+        if self.rate_profile is not None:
+            return self.rate_profile
+        return RateProfile.fixed(self.rate) if self.rate is not None else None
 
-    low: float = 0.0
-    high: float = 0.0
+    def size_distribution(self) -> SizeDistribution:
+        return self.sizes if self.sizes is not None else SizeDistribution.fixed(self.size)
 
 
 @dataclass(frozen=True)
@@ -516,11 +525,13 @@ class EveryMessage:
 
 @dataclass(frozen=True)
 class LatencyBound:
-    """Upper bounds in seconds, keyed by p50, p95, p99, max."""
+    """Upper bounds in seconds, keyed by p50, p95, p99, max: of end-to-end latency, or of a producer's
+    publish-to-confirm latency when `producer` is set."""
 
     bounds: Mapping[str, float]
     description: str = ""
     where: str = field(default="", compare=False)
+    producer: str | None = None
 
 
 @dataclass(frozen=True)

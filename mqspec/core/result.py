@@ -34,6 +34,7 @@ class ProducerResult:
     throttled: bool = False
     finished: int = 0       # instances that published everything they were to publish (and had it confirmed)
     planned: int | None = None   # messages × instances, when the file gives a message count
+    confirm_latency: Latency | None = None   # publish to publisher confirm (basic.ack), with `confirm`
 
 
 @dataclass(frozen=True)

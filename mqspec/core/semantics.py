@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
-from mqspec.core import model
+from mqspec.core import model, shapes
 from mqspec.core.document import Document, json_path
 from mqspec.core.problems import Problem
 from mqspec.core.vocabulary import BUILTIN_EXCHANGES, DIRECT_REPLY_TO, RESERVED_PREFIX, is_reserved
@@ -117,7 +117,7 @@ def check(scenario: model.Scenario, doc: Document | None = None) -> list[Problem
     checks = (_names, _queues, _exchanges, _bindings, _workload, _expectations)
     found = [p for run in checks for p in run(scenario)]
     if doc is not None:
-        raw_checks = (_expectation_shapes, _raw_queues, _raw_bindings, _raw_broker, _raw_producers, _tls_files)
+        raw_checks = (_expectation_shapes, _raw_queues, _raw_bindings, _raw_broker, _raw_producers, _tls_files, _raw_patterns)
         found += [p for raw in raw_checks for p in raw(scenario, doc)]
     return sorted(found, key=lambda p: (p.line, p.col))
 
@@ -411,7 +411,9 @@ def _producer_rules(scenario: model.Scenario, known: _Known, producer: model.Pro
         found = known.exchange_problem(scenario, producer.exchange, f"{where}.exchange", "producer exchange")
     if found:
         yield found
-    if producer.messages is None and producer.duration is None and scenario.workload.duration is None:
+    profile = producer.rate_profile
+    if producer.messages is None and producer.duration is None and scenario.workload.duration is None \
+            and (profile is None or profile.total is None):
         yield problem(scenario, where, f"producer '{producer.name}' has no end: set `messages` or `duration`",
                       "add messages: 1000, or duration: 10s here or under workload")
     for key in producer.routing_keys:
@@ -423,6 +425,28 @@ def _producer_rules(scenario: model.Scenario, known: _Known, producer: model.Pro
     yield from _positive(scenario, f"{where}.rate", producer.rate, "a rate such as 100/s, or leave rate out for no limit")
     for name in producer.headers:
         yield from _length_rule(scenario, "header name", name, f"{where}.headers")
+    if profile is not None:
+        yield from _rate_profile_rules(scenario, profile)
+    sizes = producer.sizes
+    if sizes is not None and sizes.kind == "uniform" and sizes.low > sizes.high:
+        yield problem(scenario, f"{where}.size", "size min is greater than max", "swap them")
+    if sizes is not None and sizes.largest > MAX_MESSAGE_BYTES:
+        yield problem(scenario, f"{where}.size", f"size {sizes.largest} is larger than 128 MiB, the largest message "
+                      "RabbitMQ 3.x accepts (max_message_size)", "give sizes of at most 128MiB")
+
+
+MAX_MESSAGE_BYTES = 134217728
+
+
+def _rate_profile_rules(scenario: model.Scenario, profile: shapes.RateProfile) -> Iterator[Problem]:
+    last = len(profile.steps) - 1
+    for i, step in enumerate(profile.steps):
+        if step.seconds is None and i < last:
+            yield problem(scenario, step.where, "only the last part of a rate profile may leave out `for` (it lasts until "
+                          "the producer stops)", "give this part a duration, e.g. for: 30s")
+        if step.seconds == 0 and step.end_rate != step.rate:
+            yield problem(scenario, f"{step.where}.ramp_to", "a ramp needs `for`: how long it takes to reach ramp_to",
+                          "add for: 30s")
 
 
 def _queue_type(scenario: model.Scenario, name: str | None) -> str | None:
@@ -517,6 +541,9 @@ def _expectations(scenario: model.Scenario) -> Iterator[Problem]:
             yield from _unknown(scenario, expectation.subject_kind, [expectation.subject], names, suggesters, expectation.where)
         elif isinstance(expectation, model.RpcAnswered):
             yield from _unknown(scenario, "rpc", [expectation.client], names, suggesters, expectation.where)
+        elif isinstance(expectation, model.LatencyBound) and expectation.producer is not None:
+            yield from _unknown(scenario, "producer", [expectation.producer], names, suggesters, expectation.where)
+            yield from _confirm_latency_rule(scenario, expectation)
         elif isinstance(expectation, (model.Balanced, model.EveryMessage)):
             yield from _unknown(scenario, "consumer", list(expectation.consumers), names, suggesters, expectation.where)
         elif isinstance(expectation, model.Routes):
@@ -530,6 +557,13 @@ def _expectations(scenario: model.Scenario) -> Iterator[Problem]:
                         yield found
 
 
+def _confirm_latency_rule(scenario: model.Scenario, expectation: model.LatencyBound) -> Iterator[Problem]:
+    producer = next((p for p in scenario.workload.producers if p.name == expectation.producer), None)
+    if producer is not None and producer.confirm is None:
+        yield problem(scenario, f"{expectation.where}.confirm_latency", f"producer '{producer.name}' does not use publisher "
+                      "confirms, so there is no confirm latency", "set confirm: 100 on the producer")
+
+
 def _unknown(scenario: model.Scenario, kind: str, subjects: list[str], names: dict[str, set[str]],
              suggesters: dict[str, Suggester], where: str) -> Iterator[Problem]:
     for subject in subjects:
@@ -540,7 +574,7 @@ def _unknown(scenario: model.Scenario, kind: str, subjects: list[str], names: di
 
 _MEASURES = {
     "consumer": model.CONSUMER_MEASURES,
-    "producer": model.PRODUCER_MEASURES,
+    "producer": (*model.PRODUCER_MEASURES, "confirm_latency"),
     "queue": model.QUEUE_MEASURES,
     "rpc": model.RPC_MEASURES,
 }
@@ -712,6 +746,15 @@ def _raw_bindings(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
                               f"{source_type}", "remove match and headers, or bind a headers exchange")
         for name in entry.get("headers", {}):
             yield from _length_rule(scenario, "header name", str(name), json_path((*path, "headers")))
+
+
+def _raw_patterns(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
+    """`count: N` without {i} anywhere in the entry: N copies of the same entry."""
+    for path, entries in shapes.pattern_lists(doc.data):
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict) and shapes.repeats_itself(entry):
+                yield doc.problem((*path, i, "count"), f"count: {entry['count']} makes {entry['count']} copies of the same "
+                                  "entry: none of its strings has {i}", "put {i} in its name (q-{i} becomes q-1, q-2, ...)")
 
 
 def _raw_producers(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:

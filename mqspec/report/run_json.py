@@ -15,7 +15,10 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
          "republished": int,              unconfirmed messages published again after a reconnect
          "blocked": int,                  times the broker blocked the connection (connection.blocked: an alarm)
          "blocked_seconds": float,        seconds spent blocked; never counted as loss
-         "finished": int}},               instances that published everything they were to (and had it confirmed)
+         "finished": int,                 instances that published everything they were to (and had it confirmed)
+         "confirm_latency_ms": {"p50": float, "p95": float, "p99": float, "max": float, "count": int} | null}},
+                                          publish to publisher confirm (basic.ack), per confirmed message; null
+                                          without `confirm`
      "consumers": {NAME: {
          "received": int, "acked": int, "rejected": int, "nacked": int,
          "redelivered": int,              deliveries with the broker's redelivered flag
@@ -104,7 +107,7 @@ from pathlib import Path
 from typing import Any
 
 from mqspec.core.expect import ExpectationResult
-from mqspec.core.result import RunResult
+from mqspec.core.result import Latency, RunResult
 from mqspec.core.timeseries import columns
 from mqspec.errors import OperationFailed
 
@@ -116,6 +119,12 @@ def latency_note(run: RunResult) -> str | None:
     return UNTHROTTLED_NOTE if run.unthrottled and run.latency is not None else None
 
 
+def _latency_ms(latency: Latency | None) -> dict[str, float] | None:
+    if latency is None:
+        return None
+    return {"p50": latency.p50, "p95": latency.p95, "p99": latency.p99, "max": latency.max, "count": latency.count}
+
+
 def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> dict[str, Any]:
     latency = run.latency
     return {
@@ -124,7 +133,8 @@ def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> d
         "producers": {name: {"published": p.published, "confirmed": p.confirmed, "nacked": p.nacked, "returned": p.returned,
                              "rate": p.rate, "instances": p.instances, "unconfirmed": p.unconfirmed,
                              "reconnects": p.reconnects, "republished": p.republished, "finished": p.finished,
-                             "blocked": p.blocked, "blocked_seconds": p.blocked_seconds}
+                             "blocked": p.blocked, "blocked_seconds": p.blocked_seconds,
+                             "confirm_latency_ms": _latency_ms(p.confirm_latency)}
                       for name, p in run.producers.items()},
         "consumers": {name: {"received": c.received, "acked": c.acked, "redelivered": c.redelivered,
                              "duplicates": c.duplicates, "lost": c.lost, "expected": c.expected, "missing": c.missing,

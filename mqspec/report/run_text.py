@@ -160,6 +160,11 @@ def print_summary(out: Console, run: RunResult, results: list[ExpectationResult]
         note = latency_note(run)
         if note:
             out.print(f"note: {note}")
+    for name, producer in run.producers.items():
+        confirm = producer.confirm_latency
+        if confirm is not None:
+            out.print(f"confirm latency ms ({name}): p50 {confirm.p50:g}  p95 {confirm.p95:g}  p99 {confirm.p99:g}  "
+                      f"max {confirm.max:g}  ({confirm.count:,} messages)")
     if run.expected:
         discarded = sum(c.discarded for c in run.consumers.values())
         dropped = f", {discarded:,} discarded (rejected without requeue or dead-letter exchange)" if discarded else ""

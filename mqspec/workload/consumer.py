@@ -62,7 +62,7 @@ class Consumer(Client):
         # acks every `multi_ack` deliveries, but never hold more than the prefetch: the broker would stop sending
         self.multi = max(1, min(spec.multi_ack, spec.prefetch) if spec.prefetch else spec.multi_ack)
         self.ack_timer_set = False
-        self.slow = spec.processing_time.high > 0
+        self.slow = spec.processing_time.busy
         self.fractions = spec.reject > 0 or spec.nack > 0
         self.random = random.Random(f"{spec.name}#{instance}")
         self.pending = 0            # settled locally, not yet acked (multi_ack)
@@ -299,8 +299,7 @@ class Consumer(Client):
             self._maybe_finish_stop()
             return
         self.busy = True
-        low, high = self.spec.processing_time.low, self.spec.processing_time.high
-        delay = low if low >= high else self.random.uniform(low, high)
+        delay = self.spec.processing_time.sample(self.random)
         channel = self.channel
         self.later(delay, lambda: self._processed(channel))
 

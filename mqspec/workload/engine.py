@@ -691,7 +691,7 @@ class Run:
 def _unthrottled_consumed(work: model.Workload, producers: list[Any], consumers: list[Any]) -> bool:
     """Did any consumer receive messages from a producer without a fixed rate (so latency is mostly queueing)?"""
     consumed = {sid for tally in consumers for sid in tally.streams}
-    return any(work.producers[t.index].rate is None and t.sid in consumed for t in producers)
+    return any(not work.producers[t.index].throttled and t.sid in consumed for t in producers)
 
 
 def _client_result(spec: model.RpcClient, tallies: list[Any], run_window: float) -> result.RpcClientResult:

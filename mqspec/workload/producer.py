@@ -7,14 +7,20 @@ and routing keys are picked by index. Publishing runs in batches from an ioloop 
 pauses when the connection's outbound buffer passes a high-water mark, when the confirm window is
 full, or when a fixed `rate` has sent every message due so far, and resumes from ioloop callbacks.
 
-A fixed `rate` is a schedule against absolute time: message n (from 0) is due at start + n/rate, so
-a late timer is caught up on the next pump instead of being lost, and a run of `duration` seconds
+A `rate` is a schedule against absolute time: message n (from 0) is due at start + at(n), the
+inverse of the rate profile's cumulative count (n/rate for a fixed rate; see mqspec/core/shapes.py),
+so a late timer is caught up on the next pump instead of being lost, and a run of `duration` seconds
 publishes rate × duration messages. After a long stall (a reconnect) at most MAX_BEHIND seconds of
-messages are caught up at once; the rest of the stall is skipped.
+messages are caught up at once; the rest of the stall is skipped (a profile resumes where it was).
+A finite profile ends the producer when its last message is sent.
+
+Sizes that vary (a range or a weighted list) come from a table sampled once per instance with a
+seeded RNG; each body is a slice of one preallocated buffer of the largest size, mark in front.
 """
 
 from __future__ import annotations
 
+import bisect
 import time
 from typing import Any
 
@@ -24,6 +30,7 @@ from pika.spec import Basic, BasicProperties
 
 from mqspec.core import marks, model
 from mqspec.core.accounting import ProducerTally, slot_of
+from mqspec.core.shapes import RateProfile
 from mqspec.workload import frames
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_producer
@@ -65,11 +72,17 @@ class Producer(Client):
         self.window = spec.confirm or 0
         self.refill = max(1, self.window // 2)
         self.limit = spec.messages if spec.messages is not None else marks.SEQ_LIMIT  # seq numbers are 32-bit
-        self.duration = spec.duration if spec.duration is not None else (None if spec.messages else default_duration)
+        self.schedule = spec.schedule()
+        ends = spec.messages or (self.schedule is not None and self.schedule.total is not None)
+        self.duration = spec.duration if spec.duration is not None else (None if ends else default_duration)
         self.properties = _properties(spec)
-        self.prefix_mark = spec.body is None and spec.body_template is None and marks.fits_prefix(spec.size)
+        sizes = spec.size_distribution()
+        self.prefix_mark = spec.body is None and spec.body_template is None and marks.fits_prefix(sizes.smallest)
         self.buffer = marks.body_buffer(spec.size) if self.prefix_mark else bytearray()
         self.body = spec.body if spec.body is not None else (b"x" * spec.size if spec.body_template is None else b"")
+        # varying sizes: message seq is sizes[seq % len(sizes)] bytes long; None when every body is spec.size
+        self.sizes = sizes.table(marks.stream_id(index, instance)) if sizes.varies and spec.body is None \
+            and spec.body_template is None else None
         self.headers: dict[str, Any] = self.properties.headers if not self.prefix_mark else {}
         # confirm bookkeeping: delivery tag -> seq is republished[t-1] for t <= len(republished), else seq_base + ...
         self.tag = 0
@@ -78,6 +91,10 @@ class Producer(Client):
         self.republished: list[int] = []
         self.seq_base = 0
         self.to_republish: list[int] = []
+        # confirm latency: the batches in flight, by the last delivery tag of each and its publish time (time.time_ns)
+        self.batch_ends: list[int] = []
+        self.batch_times: list[int] = []
+        self.batch_head = 0
         # run state
         self.started = False
         self.publishing = False
@@ -113,6 +130,7 @@ class Producer(Client):
         self.acked_above = set()
         self.republished = []
         self.seq_base = self.tally.published
+        self._forget_batches()
         if self.ready_once:
             self.operation = "redeclare the producer's exchange"
             declare_for_producer(channel, self.ctx.topology, self.spec, self._after_redeclare)
@@ -149,7 +167,8 @@ class Producer(Client):
         """Prebuilt frames per routing key for this channel, when the message is fixed but for its mark."""
         self.templates = []
         channel, connection = self.channel, self.connection
-        if not (self.ctx.fast and self.prefix_mark and not self.templated and channel is not None and frames.supported(connection)):
+        if not (self.ctx.fast and self.prefix_mark and not self.templated and self.sizes is None and channel is not None
+                and frames.supported(connection)):
             return
         body = bytes(self.buffer)
         self.templates = [frames.PublishTemplate(channel.channel_number, self.exchange, key, self.properties,
@@ -206,10 +225,15 @@ class Producer(Client):
                     return
             if self.limit is not None:
                 room = min(room, self.limit - self.tally.published)
-            if self.spec.rate is not None:
-                room = min(room, self._due(now, self.spec.rate))
+            schedule = self.schedule
+            if schedule is not None:
+                room = min(room, self._due(now, schedule))
                 if room <= 0:
-                    self._schedule(max(BACKOFF, self.rate_start + self.rate_sent / self.spec.rate - now))
+                    due_at = schedule.at(self.rate_sent)
+                    if due_at is None:   # the profile has ended
+                        self._stop_publishing()
+                        return
+                    self._schedule(max(BACKOFF, self.rate_start + due_at - now))
                     return
             if room <= 0:
                 self._stop_publishing()
@@ -222,13 +246,16 @@ class Producer(Client):
                 self._stop_publishing()
                 return
 
-    def _due(self, now: float, rate: float) -> int:
-        """How many messages of the fixed-rate schedule are due now and not yet sent."""
-        due = int((now - self.rate_start) * rate) + 1 - self.rate_sent
-        behind = max(1, int(rate * MAX_BEHIND))
-        if due > behind:
-            self.rate_start = now - (self.rate_sent + behind - 1) / rate
-            due = behind
+    def _due(self, now: float, schedule: RateProfile) -> int:
+        """How many messages of the schedule are due now and not yet sent."""
+        elapsed = now - self.rate_start
+        due = schedule.due(elapsed) - self.rate_sent
+        if due > 1:
+            behind = schedule.window(elapsed, MAX_BEHIND)
+            if due > behind:
+                resume = schedule.at(self.rate_sent + behind - 1)
+                self.rate_start = now - (elapsed if resume is None else resume)
+                due = behind
         return due
 
     def _publish(self, count: int) -> None:
@@ -243,12 +270,18 @@ class Producer(Client):
             tally.published = first + count
             tally.last_ns = time.time_ns()  # end of the batch: the publishing window includes it
             self.tag += count
+            if self.window:
+                self.batch_ends.append(self.tag)
+                self.batch_times.append(now_ns)
             return
         publish = self.channel.basic_publish  # type: ignore[union-attr]
         exchange, properties, mandatory = self.exchange, self.properties, self.spec.mandatory
         keys = self.keys
         nkeys = len(keys)
-        if self.prefix_mark and not self.templated:
+        if self.sizes is not None:
+            for seq in range(first, first + count):
+                self._publish_one(seq, now_ns, publish)
+        elif self.prefix_mark and not self.templated:
             pack, buffer, magic, run, sid = marks.PREFIX.pack_into, self.buffer, marks.MAGIC, self.run_id, self.sid
             if nkeys == 1:
                 key = keys[0]
@@ -266,6 +299,9 @@ class Producer(Client):
         tally.published = first + count
         tally.last_ns = time.time_ns()  # end of the batch: the publishing window includes it
         self.tag += count
+        if self.window:
+            self.batch_ends.append(self.tag)
+            self.batch_times.append(now_ns)
 
     def _publish_frames(self, first: int, count: int, now_ns: int) -> None:
         """One write for the whole batch: the template repeated, each copy's mark packed in place."""
@@ -296,9 +332,13 @@ class Producer(Client):
     def _publish_one(self, seq: int, now_ns: int, publish: Any) -> None:
         """Any message: templated key, user body with a header mark; used for republishing too."""
         key = self._key(seq)
+        sizes = self.sizes
         if self.prefix_mark:
             marks.PREFIX.pack_into(self.buffer, 0, marks.MAGIC, self.run_id, self.sid, seq, now_ns)
-            body = bytes(self.buffer)
+            body = bytes(self.buffer) if sizes is None else bytes(memoryview(self.buffer)[:sizes[seq % len(sizes)]])
+        elif sizes is not None:
+            self.headers[marks.HEADER] = marks.header_mark(self.run_id, self.sid, seq, now_ns)
+            body = self.body[:sizes[seq % len(sizes)]]
         else:
             self.headers[marks.HEADER] = marks.header_mark(self.run_id, self.sid, seq, now_ns)
             body = self._body(seq)
@@ -328,6 +368,9 @@ class Producer(Client):
         coalesce(self.connection)
         self.republished = seqs
         self.tag = len(seqs)
+        if seqs:
+            self.batch_ends.append(self.tag)
+            self.batch_times.append(now_ns)
         self.seq_base = self.tally.published
         self.tally.republished += len(seqs)
 
@@ -347,11 +390,14 @@ class Producer(Client):
         method = frame.method
         tag = method.delivery_tag
         nack = isinstance(method, Basic.Nack)
+        low = self.acked_upto
         settled = self._settle_upto(tag, nack) if method.multiple else self._settle_one(tag, nack)
         if nack:
             self.tally.nacked += settled
         else:
             self.tally.confirmed += settled
+            if settled:
+                self._time_confirms(low, tag, method.multiple, settled)
         if self.finishing:
             # checked first: a window that filled before a reconnect must not send the last confirms to the pump,
             # which no longer publishes (and so would never finish the producer)
@@ -359,6 +405,33 @@ class Producer(Client):
         elif self.waiting_acks and self.outstanding <= self.refill:
             self.waiting_acks = False
             self._schedule(0)
+
+    def _time_confirms(self, low: int, tag: int, multiple: bool, settled: int) -> None:
+        """Publish-to-confirm time of the `settled` messages a basic.ack covered, each from its batch's publish time."""
+        ends, times, head = self.batch_ends, self.batch_times, self.batch_head
+        if head >= len(ends):
+            return
+        record = self.tally.confirm_latency.record
+        now_ns = time.time_ns()
+        last = min(bisect.bisect_left(ends, tag, head), len(ends) - 1)
+        if not multiple:
+            record((now_ns - times[last]) // 1000, 1)
+        else:
+            below, left = low, settled
+            for k in range(bisect.bisect_left(ends, low + 1, head), last + 1):
+                count = min(min(ends[k], tag) - below, left)
+                record((now_ns - times[k]) // 1000, count)
+                below, left = ends[k], left - count
+        upto = self.acked_upto
+        while head < len(ends) and ends[head] <= upto:
+            head += 1
+        if head > 1024:
+            del ends[:head], times[:head]
+            head = 0
+        self.batch_head = head
+
+    def _forget_batches(self) -> None:
+        self.batch_ends, self.batch_times, self.batch_head = [], [], 0
 
     def _settle_upto(self, tag: int, nack: bool) -> int:
         low = self.acked_upto
@@ -458,7 +531,7 @@ class Producer(Client):
 
 def _properties(spec: model.Producer) -> BasicProperties:
     headers: dict[str, Any] | None = dict(spec.headers) if spec.headers else None
-    if spec.body is not None or spec.body_template is not None or not marks.fits_prefix(spec.size):
+    if spec.body is not None or spec.body_template is not None or not marks.fits_prefix(spec.size_distribution().smallest):
         headers = dict(headers or {})
     return BasicProperties(
         content_type=spec.content_type,

@@ -113,8 +113,7 @@ class RpcServer(Client):
             self.busy = False
             return
         self.busy = True
-        low, high = self.spec.processing_time.low, self.spec.processing_time.high
-        delay = low if low >= high else self.random.uniform(low, high)
+        delay = self.spec.processing_time.sample(self.random)
         channel = self.channel
         if delay > 0:
             self.later(delay, lambda: self._answer(channel))
