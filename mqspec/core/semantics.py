@@ -119,7 +119,8 @@ def check(scenario: model.Scenario, doc: Document | None = None) -> list[Problem
     if doc is not None:
         raw_checks = (_expectation_shapes, _raw_queues, _raw_bindings, _raw_broker, _raw_producers, _tls_files, _raw_patterns)
         found += [p for raw in raw_checks for p in raw(scenario, doc)]
-    return sorted(found, key=lambda p: (p.line, p.col))
+    # the copies of a `count: N` entry share its position: one message for what they all get wrong
+    return sorted(dict.fromkeys(found), key=lambda p: (p.line, p.col))
 
 
 class _Known:
