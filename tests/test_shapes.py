@@ -126,7 +126,7 @@ def test_rate_profile_mistakes_are_reported_once_at_their_step(tmp_path: Path) -
         "7:23: $.workload.producers[0].rate[0]: only the last part of a rate profile may leave out `for` "
         "(it lasts until the producer stops)",
         "7:37: $.workload.producers[0].rate[1].ramp_to: a ramp needs `for`: how long it takes to reach ramp_to",
-        "7:53: $.workload.producers[0].size: size min is greater than max",
+        "7:54: $.workload.producers[0].size: size min is greater than max",
     ]
 
 
