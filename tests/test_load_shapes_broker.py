@@ -53,7 +53,7 @@ workload:
     series = report["timeseries"]
     t = [0.0, *series["t"]]
     published = [rate * (t[i + 1] - t[i]) for i, rate in enumerate(series["producers"]["shop"]["published"])]
-    assert round(sum(published)) == ready
+    assert abs(sum(published) - ready) <= 0.03 * ready   # the series' rates are rounded
     first_two = sum(n for i, n in enumerate(published) if t[i + 1] <= 2.0)
     whole = sum(1 for i in range(len(published)) if t[i + 1] <= 2.0)
     assert whole and 60 * t[whole] <= first_two <= 140 * t[whole], (t, published)   # 100/s, on a noisy machine
@@ -122,7 +122,8 @@ workload:
 """)
     assert code == 0, output
     assert report["consumers"]["c"]["received"] == 60
-    assert 60 / report["consumers"]["c"]["rate"] > 0.7, "60 messages of 25 ms on average take about 1.5 s"
+    rate = report["consumers"]["c"]["rate"]
+    assert 60 / rate > 0.7, f"60 messages of 25 ms on average take about 1.5 s, not {60 / rate:.2f}s"
     assert queue_counts(url, "work") == (0, 0)
 
 
