@@ -29,10 +29,48 @@ def test_a_second_first_delivery_of_the_same_message_is_a_duplicate() -> None:
     assert (tally.duplicates, accounting.duplicates_on_queue([tally])) == (1, 1)
 
 
-def test_a_redelivery_is_not_a_duplicate() -> None:
+def test_a_redelivered_copy_of_a_message_already_received_is_a_duplicate() -> None:
     first = _consumer("q", [0, 1, 2], instance=0)
     again = _consumer("q", [1, 2], redelivered=True, instance=1)
-    assert accounting.duplicates_on_queue([first, again]) == 0
+    assert accounting.duplicates_on_queue([first, again]) == 2
+
+
+def test_a_redelivery_of_a_message_never_received_is_not_a_duplicate() -> None:
+    tally = _consumer("q", [0, 1, 2], redelivered=True)
+    assert (tally.duplicates, accounting.duplicates_on_queue([tally])) == (0, 0)
+
+
+def test_a_redelivery_within_one_instance_is_a_duplicate() -> None:
+    tally = _consumer("q", [0, 1, 2])
+    tally.see(0, 1, 0, 1_000_000, True, False)
+    assert (tally.duplicates, accounting.duplicates_on_queue([tally])) == (1, 1)
+
+
+def _acked(tally: ConsumerTally, seqs: list[int], sid: int = 0) -> ConsumerTally:
+    for seq in seqs:
+        tally.acked += 1
+        tally.track(sid).acked[seq >> 3] |= 1 << (seq & 7)
+    return tally
+
+
+def test_a_redelivered_copy_of_an_acked_message_takes_the_ack_back() -> None:
+    tally = _acked(_consumer("q", [0, 1, 2]), [0, 1, 2])
+    tally.see(0, 2, 0, 1_000_000, True, False)   # the ack of 2 never reached the broker
+    assert (tally.acked, tally.duplicates) == (2, 1)
+    _acked(tally, [2])
+    assert accounting.acked_by([tally]) == 3
+
+
+def test_a_message_acked_by_two_instances_after_a_redelivery_counts_one_ack() -> None:
+    one = _acked(_consumer("q", [0, 1, 2], instance=0), [0, 1, 2])
+    two = _acked(_consumer("q", [2], redelivered=True, instance=1), [2])
+    assert accounting.acked_by([one, two]) == 3
+
+
+def test_two_copies_acked_by_two_instances_without_a_redelivery_are_two_acks() -> None:
+    one = _acked(_consumer("q", [0, 1], instance=0), [0, 1])
+    two = _acked(_consumer("q", [1], instance=1), [1])
+    assert accounting.acked_by([one, two]) == 3
 
 
 def test_duplicates_across_consumer_instances_of_one_queue_are_found_when_merged() -> None:

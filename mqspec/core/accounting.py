@@ -1,14 +1,19 @@
 """Exact message accounting with bounded memory, mergeable across processes.
 
 Each producer instance numbers its messages 0, 1, 2, ... (its *stream*). Each consumer instance
-keeps, per stream it hears from, three bitmaps indexed by sequence number (one bit per message,
+keeps, per stream it hears from, four bitmaps indexed by sequence number (one bit per message,
 no per-message objects):
 
-* `first`: deliveries with redelivered=False. A second first-delivery of the same message on the
-  same queue is a duplicate (the broker delivers each enqueued copy exactly once with
-  redelivered=False; a republished or doubly published message is a new copy).
+* `first`: deliveries with redelivered=False.
 * `again`: deliveries with redelivered=True (requeues, crashed or disconnected consumers).
 * `dead`: deliveries carrying an x-death header, i.e. that came through a dead-letter exchange.
+* `acked`: messages whose ack went out on an open channel of this delivery's generation. A
+  redelivered copy of such a message proves the broker never got that ack (the connection died
+  with it in flight, or before a multi_ack batch went out), so it is taken back: `acked` counts
+  what the broker processed, not what was attempted.
+
+A duplicate is every direct copy of a message beyond the first, redelivered or not: what the
+broker's `deliver_get` counts minus the distinct messages. `redelivered` is reported on its own.
 
 A producer instance keeps one bitmap, `failed`, of the sequence numbers that will not arrive:
 nacked, returned, or never confirmed. The *expected* messages of a stream are all published
@@ -20,8 +25,10 @@ Merging (in the parent process) ORs bitmaps as Python ints:
 * lost, per queue: expected messages of the key slots the queue is seen to receive that none of
   its consumers got directly. A producer's routing keys are slots (round-robin: seq % K, random:
   a fixed hash of seq % K), so a queue bound to one key of three is not charged for the others;
-* duplicates, per queue: first-deliveries counted by all consumers of the queue minus distinct
-  messages, plus duplicates within one consumer instance.
+* duplicates, per queue: distinct messages each consumer instance got directly, summed, minus
+  the distinct messages of the queue, plus duplicates within one consumer instance;
+* acked, per consumer: the instances' acks less those of a message two instances both acked and
+  that was redelivered (with one copy in the queue, the broker took only one of those acks).
 
 Latency: microseconds between the publish time in the mark and the delivery, quantised to 8
 significant bits in a small dict on the hot path, folded into an HdrHistogram (2 significant
@@ -42,8 +49,9 @@ from mqspec.core import marks, model, reach, result
 LATENCY_MAX_US = 3_600_000_000
 LATENCY_DIGITS = 2
 CLOCK_SLACK_US = 1_000_000         # publish times up to 1 s in the future are clock noise (recorded as 0)
-DUPLICATE = 1                      # Track.see: a second first-delivery of the same message
-OUT_OF_ORDER = 2                   # Track.see: numbered below one already seen
+DUPLICATE = 1                      # Track.see: another copy of a message this instance already got
+OUT_OF_ORDER = 2                   # Track.see: a first copy numbered below one already seen
+UNACKED = 4                        # Track.see: a redelivered copy of a message this instance acked
 
 
 def new_histogram() -> HdrHistogram:
@@ -105,26 +113,28 @@ def _latency_from(encoded: str) -> Latency:
 
 
 class Track:
-    """One consumer instance's view of one producer stream: three growable bitmaps."""
+    """One consumer instance's view of one producer stream: four growable bitmaps."""
 
-    __slots__ = ("again", "dead", "first", "top")
+    __slots__ = ("acked", "again", "dead", "first", "top")
 
     def __init__(self) -> None:
         self.first = bytearray(64)
         self.again = bytearray(64)
         self.dead = bytearray(64)
+        self.acked = bytearray(64)
         self.top = -1
 
     def grow(self, index: int) -> None:
         """Make room for byte `index` (doubling, so growth is amortised)."""
         size = max(len(self.first) * 2, index + 1)
-        extra = size - len(self.first)
-        self.first.extend(bytes(extra))
-        self.again.extend(bytes(extra))
-        self.dead.extend(bytes(extra))
+        extra = bytes(size - len(self.first))
+        self.first.extend(extra)
+        self.again.extend(extra)
+        self.dead.extend(extra)
+        self.acked.extend(extra)
 
     def see(self, seq: int, redelivered: bool, dead: bool) -> int:
-        """Record one delivery; returns 0, DUPLICATE or OUT_OF_ORDER. Every consumer delivery comes here."""
+        """Record one delivery; returns 0 or DUPLICATE, OUT_OF_ORDER, UNACKED ORed. Every consumer delivery comes here."""
         index = seq >> 3
         first = self.first
         if index >= len(first):
@@ -134,16 +144,29 @@ class Track:
         if dead:
             self.dead[index] |= bit
             return 0
+        again = self.again
         if redelivered:
-            self.again[index] |= bit
-            return 0
-        if first[index] & bit:
+            seen = (first[index] | again[index]) & bit
+            again[index] |= bit
+            if not seen:
+                return 0
+            acked = self.acked
+            if acked[index] & bit:
+                acked[index] &= ~bit
+                return DUPLICATE | UNACKED
+            return DUPLICATE
+        if (first[index] | again[index]) & bit:
+            first[index] |= bit
             return DUPLICATE
         first[index] |= bit
         if seq < self.top:
             return OUT_OF_ORDER
         self.top = seq
         return 0
+
+    def ack(self, seq: int) -> None:
+        """The ack of this message went out (see() has seen it, so the bitmap is long enough)."""
+        self.acked[seq >> 3] |= 1 << (seq & 7)
 
 
 class ConsumerTally:
@@ -181,8 +204,10 @@ class ConsumerTally:
             self.last_sid = sid
         seen = track.see(seq, redelivered, dead)
         if seen:
-            if seen == DUPLICATE:
+            if seen & DUPLICATE:
                 self.duplicates += 1
+                if seen & UNACKED:
+                    self.acked -= 1    # the broker never got that ack: the message came back
             else:
                 self.out_of_order += 1
         us = (now_ns - ts_ns) // 1000
@@ -267,14 +292,14 @@ class _Seen:
     first: int = 0
     again: int = 0
     dead: int = 0
-    first_total: int = 0
+    direct_total: int = 0   # distinct messages got directly, summed over the instances
 
     def add(self, track: Track) -> None:
-        first = as_int(track.first)
+        first, again = as_int(track.first), as_int(track.again)
         self.first |= first
-        self.again |= as_int(track.again)
+        self.again |= again
         self.dead |= as_int(track.dead)
-        self.first_total += popcount(first)
+        self.direct_total += popcount(first | again)
 
     @property
     def direct(self) -> int:
@@ -375,9 +400,30 @@ def sum_masks(masks: Iterable[int]) -> int:
 
 
 def duplicates_on_queue(consumers: Sequence[ConsumerTally]) -> int:
+    """Direct copies beyond the first of each message: the broker's deliveries less the distinct messages."""
     within = sum(c.duplicates for c in consumers)
-    across = sum(seen.first_total - popcount(seen.first) for seen in _seen_by(consumers).values())
+    across = sum(seen.direct_total - popcount(seen.direct) for seen in _seen_by(consumers).values())
     return within + across
+
+
+def acked_by(consumers: Sequence[ConsumerTally]) -> int:
+    """The acks the broker took from these instances of one queue.
+
+    Each instance already took back an ack when the message came back to it. A message acked by
+    one instance and redelivered to another (the first one's connection died with the ack) is
+    still acked by both; the broker took one of those acks, so the others come off here.
+    """
+    acks = sum(c.acked for c in consumers)
+    tracks: dict[int, list[Track]] = {}
+    for tally in consumers:
+        for sid, track in tally.streams.items():
+            tracks.setdefault(sid, []).append(track)
+    for group in tracks.values():
+        if len(group) > 1:
+            redelivered = sum_masks(as_int(t.again) for t in group)
+            acked = [as_int(t.acked) & redelivered for t in group]
+            acks -= sum(popcount(bits) for bits in acked) - popcount(sum_masks(acked))
+    return acks
 
 
 # --- results -----------------------------------------------------------------------------------
@@ -444,7 +490,7 @@ def consumer_results(workload: model.Workload, streams: Streams, tallies: Sequen
         rate, span = rate_over(received, *_window(mine), run_window)
         out[consumer.name] = result.ConsumerResult(
             name=consumer.name, queue=consumer.queue, instances=consumer.instances, received=received,
-            acked=sum(t.acked for t in mine), rejected=sum(t.rejected for t in mine), nacked=sum(t.nacked for t in mine),
+            acked=acked_by(mine), rejected=sum(t.rejected for t in mine), nacked=sum(t.nacked for t in mine),
             redelivered=sum(t.redelivered for t in mine), duplicates=duplicates_on_queue(mine),
             lost=lost.get(consumer.queue, 0), out_of_order=sum(t.out_of_order for t in mine),
             dead_lettered=sum(t.dead_lettered for t in mine), foreign=sum(t.foreign for t in mine),

@@ -19,7 +19,7 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from mqspec.core import marks, model
-from mqspec.core.accounting import ConsumerTally
+from mqspec.core.accounting import ConsumerTally, Track
 from mqspec.workload import frames, private_queue
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
@@ -28,6 +28,8 @@ IDLE_CHECK_MAX = 0.25
 ACK_IDLE = 0.2                     # pending multi_ack acks are flushed at the latest after this long
 START_SLACK_NS = 5_000_000_000     # publish times before the worker started (minus this) are not this run's
 RECV_BYTES = int(os.environ.get("MQSPEC_RECV_BYTES", "65536"))  # per recv() once the parser runs (pika: 4096)
+FOREIGN = -1                       # _account: not a message of this run's producers (no sequence number)
+PROBE = -2                         # _account: a route probe
 
 
 def stream_arguments(spec: model.Consumer, resume_at: int | None) -> dict[str, Any]:
@@ -66,10 +68,11 @@ class Consumer(Client):
         self.fractions = spec.reject > 0 or spec.nack > 0
         self.random = random.Random(f"{spec.name}#{instance}")
         self.pending = 0            # settled locally, not yet acked (multi_ack)
+        self.unacked: list[tuple[Track | None, int]] = []   # their streams and sequence numbers
         self.last_tag = 0
         self.reject_acc = 0.0
         self.nack_acc = 0.0
-        self.queue: deque[int] = deque()   # delivery tags waiting for simulated processing
+        self.queue: deque[tuple[int, Track | None, int]] = deque()   # (delivery tag, stream, seq) waiting for processing
         self.busy = False
         self.accepting = True
         self.consumer_tag: str | None = None
@@ -91,6 +94,7 @@ class Consumer(Client):
 
     def setup(self, channel: Channel) -> None:
         self.pending = 0
+        self.unacked.clear()
         self.queue.clear()
         self.busy = False
         self.tally.held = 0
@@ -188,47 +192,51 @@ class Consumer(Client):
         if dead:
             tally.dead_lettered += 1
         try:
-            probe = self._account(tally, headers, body, now_ns, redelivered, dead)
+            seq = self._account(tally, headers, body, now_ns, redelivered, dead)
         except Exception:  # noqa: BLE001 - a message we cannot make sense of never kills the channel
             tally.foreign += 1
-            probe = False
-        if probe:
-            self._probe_seen(channel, delivery_tag, headers, redelivered, dead)
-            return
+            seq = FOREIGN
+        if seq < 0:
+            if seq == PROBE:
+                self._probe_seen(channel, delivery_tag, headers, redelivered, dead)
+                return
+            track = None
+        else:
+            track = tally.last_track
         crash_after = self.spec.crash_after
         if crash_after is not None and count >= crash_after:
             self.crash()  # dies holding this delivery (and any unprocessed ones) unacknowledged
             return
         if not self.auto:
             if self.slow:
-                self.queue.append(delivery_tag)
+                self.queue.append((delivery_tag, track, seq))
                 tally.held = len(self.queue)
                 if not self.busy:
                     self._process_next()
             else:
-                self._settle(channel, delivery_tag)
+                self._settle(channel, delivery_tag, track, seq)
         limit = self.spec.messages
         if limit is not None and count >= limit and self.accepting:
             self._stop_accepting("messages")
 
     def _account(self, tally: ConsumerTally, headers: Any, body: bytes, now_ns: int, redelivered: bool,
-                 dead: bool) -> bool:
-        """Account one delivery: a mark of this run's own producers, else a foreign message; True for a route probe."""
+                 dead: bool) -> int:
+        """Account one delivery: its sequence number for a mark of this run's own producers, else FOREIGN or PROBE."""
         if body[:4] == marks.MAGIC and len(body) >= marks.PREFIX_SIZE:
             run, sid, seq, ts = marks.MARK.unpack_from(body, 4)
         else:
             mark = marks.read_header_mark(headers)
             if mark is None:
                 if headers is not None and marks.PROBE_HEADER in headers:
-                    return True
+                    return PROBE
                 tally.foreign += 1
-                return False
+                return FOREIGN
             run, sid, seq, ts = mark
         if run != self.run_id or seq >= self.stream_caps.get(sid, 0):
             tally.foreign += 1
-            return False
+            return FOREIGN
         tally.see(sid, seq, ts, now_ns, redelivered, dead)
-        return False
+        return int(seq)
 
     def _probe_seen(self, channel: Channel, tag: int, headers: Any, redelivered: bool, dead: bool) -> None:
         """A route probe is not part of the workload: uncount it, tell the parent where it landed, ack it."""
@@ -242,7 +250,8 @@ class Consumer(Client):
         if not self.auto:
             channel.basic_ack(tag)
 
-    def _settle(self, channel: Channel, tag: int) -> None:
+    def _settle(self, channel: Channel, tag: int, track: Track | None, seq: int) -> None:
+        """Ack, reject or nack one processed delivery (its stream and sequence number, track None if foreign)."""
         tally = self.tally
         if self.fractions:
             self.reject_acc += self.spec.reject
@@ -257,17 +266,33 @@ class Consumer(Client):
                 channel.basic_nack(tag, multiple=False, requeue=self.spec.requeue)
                 tally.nacked += 1
                 return
-        pending = self.pending + 1
-        if pending >= self.multi:
-            self._ack(channel, tag, pending > 1)
-            tally.acked += pending
-            pending = 0
+        if self.multi == 1:
+            if self._ack(channel, tag, False):
+                tally.acked += 1
+                if track is not None:
+                    track.acked[seq >> 3] |= 1 << (seq & 7)
+            return
+        unacked = self.unacked
+        unacked.append((track, seq))
+        if len(unacked) >= self.multi:
+            self._ack_unacked(channel, tag)
         else:
             self.last_tag = tag
             if not self.ack_timer_set:
                 self.ack_timer_set = True
                 self.later(ACK_IDLE, self._ack_idle)
-        self.pending = pending
+        self.pending = len(unacked)
+
+    def _ack_unacked(self, channel: Channel, tag: int) -> None:
+        """One multiple ack up to `tag`; only an ack that went out counts, and marks its messages acked."""
+        unacked = self.unacked
+        if self._ack(channel, tag, len(unacked) > 1):
+            self.tally.acked += len(unacked)
+            for track, seq in unacked:
+                if track is not None:
+                    track.acked[seq >> 3] |= 1 << (seq & 7)
+        unacked.clear()
+        self.pending = 0
 
     def _ack_idle(self) -> None:
         """Pending acks go out after a short quiet spell, so a trickle never waits for a full batch."""
@@ -275,19 +300,22 @@ class Consumer(Client):
         if self.pending and not self.done:
             self._flush_acks()
 
-    def _ack(self, channel: Channel, tag: int, multiple: bool) -> None:
-        """basic.ack; a prebuilt frame when the inbound parser runs this channel (no pika objects)."""
-        raw = self.raw_acks is channel
-        if raw and self.connection is not None and channel.is_open:
-            self.connection._adapter_emit_data(frames.ack_frame(channel.channel_number, tag, multiple))
+    def _ack(self, channel: Channel, tag: int, multiple: bool) -> bool:
+        """basic.ack, if the channel is open; a prebuilt frame when the inbound parser runs it (no pika objects)."""
+        if not channel.is_open:
+            return False   # closing with its connection: the broker requeues these, they come back
+        connection, number = self.connection, channel.channel_number
+        if self.raw_acks is channel and connection is not None:
+            connection._adapter_emit_data(frames.ack_frame(number, tag, multiple))
         else:
             channel.basic_ack(tag, multiple=multiple)
+        return True
 
     def _flush_acks(self) -> None:
         channel = self.channel
-        if self.pending and channel is not None and channel.is_open:
-            self._ack(channel, self.last_tag, True)
-            self.tally.acked += self.pending
+        if self.unacked and channel is not None:
+            self._ack_unacked(channel, self.last_tag)
+        self.unacked.clear()
         self.pending = 0
 
     # --- simulated processing ---------------------------------------------------------------
@@ -307,9 +335,9 @@ class Consumer(Client):
         if channel is not self.channel or not self.queue:
             self.busy = False
             return
-        tag = self.queue.popleft()
+        tag, track, seq = self.queue.popleft()
         self.tally.held = len(self.queue)
-        self._settle(channel, tag)
+        self._settle(channel, tag, track, seq)
         self._process_next()
 
     # --- stopping ---------------------------------------------------------------------------
@@ -364,6 +392,7 @@ class Consumer(Client):
         self.tally.crashed = True
         self.tally.stopped = "crashed"
         self.pending = 0
+        self.unacked.clear()
         self.queue.clear()
         self.busy = False
         self.tally.held = 0
@@ -376,6 +405,7 @@ class Consumer(Client):
     def lost(self) -> None:
         """Unacked deliveries went back to the queue with the connection; they will be redelivered."""
         self.pending = 0
+        self.unacked.clear()
         self.queue.clear()
         self.busy = False
         self.tally.held = 0
