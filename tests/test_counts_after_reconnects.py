@@ -29,10 +29,16 @@ topology:
   queues: [{{name: orders, durable: true}}]
 workload:
   producers: [{{name: p, queue: orders, messages: {MESSAGES}, rate: 300, confirm: 20, persistent: true}}]
-  consumers: [{{name: c, queue: orders, prefetch: 100, multi_ack: 10, idle_timeout: 4s}}]
+  consumers: [{{name: c, queue: orders, idle_timeout: 4s, CONSUMER}}]
 expect:
   - {{no_loss: true}}
 """
+CONSUMERS = {   # the ack paths: prebuilt frames, pika's basic_ack, single acks, acks after simulated processing
+    "prebuilt-multi-ack": ("", "prefetch: 100, multi_ack: 10"),
+    "plain-pika-single-acks": ("1", "prefetch: 100"),
+    "plain-pika-multi-ack": ("1", "prefetch: 100, multi_ack: 10"),
+    "processing-time": ("", "prefetch: 50, multi_ack: 5, processing_time: 1ms"),
+}
 
 
 def _consumer_connection(vhost: str) -> str | None:
@@ -69,11 +75,12 @@ def _settled_queue_stats(vhost: str, queue: str) -> dict[str, int]:
         previous = current
 
 
-@pytest.mark.parametrize("plain", ["", "1"], ids=["fast-path", "plain-pika"])
+@pytest.mark.parametrize("case", list(CONSUMERS))
 def test_killing_the_consumers_connection_counts_what_the_broker_counted(tmp_path: Path, url: str, vhost: str,
-                                                                         plain: str) -> None:
+                                                                         case: str) -> None:
+    plain, consumer_settings = CONSUMERS[case]
     scenario = tmp_path / "killed.yaml"
-    scenario.write_text(SCENARIO)
+    scenario.write_text(SCENARIO.replace("CONSUMER", consumer_settings))
     report = tmp_path / "report.json"
     command = [str(ROOT / ".venv" / "bin" / "mqspec"), "--url", url, "apply", str(scenario), "--report", str(report)]
     env = {**os.environ, "MQSPEC_PLAIN_PIKA": plain}
@@ -81,7 +88,7 @@ def test_killing_the_consumers_connection_counts_what_the_broker_counted(tmp_pat
     killed: list[str] = []
     try:
         for _ in range(KILLS):
-            until(lambda: (_consumer_connection(vhost) or "") not in ("", *killed), 30, "a fresh consumer connection")
+            until(lambda: (_consumer_connection(vhost) or "") not in ("", *killed), 60, "a fresh consumer connection")
             name = _consumer_connection(vhost)
             assert name is not None, (killed, process.poll())
             _kill(name)

@@ -148,7 +148,7 @@ workload:
 expect:
   - {consumer: dies, received: 10}
   - {no_loss: true}
-  - {no_duplicates: true}
+  - {duplicated: 10, description: "the ten deliveries the crashed consumer got came again to the other one"}
   - {consumer: lives, lost: 0}
 """)
     assert result.exit_code == 0, result.output

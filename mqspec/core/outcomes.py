@@ -8,8 +8,8 @@ as `no_loss` does), and did any consumer see it (first delivery, redelivery or d
 * unconfirmed_consumed, unconfirmed_lost: nacked, returned or never confirmed (the connection died
   first); losing those is allowed, and counted;
 * redelivered: messages seen again with redelivered=True (requeued after a consumer or node loss);
-* duplicated: extra first deliveries of one message on one queue (a republished copy that the
-  broker had in fact enqueued, say).
+* duplicated: copies of one message on one queue beyond the first, redelivered or not (a
+  republished copy that the broker had in fact enqueued, a delivery repeated after a reconnect).
 
 The timeline is the parent's samples of the workers' cumulative counters (ten a second). A
 queue is *unavailable* while none of its consumers receives anything for at least GAP seconds (half a second)
