@@ -20,8 +20,8 @@ from tests.conftest import ROOT, until
 
 API = "http://127.0.0.1:15672/api"
 AUTH = ("guest", "guest")
-MESSAGES = 7500   # 25 s at 300/s: the management API lists a new connection only some seconds after it opens
-KILLS = 3
+MESSAGES = 5400   # 18 s at 300/s: the management API lists a new connection only some seconds after it opens
+KILLS = 2
 
 SCENARIO = f"""version: 1
 name: killed-consumer
@@ -33,10 +33,10 @@ workload:
 expect:
   - {{no_loss: true}}
 """
-CONSUMERS = {   # the ack paths: prebuilt frames, pika's basic_ack, single acks, acks after simulated processing
+CONSUMERS = {   # the ack paths: prebuilt frames with batches, pika's basic_ack one by one, acks after simulated processing
+    # (pika's basic_ack with batches shares the batch bookkeeping of the first: tests/test_accounting.py covers it)
     "prebuilt-multi-ack": ("", "prefetch: 100, multi_ack: 10"),
     "plain-pika-single-acks": ("1", "prefetch: 100"),
-    "plain-pika-multi-ack": ("1", "prefetch: 100, multi_ack: 10"),
     "processing-time": ("", "prefetch: 50, multi_ack: 5, processing_time: 1ms"),
 }
 
