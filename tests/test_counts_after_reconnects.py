@@ -34,7 +34,7 @@ expect:
   - {{no_loss: true}}
 """
 CONSUMERS = {   # the ack paths: prebuilt frames with batches, pika's basic_ack one by one, acks after simulated processing
-    # (pika's basic_ack with batches shares the batch bookkeeping of the first: tests/test_accounting.py covers it)
+    # (pika's basic_ack with batches shares the first's batch bookkeeping: one `_ack()` for both paths)
     "prebuilt-multi-ack": ("", "prefetch: 100, multi_ack: 10"),
     "plain-pika-single-acks": ("1", "prefetch: 100"),
     "processing-time": ("", "prefetch: 50, multi_ack: 5, processing_time: 1ms"),
