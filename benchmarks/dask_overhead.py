@@ -7,7 +7,8 @@ goes first. For each run it reports the consumers' msg/s and the client CPU seco
 messages (each message published once and consumed once):
 
   local: resource.getrusage(RUSAGE_CHILDREN) around the mqspec process (it and its reaped workers);
-  dask:  the same for the mqspec process, plus utime+stime of the Dask worker processes (/proc).
+  dask:  the same for the mqspec process, plus utime+stime of the Dask worker processes and of their
+         reaped children, the jobs' processes (cutime+cstime, /proc/PID/stat).
 
 Workloads: a 100 B no confirms, auto-ack; b 100 B confirms 100, prefetch 200, multi-ack 100;
 c 1 KiB persistent on a durable queue, confirms 100, 4 consumers; d 4 producers x 4 consumers x 4 queues.
@@ -62,10 +63,11 @@ def scenario(workload: str, seconds: float) -> str:
 
 
 def cpu_of(pids: list[int]) -> float:
+    """utime + stime of each process and of its reaped children (cutime + cstime: the jobs' processes)."""
     total = 0
     for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
+        total += sum(int(f) for f in fields[11:15])
     return total / TICKS
 
 

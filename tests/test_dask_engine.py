@@ -22,7 +22,7 @@ from mqspec.core import model
 from mqspec.core.result import Latency
 from mqspec.workload import dask_engine
 from mqspec.workload.engine import assign
-from mqspec.workload.messages import Fatal, Final, Tallies
+from mqspec.workload.messages import Fatal, Final, Progress, Snapshot, Tallies
 from tests.conftest import ROOT, mqspec, until
 
 BIN = ROOT / ".venv" / "bin"
@@ -78,6 +78,20 @@ def _count(address: str) -> int:
         return len(workers_of(address))
     except OSError:
         return 0
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """pid -> name (/proc/PID/comm) of every live child process of `pid`."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found[int(entry.name)] = stat.split("(", 1)[1].rsplit(")", 1)[0]
+    return found
 
 
 def apply(tmp_path: Path, url: str, text: str, *extra: str) -> tuple[Any, dict[str, Any]]:
@@ -197,11 +211,15 @@ expect:
         until(lambda: len(management.get(f"/vhosts/{q(vhost)}/connections", "connections")) >= 8 or run.poll() is not None, 30,
               "the run's eight connections", interval=0.2)
         time.sleep(1.0)
+        jobs = children_of(victim.pid)
         victim.send_signal(signal.SIGKILL)
         out, err = run.communicate(timeout=60)
     finally:
         victim.kill()
         victim.wait()
+    assert jobs and all(name.startswith("mqspec-worker-") for name in jobs.values()), jobs
+    until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in jobs), 10,
+          "the killed Dask worker's job processes to die with it", interval=0.2)
     assert run.returncode == 1, out + err
     assert "Traceback" not in out + err
     error = next(line for line in err.splitlines() if line.startswith("error: "))
@@ -211,6 +229,15 @@ expect:
     assert lost and all(label.split(" '")[0] in ("producer", "consumer") for label in lost)
     for label in lost:
         assert f"unknown: the counts of {label} (its Dask worker {address} died)" in out
+
+
+def test_progress_coalesced_by_the_relay_keeps_every_latency_count() -> None:
+    def progress(latency: dict[int, int] | None) -> Progress:
+        return Progress(0, Snapshot(latency=latency))
+
+    merged = dask_engine._merged(dask_engine._merged(progress({10: 2, 20: 1}), progress(None)), progress({10: 1, 30: 4}))
+    assert merged.snapshot.latency == {10: 3, 20: 1, 30: 4}
+    assert dask_engine._merged(None, progress({5: 1})) == progress({5: 1})
 
 
 def test_a_job_started_a_second_time_refuses_to_run(cluster: Cluster, url: str) -> None:

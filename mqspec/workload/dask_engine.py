@@ -1,16 +1,24 @@
 """The workload on a Dask cluster: the same worker jobs as local processes, as Dask tasks, with the same merge.
 
 Each job becomes one task pinned to one Dask worker thread (`workers=[address]`, no other worker
-allowed, `retries=0`). Inside the task the job runs `worker.serve` in the task's thread, on one end
-of a local pipe; a bridge relays the other end to Dask queues held by the scheduler:
+allowed, `retries=0`). The task starts the job as a child process (`python -m mqspec.workload.child`,
+which is the local engine's worker entry point `worker.main`, on one end of a local pipe), so the
+publisher has an interpreter to itself and never shares the GIL with Dask's event loop. The task's
+thread relays the other end of the pipe to Dask queues held by the scheduler:
 
-  parent -> job:  queue `<token>-in-<job>`: Go, Stop, Kill, Recovering, Abort, and None (keep-alive)
-  job -> parent:  queue `<token>-out`: lists of Ready, Progress and Fatal (Progress coalesced to ten a second)
+  parent -> job:  queue `<token>-in-<job>`: Go, Stop, Kill, Recovering, Abort, and None (keep-alive),
+                  fetched every POLL_EVERY
+  job -> parent:  queue `<token>-out`: lists of Ready, Progress and Fatal (Progress coalesced to ten a
+                  second, their latency counts summed)
 
 Dask queues carry only msgpack data, so each item is the pickle of the messages (pipes pickle them too);
 queues are read with `get(batch=True)`, which never waits (a waiting get that times out is an error
 in the scheduler's log).
   Final:          the task's result, fetched when the task finishes
+
+The child dies with the task's thread (the kernel's parent-death signal, set by `worker.main`): a
+Dask worker killed outright takes its jobs' processes with it. A child that ends without a Final
+fails its task, so the parent names its instances as lost.
 
 So workers need to reach the broker and the scheduler, never the machine mqspec runs on.
 
@@ -31,34 +39,37 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import threading
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import suppress
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from mqspec.core import model, result
 from mqspec.errors import MqspecError, OperationFailed
 from mqspec.workload import frames
 from mqspec.workload.engine import Observer, Run, hosted
 from mqspec.workload.messages import Fatal, Final, FromWorker, Go, Progress, Tallies, ToWorker
-from mqspec.workload.worker import Job, serve
+from mqspec.workload.worker import ORPHAN_GRACE, Job
 
 if TYPE_CHECKING:
     from distributed import Client, Future, Queue
 
 SCHEME = "dask://"
 CONNECT_TIMEOUT = 10.0      # seconds to reach the scheduler
-POLL_EVERY = 0.05           # how often a job asks the scheduler for the parent's commands
+POLL_EVERY = 0.1            # how often a job (and the parent) asks the scheduler for the other side's messages
 KEEPALIVE_EVERY = 1.0       # the parent's keep-alive to every job
 PARENT_SILENCE = 15.0       # a job that hears nothing from the parent this long closes its connections
-RELAY_EVERY = 0.1           # the bridge forwards progress at most this often
+RELAY_EVERY = 0.1           # the relay forwards progress at most this often
 LIVENESS_EVERY = 0.5        # how often the parent asks the scheduler which workers are alive
 START_LEAD = 0.2            # seconds between sending Go and the common start, so every job has it in time
 CLOCK_SAMPLES = 5
 CLOCK_LIMIT_MS = 1.0        # an offset spread above this (or above 10% of the median latency) spoils latency
-FINAL_WAIT = 30.0           # seconds the task waits for the worker's Final after its loop ended
+FINAL_WAIT = 30.0           # seconds the parent waits for a finished task's result
+RELAY_BATCH = 100           # messages the relay takes off the pipe before it looks at the queues again
+ORPHAN_WAIT = ORPHAN_GRACE + 5.0   # seconds the task waits for its child after the pipe closed; then it kills it
 
 
 def is_dask(engine: str | None) -> bool:
@@ -73,7 +84,7 @@ def scheduler_address(engine: str) -> str:
 # --- on the Dask worker ------------------------------------------------------------------------
 
 def run_job(job: Job, token: str) -> Final:
-    """The Dask task: run one job in this thread, relaying its pipe to the run's queues."""
+    """The Dask task: run one job in a child process, relaying its pipe to the run's queues from this thread."""
     from distributed import Queue, get_client
 
     client = get_client()
@@ -85,10 +96,16 @@ def run_job(job: Job, token: str) -> Final:
     if job.fast and not frames.fast_path().enabled:
         job = _plain(job)
     ours, theirs = multiprocessing.Pipe()
-    bridge = _Bridge(job.worker, ours, Queue(f"{token}-in-{job.worker}", client=client), outbox)
-    bridge.start()
-    serve(job, theirs, os.getppid(), own_process=False)
-    return bridge.final()
+    child = _start_child(job, theirs)
+    try:
+        final = _Relay(job.worker, ours, Queue(f"{token}-in-{job.worker}", client=client), outbox).run()
+    finally:
+        with suppress(OSError):
+            ours.close()
+        code = _reap_child(child)
+    if final is None:
+        raise RuntimeError(f"its worker process (pid {child.pid}) ended with exit code {code} before reporting its counts")
+    return final
 
 
 def _plain(job: Job) -> Job:
@@ -98,81 +115,111 @@ def _plain(job: Job) -> Job:
     return dataclasses.replace(job, fast=False)
 
 
-class _Bridge:
-    """Relays one job's pipe to and from the run's Dask queues, in two threads."""
+def _start_child(job: Job, theirs: Connection) -> subprocess.Popen[bytes]:
+    """`python -m mqspec.workload.child`: the local worker entry point, in its own interpreter."""
+    fd = theirs.fileno()
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "mqspec.workload.child", str(fd), str(os.getpid())],
+                                 stdin=subprocess.PIPE, pass_fds=(fd,), close_fds=True)
+    finally:
+        theirs.close()
+    assert child.stdin is not None
+    with child.stdin:
+        child.stdin.write(pickle.dumps(job))
+    return child
+
+
+def _reap_child(child: subprocess.Popen[bytes]) -> int:
+    """Wait for the child (so its CPU shows in this worker's children's times), killing it if it lingers."""
+    try:
+        return child.wait(ORPHAN_WAIT)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        return child.wait()
+
+
+def _merged(earlier: Progress | None, later: Progress) -> Progress:
+    """The later snapshot, carrying the latency counts of the one it replaces (each snapshot holds only its own)."""
+    if earlier is None or not earlier.snapshot.latency:
+        return later
+    counts = dict(earlier.snapshot.latency)
+    for value, count in (later.snapshot.latency or {}).items():
+        counts[value] = counts.get(value, 0) + count
+    return later._replace(snapshot=later.snapshot._replace(latency=counts))
+
+
+class _Relay:
+    """One job's pipe to and from the run's Dask queues, in the task's thread.
+
+    The child's messages are forwarded as they come, Progress coalesced to one per RELAY_EVERY; the
+    parent's commands are fetched every POLL_EVERY. Each fetch is a round trip through the scheduler,
+    so this is the Dask engine's whole per-second overhead on a worker, whatever the message rate."""
 
     def __init__(self, worker: int, pipe: Connection, inbox: Queue, outbox: Queue) -> None:
         self.worker = worker
         self.pipe = pipe
         self.inbox = inbox
         self.outbox = outbox
-        self.done = threading.Event()
-        self.result: Final | None = None
-        self.outgoing = threading.Thread(target=self._out, name=f"mqspec-bridge-out-{worker}", daemon=True)
-        self.incoming = threading.Thread(target=self._in, name=f"mqspec-bridge-in-{worker}", daemon=True)
+        self.final: Final | None = None
+        self.pending: list[FromWorker] = []
+        self.progress: Progress | None = None
+        self.flushed = self.polled = self.heard = time.monotonic()
 
-    def start(self) -> None:
-        self.outgoing.start()
-        self.incoming.start()
-
-    def final(self) -> Final:
-        self.outgoing.join(FINAL_WAIT)
-        self.done.set()
-        self.incoming.join(2 * KEEPALIVE_EVERY)
-        with suppress(OSError):
-            self.pipe.close()
-        return self.result or Final(self.worker, Tallies())
-
-    def _out(self) -> None:
-        pending: list[FromWorker] = []
-        progress: Progress | None = None
-        flushed = time.monotonic()
-        while True:
-            try:
-                message = self.pipe.recv() if self.pipe.poll(RELAY_EVERY) else None
-            except (EOFError, OSError):
+    def run(self) -> Final | None:
+        """Relay until the child closes its end (after its Final, or dead); its Final, if it sent one."""
+        while self._receive():
+            now = time.monotonic()
+            self._flush(now)
+            if now - self.polled >= POLL_EVERY and not self._commands(now):
                 break
-            if isinstance(message, Final):
-                self.result = message
-            elif isinstance(message, Progress):
-                progress = message
-            elif message is not None:
-                pending += [progress, message] if progress is not None else [message]
-                progress = None
-            if pending or (progress is not None and time.monotonic() - flushed >= RELAY_EVERY):
-                self._put([*pending, progress] if progress is not None else pending)
-                pending, progress, flushed = [], None, time.monotonic()
-        if progress is not None or pending:
-            self._put([*pending, progress] if progress is not None else pending)
+        self._flush(time.monotonic(), force=True)
+        return self.final
 
-    def _put(self, messages: list[Any]) -> None:
+    def _receive(self) -> bool:
+        try:
+            ready, count = self.pipe.poll(RELAY_EVERY), 0
+            while ready and count < RELAY_BATCH:
+                message = self.pipe.recv()
+                count += 1
+                if isinstance(message, Final):
+                    self.final = message
+                elif isinstance(message, Progress):
+                    self.progress = _merged(self.progress, message)
+                else:
+                    self.pending.append(message)
+                ready = self.pipe.poll()
+        except (EOFError, OSError):
+            return False
+        return True
+
+    def _flush(self, now: float, force: bool = False) -> None:
+        due = self.progress is not None and (force or now - self.flushed >= RELAY_EVERY)
+        if not self.pending and not due:
+            return
+        # a Ready or Fatal goes at once, after the progress before it
+        messages = [self.progress, *self.pending] if self.progress is not None else self.pending
         with suppress(Exception):   # the scheduler is gone: the parent will see this job as lost
             self.outbox.put(pickle.dumps(messages))
+        self.pending, self.progress, self.flushed = [], None, now
 
-    def _in(self) -> None:
-        heard = time.monotonic()
-        while not self.done.wait(POLL_EVERY):
-            try:
-                found = [pickle.loads(item) for item in self.inbox.get(batch=True)]
-            except Exception:  # noqa: BLE001 - the scheduler unreachable: as silent as a parent gone
-                found = []
-            if found:
-                heard = time.monotonic()
-            elif time.monotonic() - heard > PARENT_SILENCE:
-                self._orphan()
-                return
-            for message in found:
-                if message is None:
-                    continue
+    def _commands(self, now: float) -> bool:
+        """Forward the parent's commands; False once the parent has been silent too long (the child is told by EOF)."""
+        self.polled = now
+        try:
+            found = [pickle.loads(item) for item in self.inbox.get(batch=True)]
+        except Exception:  # noqa: BLE001 - the scheduler unreachable: as silent as a parent gone
+            found = []
+        if found:
+            self.heard = now
+        elif now - self.heard > PARENT_SILENCE:
+            return False
+        for message in found:
+            if message is not None:
                 try:
                     self.pipe.send(message)
                 except (OSError, ValueError):
-                    return
-
-    def _orphan(self) -> None:
-        """The parent is gone: closing our end is an end of file for the worker, which stops its clients."""
-        with suppress(OSError):
-            self.pipe.close()
+                    return False
+        return True
 
 
 # --- in the parent ------------------------------------------------------------------------------
@@ -309,7 +356,7 @@ class DaskRun(Run):
             self.liveness_at = now + LIVENESS_EVERY
             self._check_alive()
         if not batches and not finished:
-            time.sleep(timeout)
+            time.sleep(max(timeout, POLL_EVERY / 2))   # each read is a round trip through the scheduler
 
     def _receive(self) -> list[list[FromWorker]]:
         if self.outbox is None:
