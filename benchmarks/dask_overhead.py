@@ -7,8 +7,8 @@ goes first. For each run it reports the consumers' msg/s and the client CPU seco
 messages (each message published once and consumed once):
 
   local: resource.getrusage(RUSAGE_CHILDREN) around the mqspec process (it and its reaped workers);
-  dask:  the same for the mqspec process, plus utime+stime of the Dask worker processes and of their
-         reaped children, the jobs' processes (cutime+cstime, /proc/PID/stat).
+  dask:  the same for the mqspec process, plus utime+stime+cutime+cstime (/proc/PID/stat) of the Dask
+         worker processes and their descendants (the fork server and the jobs' processes it reaps).
 
 Workloads: a 100 B no confirms, auto-ack; b 100 B confirms 100, prefetch 200, multi-ack 100;
 c 1 KiB persistent on a durable queue, confirms 100, 4 consumers; d 4 producers x 4 consumers x 4 queues.
@@ -63,12 +63,20 @@ def scenario(workload: str, seconds: float) -> str:
 
 
 def cpu_of(pids: list[int]) -> float:
-    """utime + stime of each process and of its reaped children (cutime + cstime: the jobs' processes)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += sum(int(f) for f in fields[11:15])
-    return total / TICKS
+    """utime + stime + cutime + cstime of each process and of its live descendants: the Dask worker,
+    its multiprocessing fork server and the jobs' processes that server forked and reaped."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    found, level = set(pids), set(pids)
+    while level:
+        level = {pid for pid, fields in stats.items() if int(fields[1]) in level and pid not in found}
+        found |= level
+    return sum(sum(int(f) for f in stats[pid][11:15]) for pid in found if pid in stats) / TICKS
 
 
 def children_cpu() -> float:

@@ -10,6 +10,7 @@ medians.
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import json
 import os
@@ -29,7 +30,7 @@ from mgmt import DEFAULT_AMQP, DEFAULT_MGMT, Management, amqp_url, connect, desc
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-CONTENDERS = ("blocking", "select", "mqspec", "previous", "perftest")
+CONTENDERS = ("blocking", "select", "mqspec", "mqspec-dask", "previous", "perftest")
 WORKLOADS = ("a", "b")
 BAR = 0.9  # mqspec must reach this fraction of the select baseline
 PERFTEST_EXCHANGE = "perftest-direct"
@@ -179,14 +180,58 @@ def previous_command() -> str | None:
     return shutil.which(override) if override else None
 
 
-def run_mqspec(ctx: Ctx, cmd: str | None = None) -> tuple[float, float]:
+def dask_command() -> str | None:
+    local = ROOT / ".venv" / "bin" / "dask"
+    return str(local) if local.exists() else shutil.which("dask")
+
+
+@functools.cache
+def dask_engine() -> str:
+    """$MQSPEC_DASK (dask://HOST:PORT), else a cluster started here on first use and stopped at exit:
+    one `dask scheduler` and two `dask worker --nthreads 1 --no-nanny` on loopback, two jobs as the
+    local engine runs two worker processes on this 2-core machine."""
+    if given := os.environ.get("MQSPEC_DASK"):
+        return given
+    dask = dask_command()
+    if dask is None:
+        raise Unavailable("the dask command is not installed (pip install 'mqspec[distributed]')")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet)]
+    atexit.register(_stop_all, procs)
+    time.sleep(3)
+    procs += [subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                                "--host", "127.0.0.1"], **quiet) for _ in range(2)]
+    time.sleep(6)
+    if any(p.poll() is not None for p in procs):
+        raise Unavailable("the local Dask cluster did not start")
+    return f"dask://127.0.0.1:{port}"
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def run_mqspec(ctx: Ctx, cmd: str | None = None, engine: str | None = None) -> tuple[float, float]:
     cmd = cmd or mqspec_command()
     if cmd is None:
         raise Unavailable("mqspec command not found")
     scenario = ctx.tmp / f"{ctx.queue}.yaml"
     report = ctx.tmp / f"{ctx.queue}.report.json"
     scenario.write_text(scenario_yaml(ctx))
-    argv = mqspec_apply_argv(cmd, [str(scenario), "--report", str(report)],
+    extra = ["--engine", engine] if engine else []
+    argv = mqspec_apply_argv(cmd, [str(scenario), "--report", str(report), *extra],
                              ctx.url)
     run_command(argv, timeout=ctx.seconds + 120)
     try:
@@ -237,6 +282,7 @@ RUNNERS: dict[str, Callable[[Ctx], tuple[float, float]]] = {
     "blocking": lambda ctx: run_baseline("baseline_blocking.py", ctx),
     "select": lambda ctx: run_baseline("baseline_select.py", ctx),
     "mqspec": run_mqspec,
+    "mqspec-dask": lambda ctx: run_mqspec(ctx, engine=dask_engine()),
     "previous": lambda ctx: run_mqspec(ctx, previous_command()),
     "perftest": run_perftest,
 }
@@ -248,6 +294,8 @@ def _missing(contender: str) -> str:
     """Why an external contender cannot run here ('' when it can)."""
     if contender == "mqspec" and mqspec_command() is None:
         return "mqspec command not found"
+    if contender == "mqspec-dask" and not os.environ.get("MQSPEC_DASK") and dask_command() is None:
+        return "the dask command is not installed (pip install 'mqspec[distributed]')"
     if contender == "previous" and previous_command() is None:
         return "set MQSPEC_PREVIOUS_CMD to another checkout's mqspec"
     if contender == "perftest" and perftest_command() is None:
@@ -450,6 +498,10 @@ def verdict(runs: list[Run]) -> str:
             mark = "meets" if m / s >= BAR else "misses"
             parts.append(f"workload {w}: mqspec/select = {m / s:.2f} "
                          f"({mark} the {BAR:.1f} bar)")
+        d = med.get(("mqspec-dask", w))
+        if m and d:
+            mark = "within" if d / m >= BAR else "beyond"
+            parts.append(f"workload {w}: mqspec-dask/mqspec = {d / m:.2f} ({mark} 10%)")
     return "; ".join(parts)
 
 

@@ -1,19 +1,29 @@
-"""A job's own process under a Dask task: `python -m mqspec.workload.child FD PARENT_PID`, the job's pickle on stdin.
+"""A job's own process under a Dask task, started one of two ways:
 
-FD is the child's end of the task's pipe (messages.py's protocol, as for a local worker). The task
-starts it with subprocess rather than multiprocessing: a Dask worker under a nanny is a daemonic
-process, which multiprocessing refuses children, and forking a process whose Dask threads hold locks
-is unsafe. From here on it is a local worker (`worker.main`): its own interpreter for the publisher,
-dead with the task's thread (the kernel's parent-death signal), stopped by an end of file on FD.
+* from the Dask worker's multiprocessing fork server (`forked`), which has imported the worker
+  code once, so a job's process costs a fork, not an interpreter start (0.3-0.4 s of CPU here);
+* as `python -m mqspec.workload.child FD PARENT_PID` with the job's pickle on stdin (`run`), when
+  the Dask worker is a daemonic process (under a nanny, unless `distributed.worker.daemon: False`),
+  which multiprocessing refuses children.
+
+Either way it is then a local worker (`worker.main`): its own interpreter for the publisher, dead
+with its parent (the kernel's parent-death signal; the fork server exits when the Dask worker does),
+stopped by an end of file on its pipe.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 from multiprocessing.connection import Connection
 
 from mqspec.workload.worker import Job, main
+
+
+def forked(job: Job, pipe: Connection) -> None:
+    """Target of a fork-server Process: its parent is the fork server, whose death is ours."""
+    main(job, pipe, os.getppid())
 
 
 def run(argv: list[str]) -> None:

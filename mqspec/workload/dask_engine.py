@@ -1,8 +1,9 @@
 """The workload on a Dask cluster: the same worker jobs as local processes, as Dask tasks, with the same merge.
 
 Each job becomes one task pinned to one Dask worker thread (`workers=[address]`, no other worker
-allowed, `retries=0`). The task starts the job as a child process (`python -m mqspec.workload.child`,
-which is the local engine's worker entry point `worker.main`, on one end of a local pipe), so the
+allowed, `retries=0`). The task starts the job as a child process (child.py: the local engine's worker
+entry point `worker.main`, on one end of a local pipe, forked by the Dask worker's multiprocessing
+fork server, or `python -m mqspec.workload.child` in a daemonic Dask worker), so the
 publisher has an interpreter to itself and never shares the GIL with Dask's event loop. The task's
 thread relays the other end of the pipe to Dask queues held by the scheduler:
 
@@ -45,11 +46,12 @@ import time
 import uuid
 from contextlib import suppress
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, NamedTuple
 
 from mqspec.core import model, result
 from mqspec.errors import MqspecError, OperationFailed
-from mqspec.workload import frames
+from mqspec.workload import child, frames
 from mqspec.workload.engine import Observer, Run, hosted
 from mqspec.workload.messages import Fatal, Final, FromWorker, Go, Progress, Tallies, ToWorker
 from mqspec.workload.worker import ORPHAN_GRACE, Job
@@ -96,15 +98,15 @@ def run_job(job: Job, token: str) -> Final:
     if job.fast and not frames.fast_path().enabled:
         job = _plain(job)
     ours, theirs = multiprocessing.Pipe()
-    child = _start_child(job, theirs)
+    process = _Child(job, theirs)
     try:
         final = _Relay(job.worker, ours, Queue(f"{token}-in-{job.worker}", client=client), outbox).run()
     finally:
         with suppress(OSError):
             ours.close()
-        code = _reap_child(child)
+        code = process.reap()
     if final is None:
-        raise RuntimeError(f"its worker process (pid {child.pid}) ended with exit code {code} before reporting its counts")
+        raise RuntimeError(f"its worker process (pid {process.pid}) ended with exit code {code} before reporting its counts")
     return final
 
 
@@ -115,27 +117,52 @@ def _plain(job: Job) -> Job:
     return dataclasses.replace(job, fast=False)
 
 
-def _start_child(job: Job, theirs: Connection) -> subprocess.Popen[bytes]:
-    """`python -m mqspec.workload.child`: the local worker entry point, in its own interpreter."""
+class _Child:
+    """The job's process: a fork-server Process, or a subprocess where multiprocessing may not start one."""
+
+    def __init__(self, job: Job, theirs: Connection) -> None:
+        self.process: BaseProcess | None = None
+        self.popen: subprocess.Popen[bytes] | None = None
+        try:
+            if multiprocessing.current_process().daemon:
+                self.popen = _popen(job, theirs)
+            else:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["mqspec.workload.child"])   # only before the server's first start
+                self.process = context.Process(target=child.forked, args=(job, theirs), daemon=True,
+                                               name=f"mqspec-worker-{job.worker}")
+                self.process.start()
+        finally:
+            theirs.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else self.popen.pid if self.popen is not None else None
+
+    def reap(self) -> int | None:
+        """Wait for it (so its CPU counts in its parent's children's times), killing it if it lingers; its exit code."""
+        if self.process is not None:
+            self.process.join(ORPHAN_WAIT)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+            return self.process.exitcode
+        assert self.popen is not None
+        try:
+            return self.popen.wait(ORPHAN_WAIT)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            return self.popen.wait()
+
+
+def _popen(job: Job, theirs: Connection) -> subprocess.Popen[bytes]:
     fd = theirs.fileno()
-    try:
-        child = subprocess.Popen([sys.executable, "-m", "mqspec.workload.child", str(fd), str(os.getpid())],
-                                 stdin=subprocess.PIPE, pass_fds=(fd,), close_fds=True)
-    finally:
-        theirs.close()
-    assert child.stdin is not None
-    with child.stdin:
-        child.stdin.write(pickle.dumps(job))
-    return child
-
-
-def _reap_child(child: subprocess.Popen[bytes]) -> int:
-    """Wait for the child (so its CPU shows in this worker's children's times), killing it if it lingers."""
-    try:
-        return child.wait(ORPHAN_WAIT)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        return child.wait()
+    found = subprocess.Popen([sys.executable, "-m", "mqspec.workload.child", str(fd), str(os.getpid())],
+                             stdin=subprocess.PIPE, pass_fds=(fd,), close_fds=True)
+    assert found.stdin is not None
+    with found.stdin:
+        found.stdin.write(pickle.dumps(job))
+    return found
 
 
 def _merged(earlier: Progress | None, later: Progress) -> Progress:
