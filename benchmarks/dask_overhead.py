@@ -99,7 +99,8 @@ def run_once(args: argparse.Namespace, url: str, workload: str, engine: str | No
     published = sum(p["published"] for p in data["producers"].values())
     consumed = sum(c["received"] for c in data["consumers"].values())
     rate = sum(c["rate"] or 0 for c in data["consumers"].values())
-    return {"workload": workload, "engine": "dask" if engine else "local", "exit": done.returncode,
+    error = next((line for line in done.stderr.splitlines() if line.startswith("error")), "") if done.returncode else ""
+    return {"workload": workload, "engine": "dask" if engine else "local", "exit": done.returncode, "error": error,
             "rate": rate, "published": published, "consumed": consumed,
             "cpu_s_per_million": cpu / max(published, 1) * 1e6}
 
@@ -144,18 +145,21 @@ def main() -> None:
                     found = run_once(args, url, workload, chosen, workers, logs)
                     runs.append(found)
                     print(f"round {rnd + 1} {workload} {found['engine']:5} exit {found['exit']} {found['rate']:>9,.0f} msg/s "
-                          f"{found['cpu_s_per_million']:6.2f} CPU s per million", flush=True)
+                          f"{found['cpu_s_per_million']:6.2f} CPU s per million {found['error']}", flush=True)
         if args.json:
             args.json.write_text(json.dumps(runs, indent=2))
         print("\n| workload | local msg/s | dask msg/s | dask/local | local CPU s/M msgs | dask CPU s/M msgs |")
         print("|---|---|---|---|---|---|")
         for workload in args.workloads.split(","):
             def med(eng: str, key: str, w: str = workload) -> float:
-                return statistics.median(r[key] for r in runs if r["workload"] == w and r["engine"] == eng)
-            ratios = [d["rate"] / loc["rate"] for loc, d in _pairs(runs, workload) if loc["rate"]]
+                return statistics.median(r[key] for r in runs if r["workload"] == w and r["engine"] == eng and not r["exit"])
+            ratios = [d["rate"] / loc["rate"] for loc, d in _pairs(runs, workload) if loc["rate"] and not loc["exit"] + d["exit"]]
+            cpu = [d["cpu_s_per_million"] / loc["cpu_s_per_million"] for loc, d in _pairs(runs, workload)
+                   if not loc["exit"] + d["exit"]]
             print(f"| {workload} | {med('local', 'rate'):,.0f} | {med('dask', 'rate'):,.0f} | "
-                  f"{statistics.median(ratios):.2f} | {med('local', 'cpu_s_per_million'):.1f} | "
-                  f"{med('dask', 'cpu_s_per_million'):.1f} |")
+                  f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
+                  f"{med('local', 'cpu_s_per_million'):.1f} | {med('dask', 'cpu_s_per_million'):.1f} | "
+                  f"{statistics.median(cpu):.2f} |")
     finally:
         for p in reversed(procs):
             p.terminate()
