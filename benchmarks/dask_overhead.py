@@ -148,8 +148,11 @@ def main() -> None:
                           f"{found['cpu_s_per_million']:6.2f} CPU s per million {found['error']}", flush=True)
         if args.json:
             args.json.write_text(json.dumps(runs, indent=2))
-        print("\n| workload | local msg/s | dask msg/s | dask/local | local CPU s/M msgs | dask CPU s/M msgs |")
-        print("|---|---|---|---|---|---|")
+        failed = [r for r in runs if r["exit"]]
+        print(f"\n{len(failed)} of {len(runs)} runs failed and are left out" if failed else "")
+        print("| workload | local msg/s | dask msg/s | dask/local msg/s (range) | local CPU s/M msgs | dask CPU s/M msgs "
+              "| dask/local CPU |")
+        print("|---|---|---|---|---|---|---|")
         for workload in args.workloads.split(","):
             def med(eng: str, key: str, w: str = workload) -> float:
                 return statistics.median(r[key] for r in runs if r["workload"] == w and r["engine"] == eng and not r["exit"])
