@@ -69,8 +69,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for process in [*workers, scheduler]:
             try:
                 process.wait(10)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:   # a Dask worker whose scheduler went first can hang in its close
                 process.kill()
+                process.wait()
 
 
 def _count(address: str) -> int:
@@ -233,6 +234,38 @@ expect:
     assert lost and all(label.split(" '")[0] in ("producer", "consumer") for label in lost)
     for label in lost:
         assert f"unknown: the counts of {label} (its Dask worker {address} died)" in out
+
+
+def test_a_job_process_killed_mid_run_fails_the_run_naming_its_lost_instances(
+        cluster: Cluster, tmp_path: Path, url: str, vhost: str, management: Management) -> None:
+    scenario = tmp_path / "long.yaml"
+    scenario.write_text("version: 1\n" + """
+name: dask-job-killed
+topology:
+  queues: [{name: q1, durable: false}]
+workload:
+  workers: 2
+  producers: [{name: p, queue: q1, messages: 4000, rate: 400}]
+  consumers: [{name: c, queue: q1}]
+""")
+    with Client(cluster.address, timeout=10, set_as_default=False) as client:
+        hosts = client.run(os.getpid)
+    run = subprocess.Popen([str(BIN / "mqspec"), "--url", url, "apply", str(scenario), "--engine", cluster.engine],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    until(lambda: len(management.get(f"/vhosts/{q(vhost)}/connections", "connections")) >= 2 or run.poll() is not None, 60,
+          "the run's two connections", interval=0.2)
+    time.sleep(1.0)
+    jobs = {pid: name for host in hosts.values() for pid, name in descendants_of(host).items()
+            if name.startswith("mqspec-worker-")}
+    victim = min(jobs)
+    os.kill(victim, signal.SIGKILL)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 1, out + err
+    assert "Traceback" not in out + err
+    error = next(line for line in err.splitlines() if line.startswith("error: "))
+    assert f"was lost: its Dask task failed: RuntimeError: its worker process (pid {victim}) ended with exit code -9 " \
+           "before reporting its counts; its instances' counts are unknown: " in error
+    assert error.split("counts are unknown: ")[1] in ("producer 'p' instance 0", "consumer 'c' instance 0")
 
 
 def test_progress_coalesced_by_the_relay_keeps_every_latency_count() -> None:
