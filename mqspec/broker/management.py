@@ -7,6 +7,7 @@ import html
 import re
 import ssl
 import threading
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -184,7 +185,7 @@ class ManagementUnreachable(BrokerUnavailable):
 
 # The management API answers 401 both for bad credentials and for a logged-in user without the right.
 _NOT_PERMITTED = ("Access refused.", "Not administrator user", "User not authorised to access object", "Not management user")
-_VERBS = {"GET": "read", "PUT": "declare", "POST": "create", "DELETE": "delete"}
+_VERBS = MappingProxyType({"GET": "read", "PUT": "declare", "POST": "create", "DELETE": "delete"})
 
 
 def _date_of(response: httpx.Response) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from types import MappingProxyType
 
 from mqspec.context import Context
 from mqspec.core.model import Scenario
@@ -17,7 +18,7 @@ from mqspec.errors import EXIT_OK, InvalidInput, OperationFailed
 from mqspec.pipeline import load_valid
 from mqspec.report import graph
 
-TEXT_SUFFIXES = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot"}
+TEXT_SUFFIXES = MappingProxyType({".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot"})
 RENDERED_SUFFIXES = (".svg", ".png", ".pdf")
 RENDER_TIMEOUT = 120.0
 

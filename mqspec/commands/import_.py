@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -66,7 +67,23 @@ def scenario_text(imported: Imported, name: str, source: str) -> str:
     header = "# Imported by `mqspec import`.\n"
     if "users" not in imported.document and ("permissions" in imported.document or "topic_permissions" in imported.document):
         header += "# The permissions below need their users to exist where this file is applied.\n"
-    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False, width=120)
+    return header + yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False,
+                              width=120)
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's emitter is YAML 1.1: it writes NEL, U+2028 and U+2029 as line breaks inside a quoted scalar,
+    which a YAML 1.2 reader (mqspec's) keeps as text with the continuation's indentation. Such strings, and any
+    with other control characters, are written double-quoted with escapes instead, which every reader agrees on."""
+
+
+def _represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = '"' if any(ch in _BREAKS_IN_YAML11 or (ord(ch) < 32 and ch != "\n") or 127 <= ord(ch) < 160 for ch in text) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_BREAKS_IN_YAML11 = frozenset("\x85\u2028\u2029")
+_Dumper.add_representer(str, _represent_text)
 
 
 def _from_broker(overrides: Overrides) -> tuple[Imported, str]:
@@ -117,11 +134,11 @@ def _few(names: tuple[str, ...]) -> str:
 
 
 # The keys each entry of a definitions section needs for mqspec to read it.
-_REQUIRED = {
+_REQUIRED = MappingProxyType({
     "vhosts": ("name",), "users": ("name",), "permissions": ("user",), "topic_permissions": ("user", "exchange"),
     "policies": ("name", "pattern", "definition"), "parameters": ("component", "name"), "exchanges": ("name", "type"),
     "queues": ("name",), "bindings": ("source", "destination", "destination_type"),
-}
+})
 
 
 def _shape_problems(data: dict[str, Any]) -> list[str]:

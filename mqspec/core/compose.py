@@ -9,6 +9,7 @@ problem found later in an included file's entries is reported at that file's lin
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from mqspec.core.document import Document, PathKey, json_path
@@ -16,19 +17,19 @@ from mqspec.core.problems import Problem
 
 _ALLOWED_IN_PART = ("version", "name", "description", "topology", "include", "$schema")
 # section -> the fields that identify an entry of it (with its vhost)
-_IDENTITY: Mapping[str, tuple[str, ...]] = {
+_IDENTITY: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "vhosts": ("name",), "users": ("name",), "global_parameters": ("name",),
     "exchanges": ("vhost", "name"), "queues": ("vhost", "name"), "policies": ("vhost", "name"),
     "operator_policies": ("vhost", "name"), "federation_upstreams": ("vhost", "name"),
     "federation_upstream_sets": ("vhost", "name"), "shovels": ("vhost", "name"),
     "parameters": ("vhost", "component", "name"), "permissions": ("vhost", "user"),
     "topic_permissions": ("vhost", "user", "exchange"),
-}
-_NOUN = {"vhosts": "vhost", "users": "user", "global_parameters": "global parameter", "exchanges": "exchange",
+})
+_NOUN = MappingProxyType({"vhosts": "vhost", "users": "user", "global_parameters": "global parameter", "exchanges": "exchange",
          "queues": "queue", "policies": "policy", "operator_policies": "operator policy",
          "federation_upstreams": "federation upstream", "federation_upstream_sets": "federation upstream set",
          "shovels": "shovel", "parameters": "parameter", "permissions": "permissions", "topic_permissions":
-         "topic permissions"}
+         "topic permissions"})
 
 
 def compose(root: Document, parts: list[Document]) -> tuple[Document, dict[str, str], list[Problem]]:

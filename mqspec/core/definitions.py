@@ -14,6 +14,7 @@ import base64
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any, cast
 
 from mqspec.core import model, parameters, vocabulary
@@ -21,15 +22,15 @@ from mqspec.core.vocabulary import is_builtin_exchange as is_builtin_exchange
 from mqspec.core.vocabulary import is_server_named as is_server_named
 
 # Vhost limits: the scenario's friendly names and the broker's.
-LIMIT_NAMES: Mapping[str, str] = {"max_connections": "max-connections", "max_queues": "max-queues"}
-_LIMIT_FRIENDLY = {v: k for k, v in LIMIT_NAMES.items()}
+LIMIT_NAMES: Mapping[str, str] = MappingProxyType({"max_connections": "max-connections", "max_queues": "max-queues"})
+_LIMIT_FRIENDLY = MappingProxyType({v: k for k, v in LIMIT_NAMES.items()})
 
 SHA256 = "rabbit_password_hashing_sha256"
-_HASHES = {
+_HASHES = MappingProxyType({
     SHA256: hashlib.sha256,
     "rabbit_password_hashing_sha512": hashlib.sha512,
     "rabbit_password_hashing_md5": hashlib.md5,
-}
+})
 
 
 # --- passwords ---------------------------------------------------------------------------------------------
@@ -203,7 +204,7 @@ def user_from(entry: Mapping[str, Any]) -> model.User:
                       entry.get("hashing_algorithm") or None, user_limits(limits or {}))
 
 
-USER_LIMIT_NAMES: Mapping[str, str] = {"max_connections": "max-connections", "max_channels": "max-channels"}
+USER_LIMIT_NAMES: Mapping[str, str] = MappingProxyType({"max_connections": "max-connections", "max_channels": "max-channels"})
 
 
 def broker_user_limits(limits: Mapping[str, int]) -> dict[str, int]:
@@ -296,7 +297,7 @@ def _topic_permission_from(entry: Mapping[str, Any]) -> model.TopicPermission:
 
 _OVERFLOW = ("drop-head", "reject-publish", "reject-publish-dlx")
 _MATCH = ("all", "any", "all-with-x", "any-with-x")
-_KNOWN_EXCHANGES = set(vocabulary.BUILTIN_EXCHANGES)
+_KNOWN_EXCHANGES = frozenset(vocabulary.BUILTIN_EXCHANGES)
 
 
 def scenario_topology(topology: model.Topology) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from mqspec.core import model, offline, routing, scalars, semantics
@@ -113,8 +114,8 @@ def _literal_password(context: _Context, where: str) -> Problem:
                    "use ${ENV_VAR} interpolation, e.g. password: ${APP_PASSWORD}", "warning")
 
 
-_ZERO_WIDTH = {"\u200b": "ZERO WIDTH SPACE", "\u200c": "ZERO WIDTH NON-JOINER", "\u200d": "ZERO WIDTH JOINER",
-               "\u2060": "WORD JOINER", "\ufeff": "ZERO WIDTH NO-BREAK SPACE"}
+_ZERO_WIDTH = MappingProxyType({"\u200b": "ZERO WIDTH SPACE", "\u200c": "ZERO WIDTH NON-JOINER", "\u200d": "ZERO WIDTH JOINER",
+               "\u2060": "WORD JOINER", "\ufeff": "ZERO WIDTH NO-BREAK SPACE"})
 
 
 def _invisible_characters(context: _Context) -> Iterator[Problem]:

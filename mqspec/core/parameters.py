@@ -8,6 +8,7 @@ file comes back byte for byte. A value with a key that has no friendly name stay
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from mqspec.core import model
@@ -17,12 +18,12 @@ FEDERATION_UPSTREAM_SET = "federation-upstream-set"
 SHOVEL = "shovel"
 
 # section of the scenario's topology -> component
-SECTIONS: Mapping[str, str] = {
+SECTIONS: Mapping[str, str] = MappingProxyType({
     "federation_upstreams": FEDERATION_UPSTREAM,
     "federation_upstream_sets": FEDERATION_UPSTREAM_SET,
     "shovels": SHOVEL,
-}
-COMPONENT_SECTIONS = {v: k for k, v in SECTIONS.items()}
+})
+COMPONENT_SECTIONS = MappingProxyType({v: k for k, v in SECTIONS.items()})
 
 UPSTREAM_FIELDS = ("uri", "exchange", "queue", "prefetch_count", "reconnect_delay", "ack_mode", "trust_user_id",
                    "max_hops", "expires", "message_ttl", "ha_policy", "consumer_tag", "bind_nowait",
@@ -35,7 +36,7 @@ SHOVEL_FIELDS = ("src_protocol", "src_uri", "src_queue", "src_exchange", "src_ex
                  "ack_mode", "reconnect_delay", "delete_after", "prefetch_count", "add_forward_headers",
                  "publish_properties")
 SET_MEMBER_FIELDS = ("upstream", *UPSTREAM_FIELDS)
-FIELDS: Mapping[str, tuple[str, ...]] = {FEDERATION_UPSTREAM: UPSTREAM_FIELDS, SHOVEL: SHOVEL_FIELDS}
+FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType({FEDERATION_UPSTREAM: UPSTREAM_FIELDS, SHOVEL: SHOVEL_FIELDS})
 
 # components the broker keeps for itself inside a vhost's parameters: mqspec models them elsewhere
 MODELLED_ELSEWHERE = ("vhost-limits", "operator_policy")
@@ -43,12 +44,12 @@ MODELLED_ELSEWHERE = ("vhost-limits", "operator_policy")
 BROKER_OWNED_GLOBALS = ("internal_cluster_id",)
 
 # the plugin each component (or entity) needs
-PLUGINS: Mapping[str, str] = {
+PLUGINS: Mapping[str, str] = MappingProxyType({
     FEDERATION_UPSTREAM: "rabbitmq_federation",
     FEDERATION_UPSTREAM_SET: "rabbitmq_federation",
     SHOVEL: "rabbitmq_shovel",
     "x-consistent-hash": "rabbitmq_consistent_hash_exchange",
-}
+})
 
 
 def kebab(fields: Mapping[str, Any]) -> dict[str, Any]:

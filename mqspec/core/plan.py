@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, Literal
 
 from mqspec.core import model
@@ -41,11 +42,11 @@ Entity = (model.VHost | model.User | model.Permission | model.TopicPermission | 
 KINDS: tuple[Kind, ...] = ("vhost", "user", "permission", "topic_permission", "global_parameter", "policy",
                            "operator_policy", "exchange", "queue", "binding", "parameter")
 ACTIONS: tuple[Action, ...] = ("create", "update", "replace", "delete")
-KIND_LABELS: Mapping[Kind, str] = {
+KIND_LABELS: Mapping[Kind, str] = MappingProxyType({
     "vhost": "vhost", "user": "user", "permission": "permissions", "topic_permission": "topic permissions",
     "policy": "policy", "operator_policy": "operator policy", "exchange": "exchange", "queue": "queue",
     "binding": "binding", "global_parameter": "global parameter", "parameter": "parameter",
-}
+})
 ABSENT = "(absent)"
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import accumulate
 from operator import or_
+from types import MappingProxyType
 from typing import Any, Literal
 
 from mqspec.core import model
@@ -275,7 +276,7 @@ def alternate_exchange(topology: model.Topology, exchange: model.Exchange) -> st
     return value if isinstance(value, str) else None
 
 
-_APPLIES = {"exchange": ("all", "exchanges"), "queue": ("all", "queues", "classic_queues", "quorum_queues", "streams")}
+_APPLIES = MappingProxyType({"exchange": ("all", "exchanges"), "queue": ("all", "queues", "classic_queues", "quorum_queues", "streams")})
 
 
 def effective_policy(topology: model.Topology, kind: Literal["exchange", "queue"], name: str,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -27,13 +29,13 @@ _NAN = re.compile(r"\.nan|\.NaN|\.NAN")
 # Only a scalar starting with one of these can be anything but text, in either version.
 _MAYBE_TYPED = frozenset("-+.0123456789nNtTfF~yYoO=")
 
-_YAML11_WORDS: dict[str, bool | None] = {
+_YAML11_WORDS: Mapping[str, bool | None] = MappingProxyType({
     **{word: True for word in ("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON")},
     **{word: False for word in ("no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF")},
     **{word: None for word in ("null", "Null", "NULL")},
     # YAML 1.1's bool type also has y and n (Go's yaml.v2 reads them so; PyYAML does not)
     "y": True, "Y": True, "n": False, "N": False,
-}
+})
 _PLAIN_DECIMAL = re.compile(r"-?(0|[1-9][0-9]{0,17})")
 _RESOLVER = yaml.resolver.Resolver()
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import jsonschema
@@ -36,8 +37,9 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
-_UNITS: dict[str, Callable[[Any], float]] = {"duration": units.seconds, "size": units.size_bytes, "rate": units.per_second}
-_UNIT_WORDS = {"duration": "a duration longer than", "size": "a size larger than", "rate": "a rate faster than"}
+_UNITS: Mapping[str, Callable[[Any], float]] = MappingProxyType(
+    {"duration": units.seconds, "size": units.size_bytes, "rate": units.per_second})
+_UNIT_WORDS = MappingProxyType({"duration": "a duration longer than", "size": "a size larger than", "rate": "a rate faster than"})
 
 
 def _unit_range(validator: Any, spec: dict[str, Any], instance: Any, node: dict[str, Any]) -> Iterator[ValidationError]:
@@ -73,7 +75,27 @@ def _leaf_errors(errors: Iterator[ValidationError]) -> Iterator[ValidationError]
         if error.validator in ("anyOf", "oneOf") and error.context and not _is_value_format(error):
             yield best_match(error.context)
         else:
-            yield error
+            yield _out_of_range(error) or _scalar_format(error) or error
+
+
+def _scalar_format(error: ValidationError) -> ValidationError | None:
+    """A scalar where a value takes a scalar format or a list of steps (a rate or a rate profile): the scalar
+    format's own message ("-10 is not a rate in messages per second"), not the list's."""
+    if isinstance(error.instance, list | dict) or not _is_value_format(error):
+        return None
+    return next((inner for inner in error.context or () if inner.validator == "anyOf" and _is_value_format(inner)), None)
+
+
+def _out_of_range(error: ValidationError) -> ValidationError | None:
+    """A value of the right shape but past its unit's bound (1.0e+300 as a rate) says so, even where the value
+    may also take another shape (a rate or a profile of rates)."""
+    for inner in error.context or ():
+        if inner.validator == "x-unit":
+            return inner
+        found = _out_of_range(inner)
+        if found is not None:
+            return found
+    return None
 
 
 def _is_value_format(error: ValidationError) -> bool:
@@ -148,8 +170,8 @@ def _explain_required(error: ValidationError) -> tuple[str, str]:
     return f"missing required key '{missing}'", f"add '{missing}: ...'"
 
 
-_TYPE_NAMES = {"string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
-               "array": "a list", "object": "a mapping", "null": "null"}
+_TYPE_NAMES = MappingProxyType({"string": "a string", "integer": "a whole number", "number": "a number", "boolean": "true or false",
+               "array": "a list", "object": "a mapping", "null": "null"})
 
 
 def _describe(value: Any) -> str:

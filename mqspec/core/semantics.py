@@ -5,9 +5,10 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
@@ -22,28 +23,28 @@ _LAST_SEGMENT = re.compile(r"(\.[^.\[]+|\[[^\]]*\])$")
 _QUOTED_KEY = re.compile(r"\['([^'\]]*)'\]")
 
 # Types RabbitMQ checks x-arguments against at declare time ("expected integer, got longstr").
-_ARGUMENT_TYPES: dict[str, tuple[str, type]] = {
+_ARGUMENT_TYPES: Mapping[str, tuple[str, type]] = MappingProxyType({
     **{arg: ("a whole number", int) for arg in ("x-message-ttl", "x-expires", "x-max-length", "x-max-length-bytes",
                                                 "x-max-priority", "x-delivery-limit")},
     "x-single-active-consumer": ("true or false", bool),
     **{arg: ("a string", str) for arg in ("x-overflow", "x-dead-letter-exchange", "x-dead-letter-routing-key",
                                           "x-queue-mode", "x-queue-type")},
-}
+})
 # Queue arguments each type refuses ("invalid arg 'x-max-length' ... of queue type rabbit_stream_queue").
-_REFUSED_BY_TYPE = {
+_REFUSED_BY_TYPE = MappingProxyType({
     "stream": ("x-max-length", "x-queue-mode", "x-expires", "x-dead-letter-exchange", "x-dead-letter-routing-key",
                "x-single-active-consumer", "x-message-ttl"),
     "quorum": ("x-queue-mode",),
-}
-_FRIENDLY = {arg: name for name, arg in model.QUEUE_ARGUMENT_NAMES.items()}
-_FRIENDLY["x-dead-letter-exchange"] = "dead_letter.exchange"
-_FRIENDLY["x-dead-letter-routing-key"] = "dead_letter.routing_key"
+})
+_FRIENDLY = MappingProxyType({**{arg: name for name, arg in model.QUEUE_ARGUMENT_NAMES.items()},
+                              "x-dead-letter-exchange": "dead_letter.exchange",
+                              "x-dead-letter-routing-key": "dead_letter.routing_key"})
 
-_OVERFLOW_BY_TYPE = {
+_OVERFLOW_BY_TYPE = MappingProxyType({
     "classic": {"drop-head", "reject-publish", "reject-publish-dlx"},
     "quorum": {"drop-head", "reject-publish"},
     "stream": set(),
-}
+})
 
 
 def locate(scenario: model.Scenario, where: str) -> tuple[int, int]:
@@ -573,12 +574,12 @@ def _unknown(scenario: model.Scenario, kind: str, subjects: list[str], names: di
                           f"name a {kind} declared in this file")
 
 
-_MEASURES = {
+_MEASURES = MappingProxyType({
     "consumer": model.CONSUMER_MEASURES,
     "producer": (*model.PRODUCER_MEASURES, "confirm_latency"),
     "queue": model.QUEUE_MEASURES,
     "rpc": model.RPC_MEASURES,
-}
+})
 _STANDALONE = ("no_loss", "no_duplicates", "balanced", "every_message", "latency", "routes")
 
 
@@ -634,7 +635,7 @@ def _tls_files(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
                       "add cert_file, or remove key_file")
 
 
-_PERCENT = {"/": "%2F", "?": "%3F", "#": "%23", "@": "%40", "[": "%5B", "]": "%5D", " ": "%20", "%": "%25"}
+_PERCENT = MappingProxyType({"/": "%2F", "?": "%3F", "#": "%23", "@": "%40", "[": "%5B", "]": "%5D", " ": "%20", "%": "%25"})
 _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
@@ -692,7 +693,8 @@ def _url_problem(url: str, schemes: tuple[str, ...]) -> str:
     return ""
 
 
-_WRITE_AS = {int: "write a whole number without quotes", bool: "write true or false without quotes", str: "write it as text"}
+_WRITE_AS = MappingProxyType({int: "write a whole number without quotes", bool: "write true or false without quotes",
+                              str: "write it as text"})
 
 
 def _raw_queues(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 _NUMBER_UNIT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z/]*)\s*$")
-_DURATION_SECONDS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_SIZE_BYTES = {
+_DURATION_SECONDS = MappingProxyType({"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0})
+_SIZE_BYTES = MappingProxyType({
     "": 1, "B": 1, "kB": 1000, "KB": 1000, "KiB": 1024, "MB": 1000**2, "MiB": 1024**2,
     "GB": 1000**3, "GiB": 1024**3,
-}
-_RATE_PER_SECOND = {"": 1.0, "/s": 1.0, "/m": 1 / 60, "/h": 1 / 3600}
+})
+_RATE_PER_SECOND = MappingProxyType({"": 1.0, "/s": 1.0, "/m": 1 / 60, "/h": 1 / 3600})
 
 
-def _split(value: str, units: dict[str, float] | dict[str, int], what: str) -> tuple[float, float]:
+def _split(value: str, units: Mapping[str, float] | Mapping[str, int], what: str) -> tuple[float, float]:
     match = _NUMBER_UNIT.match(value)
     if match is None or match.group(2) not in units:
         raise ValueError(f"not a {what}: {value!r}")

@@ -9,6 +9,7 @@ cannot drift apart between the validator, the router, the planner, apply and the
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -21,14 +22,14 @@ SERVER_NAMED_PREFIX = "amq.gen-"    # queues the broker names itself
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 # Every exchange a vhost has from the start, with its type. The default exchange has the empty name.
-BUILTIN_EXCHANGES: Mapping[str, str] = {
+BUILTIN_EXCHANGES: Mapping[str, str] = MappingProxyType({
     DEFAULT_EXCHANGE: "direct", "amq.direct": "direct", "amq.fanout": "fanout", "amq.topic": "topic",
     "amq.headers": "headers", "amq.match": "headers", "amq.rabbitmq.trace": "topic",
-}
+})
 INTERNAL_BUILTINS = frozenset({"amq.rabbitmq.trace"})
 
 # Friendly queue fields and the x-argument each becomes.
-QUEUE_ARGUMENT_NAMES: Mapping[str, str] = {
+QUEUE_ARGUMENT_NAMES: Mapping[str, str] = MappingProxyType({
     "message_ttl": "x-message-ttl",
     "expires": "x-expires",
     "max_length": "x-max-length",
@@ -39,15 +40,15 @@ QUEUE_ARGUMENT_NAMES: Mapping[str, str] = {
     "delivery_limit": "x-delivery-limit",
     "dead_letter_exchange": "x-dead-letter-exchange",
     "dead_letter_routing_key": "x-dead-letter-routing-key",
-}
+})
 
 # Properties fixed when an exchange or queue is declared: the broker refuses a redeclare that differs
 # (PRECONDITION_FAILED) or keeps the old value, and no request changes them in place, so a difference in any of
 # them forces a delete and a new declare. A field `arguments.x-...` is covered by `arguments`.
-IMMUTABLE_FIELDS: Mapping[str, frozenset[str]] = {
+IMMUTABLE_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType({
     "queue": frozenset({"type", "durable", "exclusive", "auto_delete", "arguments"}),
     "exchange": frozenset({"type", "durable", "auto_delete", "internal", "arguments"}),
-}
+})
 
 
 def is_immutable(kind: str, field: str) -> bool:

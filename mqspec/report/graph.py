@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 from mqspec.core import model, routing
@@ -172,20 +173,21 @@ def build(scenario: model.Scenario) -> Graph:
     return _Builder(scenario).build()
 
 
-_MERMAID_SHAPES = {
+_MERMAID_SHAPES = MappingProxyType({
     "exchange": ('{{"', '"}}'),
     "queue": ('[("', '")]'),
     "producer": ('[/"', '"/]'),
     "consumer": ('(["', '"])'),
-}
-_MERMAID_ARROWS = {"binding": "-->", "e2e": "==>", "alternate": "-.->", "dead_letter": "-.->", "publish": "-->", "consume": "-->"}
-_MERMAID_ENTITIES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "|": "#124;", "`": "#96;"}
-_MERMAID_CLASSES = {
+})
+_MERMAID_ARROWS = MappingProxyType({"binding": "-->", "e2e": "==>", "alternate": "-.->", "dead_letter": "-.->", "publish": "-->",
+                                    "consume": "-->"})
+_MERMAID_ENTITIES = MappingProxyType({"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "|": "#124;", "`": "#96;"})
+_MERMAID_CLASSES = MappingProxyType({
     "exchange": "fill:#fff4d6,stroke:#b7791f",
     "queue": "fill:#e6f0ff,stroke:#2b6cb0",
     "producer": "fill:#e9f7ef,stroke:#2f855a",
     "consumer": "fill:#f3e8ff,stroke:#6b46c1",
-}
+})
 
 
 def _mermaid_text(text: str) -> str:
@@ -216,20 +218,20 @@ def mermaid(scenario: model.Scenario) -> str:
     return "\n".join(lines) + "\n"
 
 
-_DOT_NODES = {
+_DOT_NODES = MappingProxyType({
     "exchange": 'shape=hexagon, style=filled, fillcolor="#fff4d6", color="#b7791f"',
     "queue": 'shape=cylinder, style=filled, fillcolor="#e6f0ff", color="#2b6cb0"',
     "producer": 'shape=parallelogram, style=filled, fillcolor="#e9f7ef", color="#2f855a"',
     "consumer": 'shape=box, style="rounded,filled", fillcolor="#f3e8ff", color="#6b46c1"',
-}
-_DOT_EDGES = {
+})
+_DOT_EDGES = MappingProxyType({
     "binding": "",
     "e2e": ", style=bold, penwidth=2",
     "alternate": ", style=dashed",
     "dead_letter": ', style=dashed, color="#c53030"',
     "publish": ', color="#2f855a"',
     "consume": ', color="#6b46c1"',
-}
+})
 
 
 def _dot_text(text: str) -> str:

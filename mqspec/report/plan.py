@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from types import MappingProxyType
 from typing import Any
 
 import typer
@@ -15,9 +16,9 @@ from mqspec.core import migration
 from mqspec.core.outcome import Outcome, Step
 from mqspec.core.plan import ABSENT, ACTIONS, Change, Entity, FieldDiff, Plan
 
-SYMBOLS = {"create": "+", "update": "~", "replace": "-/+", "delete": "-"}
-STYLES = {"create": "green", "update": "yellow", "replace": "magenta", "delete": "red"}
-PAST = {"create": "created", "update": "updated", "replace": "replaced", "delete": "deleted"}
+SYMBOLS = MappingProxyType({"create": "+", "update": "~", "replace": "-/+", "delete": "-"})
+STYLES = MappingProxyType({"create": "green", "update": "yellow", "replace": "magenta", "delete": "red"})
+PAST = MappingProxyType({"create": "created", "update": "updated", "replace": "replaced", "delete": "deleted"})
 UP_TO_DATE = "No changes. Topology is up to date."
 
 

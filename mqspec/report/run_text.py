@@ -11,6 +11,8 @@ from rich import box
 from rich.console import Console, Group
 
 __all__ = ["Console", "LiveProgress", "Scrubbed", "console", "print_summary"]
+from types import MappingProxyType
+
 from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
@@ -22,7 +24,7 @@ from mqspec.core.timeseries import Point
 from mqspec.report.junit import left_over_lines, shown
 from mqspec.report.run_json import latency_note
 
-ENDINGS = {
+ENDINGS = MappingProxyType({
     "done": "every producer and consumer finished",
     "drained": "producers finished and the queues drained",
     "drain_timeout": "drain_timeout reached before the queues drained",
@@ -31,7 +33,7 @@ ENDINGS = {
     "interrupted": "interrupted (Ctrl-C); counts are partial",
     "terminated": "terminated (SIGTERM); counts are partial",
     "failed": "stopped by an error; counts are partial",
-}
+})
 
 
 class Scrubbed(io.TextIOBase):
