@@ -22,7 +22,7 @@ from mqspec.broker.management import Management
 from tests.conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "ensure-broker"
-UP = "ensure-broker: RabbitMQ is up (AMQP 127.0.0.1:5672, management http://127.0.0.1:15672/api/overview)\n"
+UP = "ensure-broker: RabbitMQ is up (AMQP 127.0.0.1:5672, streams 127.0.0.1:5552, management http://127.0.0.1:15672/api/overview)\n"
 SBIN = "/usr/sbin:/sbin"
 
 
