@@ -262,3 +262,13 @@ def test_the_routing_oracle_charges_a_queue_only_with_the_key_slots_bound_to_it(
 def test_templated_keys_fall_back_to_what_the_queue_was_seen_to_receive() -> None:
     workload = model.Workload(producers=(model.Producer(name="p", exchange="x", routing_keys=("k.{seq}",)),))
     assert accounting.routes_of(model.Topology(), workload) == {0: None}
+
+
+def test_a_copy_the_consumer_asked_for_by_requeueing_is_a_redelivery_not_a_duplicate() -> None:
+    from mqspec.core.accounting import DUPLICATE, Track
+
+    track = Track()
+    assert track.see(5, redelivered=False, dead=False) == 0
+    track.requeue(5)                                          # nack with requeue: the consumer asked for it again
+    assert track.see(5, redelivered=True, dead=False) == 0    # the retry
+    assert track.see(5, redelivered=True, dead=False) == DUPLICATE   # not asked for: a duplicate

@@ -11,9 +11,12 @@ no per-message objects):
   redelivered copy of such a message proves the broker never got that ack (the connection died
   with it in flight, or before a multi_ack batch went out), so it is taken back: `acked` counts
   what the broker processed, not what was attempted.
+* `returned`: messages this instance handed back itself (reject or nack with requeue) and has not
+  got again yet.
 
 A duplicate is every direct copy of a message beyond the first, redelivered or not: what the
-broker's `deliver_get` counts minus the distinct messages. `redelivered` is reported on its own.
+broker's `deliver_get` counts minus the distinct messages, less the copies a consumer asked for by
+requeueing the one before (a retry it requested, not a duplicate). `redelivered` is reported on its own.
 
 A producer instance keeps one bitmap, `failed`, of the sequence numbers that will not arrive:
 nacked, returned, or never confirmed. The *expected* messages of a stream are all published
@@ -115,13 +118,14 @@ def _latency_from(encoded: str) -> Latency:
 class Track:
     """One consumer instance's view of one producer stream: four growable bitmaps."""
 
-    __slots__ = ("acked", "again", "dead", "first", "top")
+    __slots__ = ("acked", "again", "dead", "first", "returned", "top")
 
     def __init__(self) -> None:
         self.first = bytearray(64)
         self.again = bytearray(64)
         self.dead = bytearray(64)
         self.acked = bytearray(64)
+        self.returned = bytearray(64)
         self.top = -1
 
     def grow(self, index: int) -> None:
@@ -132,6 +136,7 @@ class Track:
         self.again.extend(extra)
         self.dead.extend(extra)
         self.acked.extend(extra)
+        self.returned.extend(extra)
 
     def see(self, seq: int, redelivered: bool, dead: bool) -> int:
         """Record one delivery; returns 0 or DUPLICATE, OUT_OF_ORDER, UNACKED ORed. Every consumer delivery comes here."""
@@ -150,6 +155,10 @@ class Track:
             again[index] |= bit
             if not seen:
                 return 0
+            returned = self.returned
+            if returned[index] & bit:      # the retry this instance asked for by requeueing it
+                returned[index] &= ~bit
+                return 0
             acked = self.acked
             if acked[index] & bit:
                 acked[index] &= ~bit
@@ -167,6 +176,10 @@ class Track:
     def ack(self, seq: int) -> None:
         """The ack of this message went out (see() has seen it, so the bitmap is long enough)."""
         self.acked[seq >> 3] |= 1 << (seq & 7)
+
+    def requeue(self, seq: int) -> None:
+        """This instance rejected or nacked the message with requeue: its next copy is a retry, not a duplicate."""
+        self.returned[seq >> 3] |= 1 << (seq & 7)
 
 
 class ConsumerTally:
@@ -299,7 +312,8 @@ class _Seen:
         self.first |= first
         self.again |= again
         self.dead |= as_int(track.dead)
-        self.direct_total += popcount(first | again)
+        # a message this instance requeued and never got again was handed on, not duplicated, by the one that did
+        self.direct_total += popcount((first | again) & ~as_int(track.returned))
 
     @property
     def direct(self) -> int:

@@ -260,11 +260,13 @@ class Consumer(Client):
                 self.reject_acc -= 1
                 channel.basic_reject(tag, requeue=self.spec.requeue)
                 tally.rejected += 1
+                self._returned(track, seq)
                 return
             if self.nack_acc >= 1 - 1e-9:
                 self.nack_acc -= 1
                 channel.basic_nack(tag, multiple=False, requeue=self.spec.requeue)
                 tally.nacked += 1
+                self._returned(track, seq)
                 return
         if self.multi == 1:
             if self._ack(channel, tag, False):
@@ -282,6 +284,10 @@ class Consumer(Client):
                 self.ack_timer_set = True
                 self.later(ACK_IDLE, self._ack_idle)
         self.pending = len(unacked)
+
+    def _returned(self, track: Track | None, seq: int) -> None:
+        if self.spec.requeue and track is not None:
+            track.requeue(seq)
 
     def _ack_unacked(self, channel: Channel, tag: int) -> None:
         """One multiple ack up to `tag`; only an ack that went out counts, and marks its messages acked."""
