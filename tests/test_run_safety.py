@@ -359,7 +359,11 @@ expect:
 """, env={"REDACT_PW": "arg-secret-pw"})
     finally:
         management.delete(f"/users/{user}", f"user '{user}'")
-    assert code == 0, out
+    assert code == 1, out   # a fault that could not act fails the run
+    (failed,) = [e for e in report["expectations"] if not e["passed"]]
+    assert (failed["description"], failed["detail"]) == (
+        "fault restart_broker at 0.1s", "could not act: restart_broker: 'sh -c echo refused >&2; exit 3 "
+        "http://ops:***@127.0.0.1:15672/ ***' exited 3: refused")
     (note,) = report["notes"]
     assert note == ("restart_broker at 0.1s failed: restart_broker: 'sh -c echo refused >&2; exit 3 "
                     "http://ops:***@127.0.0.1:15672/ ***' exited 3: refused")

@@ -806,7 +806,7 @@ expect:
     assert list(report["timeseries"]) == ["t", "producers", "consumers", "latency_ms", "queues", "events"]
     assert set(report["producers"]["p"]) == {"published", "confirmed", "nacked", "returned", "rate", "instances",
                                              "unconfirmed", "reconnects", "republished", "finished", "blocked",
-                                             "blocked_seconds"}
+                                             "blocked_seconds", "confirm_latency_ms"}
     assert set(report["consumers"]["c"]) == {"received", "acked", "redelivered", "duplicates", "lost", "expected",
                                              "missing", "rate", "queue", "instances", "per_instance", "rejected", "nacked",
                                              "dead_lettered", "foreign", "out_of_order", "reconnects", "crashed",
