@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-plain lint typecheck unit broker tools venv bench clean cluster cluster-down cluster-status
+.PHONY: demo test test-plain test-slow test-cluster lint typecheck unit broker tools venv bench clean cluster cluster-down cluster-status
 
 # Before creating the venv: Python 3.11 or newer, and a working `python3 -m venv` (Debian/Ubuntu: python3-venv).
 define CREATE_VENV
@@ -71,9 +71,18 @@ unit: venv
 # the workload tests again on pika's own publish and delivery code (the fallback of mqspec/workload/frames.py)
 WORKLOAD_TESTS := tests/test_workload_broker.py tests/test_run_safety.py
 
+# make test: everything but the long suites (under 10 minutes here). .ci/run adds make test-slow.
 test: venv broker tools lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not slow and not cluster"
 	@$(MAKE) --no-print-directory test-plain
+
+# 100k-message migrations with SIGKILLs, reconnect counting against the broker's statistics, the Dask engine
+test-slow: venv broker tools
+	$(BIN)/pytest -q -m slow
+
+# node kills, partitions (network namespaces) and alarms on private 3-node clusters the suite starts
+test-cluster: venv broker tools
+	$(BIN)/pytest -q -m cluster
 
 test-plain: venv broker
 	MQSPEC_PLAIN_PIKA=1 $(BIN)/pytest -q $(WORKLOAD_TESTS)

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pika
+import pytest
 import yaml
 
 from mqspec.broker.management import Management
 from mqspec.core.model import BrokerSettings
 from tests import nodes
 from tests.conftest import ROOT, SCENARIOS, mqspec
+
+pytestmark = pytest.mark.cluster
 
 
 def _admin(node: nodes.Node) -> Management:

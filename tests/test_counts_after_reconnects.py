@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import ROOT, until
 
+pytestmark = pytest.mark.slow
+
 API = "http://127.0.0.1:15672/api"
 AUTH = ("guest", "guest")
 MESSAGES = 5400   # 18 s at 300/s: the management API lists a new connection only some seconds after it opens

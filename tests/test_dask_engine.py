@@ -25,6 +25,8 @@ from mqspec.workload.engine import assign
 from mqspec.workload.messages import Fatal, Final, Progress, Snapshot, Tallies
 from tests.conftest import ROOT, mqspec, until
 
+pytestmark = pytest.mark.slow
+
 BIN = ROOT / ".venv" / "bin"
 
 

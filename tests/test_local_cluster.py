@@ -9,6 +9,8 @@ import pytest
 
 from tests import nodes
 
+pytestmark = pytest.mark.cluster
+
 
 def test_the_private_cluster_runs_all_three_nodes_in_one_cluster(private_cluster: nodes.Cluster) -> None:
     first, *_ = private_cluster.nodes

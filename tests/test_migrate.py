@@ -23,6 +23,8 @@ import pytest
 from mqspec.broker.management import Management, q
 from tests.conftest import mqspec, queue_counts, until
 
+pytestmark = pytest.mark.slow
+
 CLASSIC = """\
 version: 1
 name: migrate
