@@ -131,7 +131,7 @@ topology:
   exchanges: [{name: logs, type: fanout, durable: false}]
 workload:
   producers:
-    - {name: emit, exchange: logs, messages: 300, rate: 150/s, confirm: 10}
+    - {name: emit, exchange: logs, messages: 600, rate: 150/s, confirm: 10}
   consumers:
     - {name: sub, queue: {bind: [{exchange: logs}]}}
   faults:
@@ -140,8 +140,9 @@ workload:
     assert result.exit_code == 0, result.output
     consumer = report["consumers"]["sub"]
     assert consumer["reconnects"] >= 1
-    # without the new binding nothing published after the reconnect (about 1.5s of 2s) would arrive
-    assert consumer["received"] >= 150, consumer
+    # 75 messages arrive before the close at 0.5 s; without the new queue and binding nothing published after the
+    # reconnect (about 1 s later, of a 4 s run) would arrive
+    assert consumer["received"] >= 300, consumer
 
 
 def test_a_consumer_cannot_read_another_consumers_exclusive_queue(tmp_path: Path) -> None:
