@@ -38,7 +38,7 @@ expect:
 CONSUMERS = {   # the ack paths: prebuilt frames with batches, pika's basic_ack one by one, acks after simulated processing
     # (pika's basic_ack with batches shares the first's batch bookkeeping: one `_ack()` for both paths)
     "prebuilt-multi-ack": ("", "prefetch: 100, multi_ack: 10"),
-    "plain-pika-single-acks": ("1", "prefetch: 100"),
+    "plain-pika-single-acks": ("1", "prefetch: 100, processing_time: 4ms"),   # slower than the producer: acks in flight
     "processing-time": ("", "prefetch: 50, multi_ack: 5, processing_time: 1ms"),
 }
 
