@@ -124,11 +124,11 @@ def _with_unacknowledged(management: Management, vhost: str,
 def _trusted_statistics(management: Management, vhost: str, passive: Mapping[str, tuple[int, int]]) -> dict[str, int]:
     """Each queue's message count from statistics that are provably current, else nothing for it.
 
-    Current means either emitted while we watched (the entry changed after our first read), or emitted when
-    the queue went idle long enough ago that any later activity would have been emitted since
-    (`idle_since`, by the broker's clock, at least IDLE_TRUSTED old) and still agreeing with the passive
-    declare made just now (ready messages and consumers). A loaded broker emits late: then nothing is
-    trusted, and the count is unknown rather than a stale 0.
+    Current means emitted when the queue went idle long enough ago that any later activity would have been
+    emitted since (`idle_since`, by the broker's clock, at least IDLE_TRUSTED old) and still agreeing with the
+    passive declare made just now (ready messages and consumers). An entry that merely changed while we
+    watched proves nothing: it may be a late emission of an older state (a stale 0 from before the messages
+    arrived). Otherwise the count is unknown, and the delete is refused without --force.
     """
     names = set(passive)
     first = _statistics(management, vhost, names)
@@ -138,8 +138,7 @@ def _trusted_statistics(management: Management, vhost: str, passive: Mapping[str
         time.sleep(_POLL)
         latest = _statistics(management, vhost, names - set(trusted))
         for name, entry in latest.items():
-            changed = entry != first.get(name)
-            if isinstance(entry.get("messages"), int) and (changed or _settled(entry, passive[name], management.broker_time)):
+            if _settled(entry, passive[name], management.broker_time):
                 trusted[name] = entry["messages"]
     return trusted
 
