@@ -69,15 +69,10 @@ def require_plugins(management: Management, scenario: model.Scenario) -> None:
         raise OperationFailed("\n".join(missing))
 
 
-def make_plan(management: Management, settings: model.BrokerSettings, topology: model.Topology,
-              prune: bool, required: bool = True) -> Plan:
-    """Read the live state once, diff, and add message counts for the queues a plan would remove."""
-    return make_plan_and_holdings(management, settings, topology, prune, required)[0]
-
-
 def make_plan_and_holdings(management: Management, settings: model.BrokerSettings, topology: model.Topology,
                            prune: bool, required: bool = True) -> tuple[Plan, dict[str, migration.Holding], dict[str, model.Queue]]:
-    """The plan, the holding queues of interrupted migrations (never diffed nor pruned; the plan notes them),
+    """Read the live state once, diff, and add message counts for the queues a plan would remove: the plan, the
+    holding queues of interrupted migrations (never diffed nor pruned; the plan notes them),
     and the live queues by name."""
     found = live.read(management, topology)
     if required and not found.vhost_exists and all(v.name != topology.vhost for v in topology.vhosts):
