@@ -6,7 +6,6 @@ import socket
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from mqspec.broker import amqp
 from mqspec.broker.management import AccessRefused, Management, ManagementUnreachable
 from mqspec.core import features, model
 from mqspec.core.problems import Problem
@@ -24,6 +23,8 @@ def version(management: Management, settings: model.BrokerSettings) -> str | Non
             return found
     except (ManagementUnreachable, AccessRefused):
         pass
+    from mqspec.broker import amqp  # pika loads only when the management API cannot say
+
     try:
         connection = amqp.connect(settings, connection_name="mqspec (version)")
     except MqspecError:

@@ -11,8 +11,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-import httpx
-
+from mqspec.broker.http import httpx
 from mqspec.core.model import BrokerSettings, TlsSettings
 from mqspec.errors import BrokerUnavailable, OperationFailed, redact
 

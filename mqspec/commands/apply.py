@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from mqspec import runner
 from mqspec.broker import capabilities
 from mqspec.broker.management import AccessRefused, Management, ManagementUnreachable
 from mqspec.broker.planning import VhostPlan, make_vhost_plans, settings_for
@@ -26,21 +25,21 @@ from mqspec.report.plan import show_all
 
 def run(ctx: Context, path: str, options: ApplyOptions) -> int:
     scenario = load_valid(ctx, path, options.strict)
-    workload_follows = not options.topology_only and not (scenario.workload.empty and not scenario.expectations)
-    if workload_follows:
-        runner.check_outputs(options)  # before the broker is touched
-        runner.chosen_engine(scenario, options)
+    if options.topology_only or (scenario.workload.empty and not scenario.expectations):
+        return apply_topology(ctx, scenario, options)
+    from mqspec import runner  # the workload engine (pika's clients, Dask, Prometheus: 0.15 s) loads only for a workload
+
+    runner.check_outputs(options)  # before the broker is touched
+    runner.chosen_engine(scenario, options)
     errors: list[str] = []
     try:
-        code = apply_topology(ctx, scenario, options, to_stderr=workload_follows and options.output == "json", errors=errors)
+        code = apply_topology(ctx, scenario, options, to_stderr=options.output == "json", errors=errors)
     except MqspecError as exc:
-        if workload_follows:
-            runner.write_failure(scenario.name, options, f"the topology could not be applied: {exc.message}", ctx.redactor)
+        runner.write_failure(scenario.name, options, f"the topology could not be applied: {exc.message}", ctx.redactor)
         raise
-    if code != EXIT_OK and workload_follows:
+    if code != EXIT_OK:
         why = "; ".join(errors) or "see the output of apply"
         runner.write_failure(scenario.name, options, f"the topology was not applied, so the workload did not run: {why}", ctx.redactor)
-    if code != EXIT_OK or not workload_follows:
         return code
     return runner.run(scenario, options, ctx.redactor)
 

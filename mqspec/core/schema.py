@@ -10,15 +10,16 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
 
 from mqspec.core import scalars, schema_gate, units
 from mqspec.core.document import Document, PathKey
 from mqspec.core.problems import Problem, shorten
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_FILE = "mqspec.schema.json"
 _REPO_SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_FILE
@@ -53,15 +54,19 @@ def _unit_range(validator: Any, spec: dict[str, Any], instance: Any, node: dict[
         return  # not written as this unit at all: the anyOf next to it says so
     if not value <= spec["max"]:  # also true for infinity and NaN
         shown = instance if isinstance(instance, str) else scalars.plain(instance)
+        from jsonschema.exceptions import ValidationError
+
         yield ValidationError(f"{shorten(str(shown))} is {_UNIT_WORDS[spec['unit']]} {spec['max_text']}")
-
-
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"x-unit": _unit_range})  # type: ignore[no-untyped-call]
 
 
 @lru_cache(maxsize=1)
 def _validator() -> Any:
-    return _Validator(schema())
+    """jsonschema's draft 2020-12 validator with mqspec's x-unit keyword; imported only when a file is checked by
+    it (a large file the gate passes never is: 50 ms of imports saved)."""
+    import jsonschema
+
+    extended = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"x-unit": _unit_range})  # type: ignore[no-untyped-call]
+    return extended(schema())
 
 
 # Entries past which the fast yes/no gate pays for its compile (0.1 s; jsonschema takes about 50 µs an entry).
@@ -108,6 +113,8 @@ def check(doc: Document) -> list[Problem]:
 def _leaf_errors(errors: Iterator[ValidationError]) -> Iterator[ValidationError]:
     for error in errors:
         if error.validator in ("anyOf", "oneOf") and error.context and not _is_value_format(error):
+            from jsonschema.exceptions import best_match
+
             yield best_match(error.context)
         else:
             yield _out_of_range(error) or _scalar_format(error) or error

@@ -15,7 +15,8 @@ checks the two agree on every file the tests have, valid and invalid, and on ran
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from mqspec.core import units
@@ -23,8 +24,8 @@ from mqspec.core import units
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
 _NOT_SCHEMAS = frozenset({"properties", "patternProperties", "$defs", "definitions", "enum", "const", "required",
                           "default", "examples", "description", "title", "x-unit"})
-_UNIT_PARSERS: dict[str, Callable[[Any], float]] = {
-    "duration": units.seconds, "size": units.size_bytes, "rate": units.per_second}
+_UNIT_PARSERS: Mapping[str, Callable[[Any], float]] = MappingProxyType({
+    "duration": units.seconds, "size": units.size_bytes, "rate": units.per_second})
 
 
 def gate_schema(schema: dict[str, Any]) -> dict[str, Any]:
