@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from mqspec.context import Context
-from mqspec.core import lint
+from mqspec.core import inputs, lint
 from mqspec.core.compose import compose, origin_of
 from mqspec.core.document import Document, DocumentError, parse_bytes
-from mqspec.core.loader import Loaded, Overrides, load_bytes, load_document
+from mqspec.core.inputs import InputFiles
+from mqspec.core.loader import Loaded, Overrides, load_document
 from mqspec.core.model import Scenario
 from mqspec.core.problems import Problem, errors, warnings
 from mqspec.errors import InvalidInput
@@ -37,19 +39,39 @@ def load(path: str, overrides: Overrides = Overrides(), env: Mapping[str, str] |
         else:
             raw = read_bounded(path)
             if b"include" not in raw:
-                return _linted(load_bytes(raw, path, overrides, environment))
+                return _linted(_load_one(raw, path, overrides, environment))
             root, parts = parse_bytes(raw, path, environment), []
         parts, reading = _included(root, parts, environment)
     except DocumentError as exc:
         return Loaded(None, exc.problems)
     if not parts and not reading and "include" not in (root.data if isinstance(root.data, dict) else {}):
-        return _linted(load_bytes(read_bounded(root.path), root.path, overrides, environment))
+        return _linted(_load_one(read_bounded(root.path), root.path, overrides, environment))
     merged, origins, composing = compose(root, parts)
+    merged.inputs = read_inputs(merged)
     loaded = _linted(load_document(merged, overrides))
     twice = tuple(p.path for p in composing if "is declared twice" in p.message)
     problems = [*reading, *composing, *(p for p in loaded.problems if not p.path.startswith(twice) or not twice)]
     placed = [p._replace(file=origin_of(p.path, origins) or p.file) if p.file == root.path else p for p in problems]
     return loaded._replace(scenario=None if errors(problems) else loaded.scenario, problems=placed)
+
+
+def _load_one(raw: bytes, path: str, overrides: Overrides, env: Mapping[str, str]) -> Loaded:
+    try:
+        doc = parse_bytes(raw, path, env)
+    except DocumentError as exc:
+        return Loaded(None, exc.problems)
+    doc.inputs = read_inputs(doc)
+    return load_document(doc, overrides)
+
+
+def read_inputs(doc: Document) -> InputFiles:
+    """The files the document names, read here at the edge (core/inputs.py): body files' bytes, which named
+    paths are files, and where each leads once symbolic links are followed."""
+    named = inputs.named(doc.data, doc.path)
+    existing = frozenset(path for path in (*named.bodies, *named.others) if os.path.isfile(path))
+    bodies = {path: Path(path).read_bytes() for path in named.bodies if path in existing}
+    real = {path: os.path.realpath(path) for path in (*named.bodies, named.folder)}
+    return InputFiles(MappingProxyType(bodies), existing, MappingProxyType(real))
 
 
 def _linted(loaded: Loaded) -> Loaded:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mqspec.core.loader import load_bytes
+from mqspec.pipeline import load
 from tests.conftest import ROOT, mqspec
 
 CORPUS = Path(__file__).parent / "corpus" / "invalid"
@@ -98,6 +100,34 @@ def test_no_module_level_mutable_state_in_mqspec() -> None:
             if match["name"] != "__all__":
                 found.append(f"{path.relative_to(ROOT)}: {match['name']} = {match['value']}")
     assert found == []
+
+
+# The one file the core reads: its own schema, package data shipped with it.
+_CORE_READS_ITS_SCHEMA = "mqspec/core/schema.py"
+_FILE_SYSTEM = re.compile(r"\.(read_bytes|read_text|write_bytes|write_text|is_file|is_dir|exists|stat|iterdir|glob)\(|\.resolve\(\)|"
+                          r"\bopen\(|os\.(listdir|scandir|stat|walk|path\.(realpath|isfile|isdir|exists|getsize))\(")
+
+
+def test_the_core_never_touches_the_file_system() -> None:
+    """Body files and TLS files are read at the edge (pipeline.read_inputs) and handed to the core as data."""
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+             for path in sorted((ROOT / "mqspec" / "core").rglob("*.py")) if str(path.relative_to(ROOT)) != _CORE_READS_ITS_SCHEMA
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if _FILE_SYSTEM.search(line)]
+    assert found == []
+
+
+def test_a_body_file_reaches_the_core_only_through_the_edge(tmp_path: Path) -> None:
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"\x00payload")
+    text = (b"version: 1\nname: b\ntopology:\n  queues: [{name: q}]\nworkload:\n"
+            b"  producers: [{name: p, queue: q, body_file: body.bin, messages: 1}]\n")
+    (tmp_path / "s.yaml").write_bytes(text)
+    through_the_edge = load(str(tmp_path / "s.yaml"), env={})
+    assert through_the_edge.scenario is not None
+    assert through_the_edge.scenario.workload.producers[0].body == b"\x00payload"
+    alone = load_bytes(text, str(tmp_path / "s.yaml"), env={})  # the core by itself: it was handed no files
+    assert alone.scenario is None
+    assert any("body_file 'body.bin' does not exist" in p.message for p in alone.problems)
 
 
 def test_a_layer_violation_fails_the_import_contracts(tmp_path: Path) -> None:

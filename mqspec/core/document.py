@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from mqspec.core import scalars
+from mqspec.core.inputs import InputFiles
 from mqspec.core.problems import Problem, shorten
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -57,6 +58,8 @@ class Document:
     secrets: set[str] = field(default_factory=set)
     # plain scalars YAML 1.1 tools read otherwise than mqspec (YAML 1.2): `NO`, `on`, `01234`
     disputed: list[Disputed] = field(default_factory=list)
+    # the files it names, as the edge found them (core/inputs.py): the core never reads the file system
+    inputs: InputFiles = field(default_factory=InputFiles)
 
     def mark(self, path: PathKey) -> Mark:
         """The position of path, or of its nearest ancestor that has one."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from mqspec.core import model, offline, routing, scalars, semantics
+from mqspec.core import inputs, model, offline, routing, scalars
 from mqspec.core.document import Disputed, Document, json_path
 from mqspec.core.problems import Problem, shorten
 from mqspec.core.semantics import problem
@@ -335,7 +336,7 @@ def file_as_code(doc: Document, refuse: bool = False) -> list[Problem]:
                   if isinstance(fault, dict) and fault.get("action") == "restart_broker"]
     for i, producer in enumerate(_list(workload.get("producers"))):
         body_file = producer.get("body_file") if isinstance(producer, dict) else None
-        if isinstance(body_file, str) and _outside(doc.path, body_file):
+        if isinstance(body_file, str) and _outside(doc, body_file):
             found.append(doc.problem(("workload", "producers", i, "body_file"),
                                      f"body_file '{body_file}' is outside the scenario's folder: apply publishes that file's bytes "
                                      f"to the broker{': ' + NO_COMMANDS if refuse else ''}",
@@ -360,11 +361,14 @@ def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _outside(scenario_path: str, body_file: str) -> bool:
+def _outside(doc: Document, body_file: str) -> bool:
+    """Whether the file lies outside the scenario's folder once symbolic links are followed (the edge followed
+    them: doc.inputs.real)."""
     if Path(body_file).expanduser().is_absolute():
         return True
-    folder = Path(scenario_path).parent.resolve()
-    return not Path(semantics.input_path(scenario_path, body_file)).resolve().is_relative_to(folder)
+    path, folder = inputs.input_path(doc.path, body_file), inputs.folder_of(doc.path)
+    real_folder = Path(doc.inputs.real.get(folder) or os.path.normpath(folder))  # normpath: text only, no file system
+    return not Path(doc.inputs.real.get(path) or os.path.normpath(path)).is_relative_to(real_folder)
 
 
 _TOPOLOGY_CHECKS = (_invisible_characters, _dead_letter_dead_ends, _topic_binding_keys, _routes)

@@ -6,12 +6,12 @@ import copy
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from mqspec.core import cluster_checks, lint, model, offline, parameters, private, schema, semantics, shapes, superstreams, units
 from mqspec.core.document import Document, DocumentError, JsonPathMarks, PathKey, json_path, parse_bytes, parse_json_path
+from mqspec.core.inputs import InputFiles, input_path
 from mqspec.core.problems import Problem, errors
 from mqspec.core.vocabulary import vhost_of as vhost_of
 
@@ -201,7 +201,7 @@ def build(doc: Document, overrides: Overrides = Overrides()) -> model.Scenario:
         description=data.get("description", ""),
         broker=broker,
         topology=default,
-        workload=_workload(data.get("workload", {}), doc.path),
+        workload=_workload(data.get("workload", {}), doc.path, doc.inputs),
         expectations=tuple(_expectation(e, f"$.expect[{i}]") for i, e in enumerate(data.get("expect", []))),
         marks=marks,
         literal_passwords=literal,
@@ -244,7 +244,7 @@ def _tls(data: dict[str, Any], scenario_path: str) -> model.TlsSettings:
     settings: dict[str, Any] = dict(data)
     for key in ("ca_file", "cert_file", "key_file"):
         if key in settings:
-            settings[key] = semantics.input_path(scenario_path, settings[key])
+            settings[key] = input_path(scenario_path, settings[key])
     return model.TlsSettings(**settings)
 
 
@@ -401,9 +401,10 @@ def _bindings(data: dict[str, Any], where: str) -> list[model.Binding]:
     return [model.Binding(data["exchange"], destination, kind, key, args, where) for key in data.get("keys", [""])]
 
 
-def _workload(data: dict[str, Any], scenario_path: str) -> model.Workload:
+def _workload(data: dict[str, Any], scenario_path: str, inputs: InputFiles) -> model.Workload:
     return model.Workload(
-        producers=tuple(_producer(p, f"$.workload.producers[{i}]", scenario_path) for i, p in shapes.expand(data.get("producers", []))),
+        producers=tuple(_producer(p, f"$.workload.producers[{i}]", scenario_path, inputs)
+                        for i, p in shapes.expand(data.get("producers", []))),
         consumers=tuple(_consumer(c, f"$.workload.consumers[{i}]") for i, c in shapes.expand(data.get("consumers", []))),
         rpc_servers=tuple(model.RpcServer(s["name"], s["queue"], s.get("prefetch", 1), s.get("handler", "echo"),
                                           _processing(s.get("processing_time")), s.get("instances", 1), f"$.workload.rpc_servers[{i}]")
@@ -426,7 +427,7 @@ def _opt_seconds(value: Any) -> float | None:
     return None if value is None else units.seconds(value)
 
 
-def _producer(data: dict[str, Any], where: str, scenario_path: str) -> model.Producer:
+def _producer(data: dict[str, Any], where: str, scenario_path: str, inputs: InputFiles) -> model.Producer:
     queue = data.get("queue")
     keys = tuple(data["routing_keys"]) if "routing_keys" in data else ((queue,) if queue else ("",))
     body: bytes | None = None
@@ -435,8 +436,7 @@ def _producer(data: dict[str, Any], where: str, scenario_path: str) -> model.Pro
     if "body" in data:
         template = data["body"]
     if "body_file" in data:
-        file = Path(semantics.input_path(scenario_path, data["body_file"]))
-        body = file.read_bytes() if file.is_file() else b""
+        body = inputs.bodies.get(input_path(scenario_path, data["body_file"]), b"")
     return model.Producer(
         name=data["name"], exchange=data.get("exchange", model.DEFAULT_EXCHANGE), queue=queue, routing_keys=keys,
         key_order=data.get("key_order", "round_robin"), messages=data.get("messages"), duration=_opt_seconds(data.get("duration")),

@@ -7,13 +7,13 @@ import difflib
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from mqspec.core import model, shapes
 from mqspec.core.document import Document, json_path
+from mqspec.core.inputs import input_path
 from mqspec.core.problems import Problem
 from mqspec.core.vocabulary import BUILTIN_EXCHANGES, DIRECT_REPLY_TO, RESERVED_PREFIX, is_reserved
 
@@ -614,19 +614,11 @@ def _shape_problem(entry: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def input_path(scenario_path: str, text: str) -> str:
-    """Where a file named in the scenario is (TLS files, body_file): a relative path starts at the scenario's folder.
-
-    The one place such a path is resolved; the loader stores the result, the checks look there.
-    """
-    return str(Path(scenario_path).parent / Path(text).expanduser())
-
-
 def _tls_files(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
     written = doc.data.get("broker", {}).get("tls", {})
     for field_name in ("ca_file", "cert_file", "key_file"):
         resolved = getattr(scenario.broker.tls, field_name)
-        if resolved and not Path(resolved).is_file():
+        if resolved and resolved not in doc.inputs.existing:
             yield problem(scenario, f"$.broker.tls.{field_name}", f"{field_name} '{written.get(field_name, resolved)}' does not exist"
                           + (f" (looked for {resolved})" if resolved != written.get(field_name) else ""),
                           "give the path of a PEM file; a relative path starts at the scenario file's folder")
@@ -763,7 +755,7 @@ def _raw_patterns(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
 def _raw_producers(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
     for i, entry in enumerate(doc.data.get("workload", {}).get("producers", [])):
         body_file = entry.get("body_file")
-        if isinstance(body_file, str) and not Path(resolved := input_path(scenario.path, body_file)).is_file():
+        if isinstance(body_file, str) and (resolved := input_path(scenario.path, body_file)) not in doc.inputs.existing:
             yield doc.problem(("workload", "producers", i, "body_file"), f"body_file '{body_file}' does not exist"
                               + (f" (looked for {resolved})" if resolved != body_file else ""),
                               "give the path of a file; a relative path starts at the scenario file's folder")
