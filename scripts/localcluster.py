@@ -427,10 +427,11 @@ def find(cluster: Cluster, name: str) -> Node:
 def start_node(cluster: Cluster, node: Node, timeout: float = BOOT_TIMEOUT) -> float:
     """Boot one node of the cluster again (after a kill or a stop) and wait until it runs in the cluster."""
     began = time.monotonic()
-    if pid(node) is not None and port_open(node.host, node.amqp_port):
-        return 0.0
-    process = _launch(cluster, node)
-    wait_until(lambda: node_ready(cluster, node, process), timeout, f"{node.name} to start")
+    if pid(node) is not None:   # its process lives (maybe paused in a minority, or still booting): never a second one
+        wait_until(lambda: node_ready(cluster, node), timeout, f"{node.name} (already running) to accept connections")
+    else:
+        process = _launch(cluster, node)
+        wait_until(lambda: node_ready(cluster, node, process), timeout, f"{node.name} to start")
     others = [n for n in cluster.nodes if n is not node]
     if others:
         wait_until(lambda: node.name in running_nodes(cluster, node), timeout,
