@@ -40,7 +40,7 @@ venv: $(STAMP)
 broker:
 	@scripts/ensure-broker
 
-# Debian's chromium, for the headless check of the HTML report (tests/test_report_results.py).
+# Debian's chromium (the headless check of the HTML report), graphviz, and nftables (the loss fault of make test-cluster).
 tools:
 	@scripts/ensure-tools
 
