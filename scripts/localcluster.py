@@ -375,6 +375,10 @@ def _check_free(cluster: Cluster) -> None:
 
 
 def _launch(cluster: Cluster, node: Node) -> subprocess.Popen[bytes]:
+    earlier = _children.pop(node.name, None)
+    if earlier is not None:   # the node is gone (killed, or stopped): reap the process this one replaces
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            earlier.wait(STOP_TIMEOUT)
     command = [str(_sbin() / "rabbitmq-server")]
     if node.netns:
         command = ["ip", "netns", "exec", node.netns, *command]

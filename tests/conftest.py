@@ -133,13 +133,13 @@ def session_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sessio
 
 
 @pytest.fixture
-def private_cluster(session_cluster: SessionCluster) -> nodes.Cluster:
+def private_cluster(session_cluster: SessionCluster, request: pytest.FixtureRequest) -> nodes.Cluster:
     """The session's cluster, brought back before this test to the state every test starts from.
 
     A test may leave a node killed, stopped, still recovering, cut off or alarmed (it failed half-way, or
     its undo had not finished): `nodes.settle` repairs that (every node booted and in the cluster, no
     partition, no alarm, limits as booted, links healed); when it cannot, the cluster is built again.
-    What was repaired is printed, so a failing test shows it.
+    What was repaired is printed, so a failing test shows it, and logged in settle.log beside the node logs.
     """
     cluster, baseline = session_cluster.cluster, session_cluster.baseline
     began = time.monotonic()
@@ -149,7 +149,10 @@ def private_cluster(session_cluster: SessionCluster) -> nodes.Cluster:
         print(f"private cluster: could not settle ({exc}); building it again")
         nodes.rebuild(cluster)
         repaired = nodes.settle(cluster, baseline)
-    print(f"private cluster: settled in {time.monotonic() - began:.1f}s; repaired: {'; '.join(repaired) or 'nothing'}")
+    line = f"private cluster: settled in {time.monotonic() - began:.1f}s; repaired: {'; '.join(repaired) or 'nothing'}"
+    print(line)
+    with open(Path(cluster.base) / "settle.log", "a") as log:   # one line per test, kept with the node logs
+        log.write(f"{request.node.nodeid}: {line}\n")
     _delete_vhosts(cluster, "mqspec-faults-")
     return cluster
 
