@@ -146,9 +146,8 @@ def private_cluster(session_cluster: SessionCluster, request: pytest.FixtureRequ
     try:
         repaired = nodes.settle(cluster, baseline)
     except (nodes.localcluster.ClusterError, subprocess.TimeoutExpired) as exc:
-        print(f"private cluster: could not settle ({exc}); building it again")
         nodes.rebuild(cluster)
-        repaired = nodes.settle(cluster, baseline)
+        repaired = [f"could not settle ({exc}): built again", *nodes.settle(cluster, baseline)]
     line = f"private cluster: settled in {time.monotonic() - began:.1f}s; repaired: {'; '.join(repaired) or 'nothing'}"
     print(line)
     with open(Path(cluster.base) / "settle.log", "a") as log:   # one line per test, kept with the node logs
