@@ -228,8 +228,9 @@ def _settle_node(cluster: Cluster, node: Node, baseline: Limits, timeout: float)
         # Seen after a partition healed: the paused node restarts its rabbit app and hangs for good in
         # rabbit_node_monitor:global_sync (global:sync() never returns; RabbitMQ 3.10.8, Erlang 25).
         # Only a new VM gets it out: kill this node's process and boot it again.
+        where = _booting_in(cluster, node)
         _reboot(cluster, node, timeout)
-        repaired.append(f"{node.name} was stuck booting ({exc}): killed and booted again")
+        repaired.append(f"{node.name} was stuck booting (in {where}; {exc}): killed and booted again")
         _ctl(cluster, node, "await_startup", "--timeout", str(int(timeout)), timeout=timeout + 30)
     now = limits(cluster, node)
     if now != baseline:
@@ -249,6 +250,20 @@ def _settle_node(cluster: Cluster, node: Node, baseline: Limits, timeout: float)
                                 f"no alarm (last: {last})", interval=0.5)
         repaired.append(f"{node.name} waited for the whole cluster")
     return repaired
+
+
+# the function each process running rabbit's boot steps waits in (past the gen_server plumbing)
+BOOTING_IN = ("lists:usort([hd([{M, F} || {M, F, _, _} <- S, not lists:member(M, [gen, gen_server, proc_lib])])"
+              " || P <- erlang:processes(), {current_stacktrace, S} <- [erlang:process_info(P, current_stacktrace)],"
+              " lists:keymember(rabbit_boot_steps, 1, S)]).")
+
+
+def _booting_in(cluster: Cluster, node: Node) -> str:
+    try:
+        done = localcluster.rabbitmqctl(cluster, node, "eval", BOOTING_IN, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "an unknown place: rabbitmqctl eval timed out"
+    return done.stdout.strip() if done.returncode == 0 else f"an unknown place: {done.stderr.strip()[:200]}"
 
 
 def _reboot(cluster: Cluster, node: Node, timeout: float) -> None:
