@@ -40,7 +40,7 @@ venv: $(STAMP)
 broker:
 	@scripts/ensure-broker
 
-# Debian's chromium, for the headless check of the HTML report (tests/test_report_results.py).
+# Debian's chromium (the headless check of the HTML report), graphviz, and nftables (the loss fault of make test-cluster).
 tools:
 	@scripts/ensure-tools
 
@@ -71,7 +71,7 @@ unit: venv
 # the workload tests again on pika's own publish and delivery code (the fallback of mqspec/workload/frames.py)
 WORKLOAD_TESTS := tests/test_workload_broker.py tests/test_run_safety.py
 
-# make test: everything but the long suites (under 10 minutes here). .ci/run adds make test-slow.
+# make test: everything but the long suites (under 10 minutes here). .ci/run adds make test-slow and make test-cluster.
 test: venv broker tools lint
 	$(BIN)/pytest -q -m "not slow and not cluster"
 	@$(MAKE) --no-print-directory test-plain
@@ -80,7 +80,8 @@ test: venv broker tools lint
 test-slow: venv broker tools
 	$(BIN)/pytest -q -m slow
 
-# node kills, partitions (network namespaces) and alarms on private 3-node clusters the suite starts
+# node kills, partitions (network namespaces), alarms and loss on a private 3-node cluster the suite starts, settled
+# before each test (docs/cluster.md); about 5.5 minutes here
 test-cluster: venv broker tools
 	$(BIN)/pytest -q -m cluster
 

@@ -375,6 +375,10 @@ def _check_free(cluster: Cluster) -> None:
 
 
 def _launch(cluster: Cluster, node: Node) -> subprocess.Popen[bytes]:
+    earlier = _children.pop(node.name, None)
+    if earlier is not None:   # the node is gone (killed, or stopped): reap the process this one replaces
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            earlier.wait(STOP_TIMEOUT)
     command = [str(_sbin() / "rabbitmq-server")]
     if node.netns:
         command = ["ip", "netns", "exec", node.netns, *command]
@@ -427,10 +431,11 @@ def find(cluster: Cluster, name: str) -> Node:
 def start_node(cluster: Cluster, node: Node, timeout: float = BOOT_TIMEOUT) -> float:
     """Boot one node of the cluster again (after a kill or a stop) and wait until it runs in the cluster."""
     began = time.monotonic()
-    if pid(node) is not None and port_open(node.host, node.amqp_port):
-        return 0.0
-    process = _launch(cluster, node)
-    wait_until(lambda: node_ready(cluster, node, process), timeout, f"{node.name} to start")
+    if pid(node) is not None:   # its process lives (maybe paused in a minority, or still booting): never a second one
+        wait_until(lambda: node_ready(cluster, node), timeout, f"{node.name} (already running) to accept connections")
+    else:
+        process = _launch(cluster, node)
+        wait_until(lambda: node_ready(cluster, node, process), timeout, f"{node.name} to start")
     others = [n for n in cluster.nodes if n is not node]
     if others:
         wait_until(lambda: node.name in running_nodes(cluster, node), timeout,

@@ -8,15 +8,24 @@ runs on one machine do not collide, and the shared broker on 5672 is never touch
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import random
+import re
+import shutil
+import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,13 +54,28 @@ def _free(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections (ip_local_port_range); our listeners stay below it."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_base(count: int) -> int:
-    """An AMQP port for node 1 such that every node's AMQP, management (+10000) and distribution (+20000) port is free."""
+    """An AMQP port for node 1 such that every node's AMQP, management (+10000) and distribution (+20000) port is free.
+
+    All of them lie below the kernel's ephemeral range, so no outgoing connection (a client, rabbitmqctl,
+    epmd) can take one between this check and the node's listen.
+    """
+    top = _ephemeral_low() - 20000 - count
+    if top <= 10000:
+        raise RuntimeError(f"the ephemeral port range starts at {_ephemeral_low()}: no room below it for private nodes")
     for _ in range(200):
-        base = random.randrange(30000, 45000 - count)
+        base = random.randrange(10000, top)
         if all(_free(base + i + offset) for i in range(count) for offset in (0, 10000, 20000)):
             return base
-    raise RuntimeError("no free block of ports between 30000 and 65000")
+    raise RuntimeError(f"no free block of ports between 10000 and {top + 20000 + count}")
 
 
 def free_subnet() -> int:
@@ -83,7 +107,9 @@ def private_cluster(base: Path, count: int, role: str, plugins: tuple[str, ...] 
     try:
         yield cluster
     finally:
-        localcluster.down(cluster)
+        localcluster.down(cluster, keep=True)   # the logs stay under pytest's basetemp; the data goes
+        for node in cluster.nodes:
+            shutil.rmtree(Path(node.home) / "mnesia", ignore_errors=True)
 
 
 def vhost_url(node: Node, vhost: str) -> str:
@@ -108,10 +134,162 @@ def _entry(cluster: Cluster, node: Node, vhost: str) -> dict[str, object]:
     return entry
 
 
-def whole(cluster: Cluster, timeout: float = 90.0) -> None:
-    """Wait until every node runs in the cluster again (after a partition heals, a paused node resumes)."""
-    wanted = set(cluster.names)
+# --- between tests: the state every cluster test starts from -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Limits:
+    """A node's resource limits as `rabbitmqctl eval` prints them, read once after the cluster booted."""
+
+    watermark: str    # vm_memory_monitor:get_vm_memory_high_watermark(), e.g. 0.4
+    disk_limit: str   # rabbit_disk_monitor:get_disk_free_limit(), in bytes
+
+    def restore_args(self) -> list[list[str]]:
+        absolute = re.fullmatch(r"\{absolute,\s*(\d+)\}", self.watermark)
+        watermark = ["absolute", absolute.group(1)] if absolute else [self.watermark]
+        return [["set_vm_memory_high_watermark", *watermark], ["set_disk_free_limit", self.disk_limit]]
+
+
+STUCK_AFTER = 60.0   # seconds a node may take to finish booting before it counts as stuck
+LIMITS = "{vm_memory_monitor:get_vm_memory_high_watermark(), rabbit_disk_monitor:get_disk_free_limit()}."
+
+
+def limits(cluster: Cluster, node: Node) -> Limits:
+    done = _ctl(cluster, node, "eval", LIMITS)
+    found = re.fullmatch(r"\{(.+),(\d+)\}", done.stdout.strip().replace("\n", ""))
+    if found is None:
+        raise localcluster.ClusterError(f"cannot read the limits of {node.name}: {done.stdout.strip()!r}")
+    return Limits(found.group(1).strip(), found.group(2))
+
+
+def _ctl(cluster: Cluster, node: Node, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    done = localcluster.rabbitmqctl(cluster, node, *args, timeout=timeout)
+    if done.returncode != 0:
+        tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise localcluster.ClusterError(f"'rabbitmqctl -n {node.name} {' '.join(args)}' exited {done.returncode}: {tail[0]}")
+    return done
+
+
+def heal_network(cluster: Cluster) -> list[str]:
+    """Undo what partition, delay and loss faults leave when a test stops half-way: links up, no blackhole
+    routes, no root qdisc, no mqspec nftables tables. Returns what it undid."""
+    undone: list[str] = []
     for node in cluster.nodes:
-        localcluster.wait_until(lambda n=node: wanted <= set(localcluster.running_nodes(cluster, n))
-                                and localcluster.port_open(n.host, n.amqp_port), timeout,
-                                f"{node.name} to see the whole cluster again", interval=0.5)
+        if node.netns is None:
+            continue
+        link = f"{node.short[:13]}-h"
+        flags = re.search(r"<([^>]*)>", _run("ip", "link", "show", link))
+        if flags is None or "UP" not in flags.group(1).split(","):
+            _run("ip", "link", "set", link, "up")
+            undone.append(f"link {link} was down")
+        inside = ("ip", "netns", "exec", node.netns)
+        for route in _run(*inside, "ip", "route", "show", "type", "blackhole").splitlines():
+            _run(*inside, "ip", "route", "del", *route.split())
+            undone.append(f"blackhole route {route.strip()} in {node.netns}")
+        if "netem" in _run("tc", "qdisc", "show", "dev", link):
+            _run("tc", "qdisc", "del", "dev", link, "root")
+            undone.append(f"netem on {link}")
+        if shutil.which("nft"):
+            for table in re.findall(r"^table (\S+ mqspec\S*)", _run(*inside, "nft", "list", "tables"), re.M):
+                _run(*inside, "nft", "delete", "table", *table.split())
+                undone.append(f"nftables table {table} in {node.netns}")
+    return undone
+
+
+def _run(*command: str) -> str:
+    done = subprocess.run(list(command), capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise localcluster.ClusterError(f"'{' '.join(command)}' exited {done.returncode}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def settle(cluster: Cluster, baseline: dict[str, Limits], timeout: float = 120.0) -> list[str]:
+    """Bring the cluster back to the state every test starts from; returns what had to be repaired.
+
+    Every node runs (a killed one is booted again) and has finished booting (`rabbitmqctl await_startup`),
+    each one lists all nodes as running and no partition, its memory watermark and disk limit are back to
+    `baseline`, and no node reports a resource alarm. Raises ClusterError when that cannot be reached.
+    """
+    repaired = heal_network(cluster)
+    for node in cluster.nodes:
+        if localcluster.pid(node) is None:
+            localcluster.start_node(cluster, node, timeout)
+            repaired.append(f"{node.name} was down: booted again")
+    with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
+        for fixed in pool.map(lambda n: _settle_node(cluster, n, baseline[n.name], timeout), cluster.nodes):
+            repaired += fixed
+    return repaired
+
+
+def _settle_node(cluster: Cluster, node: Node, baseline: Limits, timeout: float) -> list[str]:
+    repaired: list[str] = []
+    try:
+        _ctl(cluster, node, "await_startup", "--timeout", str(int(STUCK_AFTER)), timeout=STUCK_AFTER + 30)
+    except (localcluster.ClusterError, subprocess.TimeoutExpired) as exc:
+        # Seen after a partition healed: the paused node restarts its rabbit app and hangs for good in
+        # rabbit_node_monitor:global_sync (global:sync() never returns; RabbitMQ 3.10.8, Erlang 25).
+        # Only a new VM gets it out: kill this node's process and boot it again.
+        where = _booting_in(cluster, node)
+        _reboot(cluster, node, timeout)
+        repaired.append(f"{node.name} was stuck booting (in {where}; {exc}): killed and booted again")
+        _ctl(cluster, node, "await_startup", "--timeout", str(int(timeout)), timeout=timeout + 30)
+    now = limits(cluster, node)
+    if now != baseline:
+        for args in baseline.restore_args():
+            _ctl(cluster, node, *args)
+        repaired.append(f"{node.name} had limits {now}: restored")
+    wanted = set(cluster.names)
+    last: dict[str, Any] = {}
+
+    def whole_and_calm() -> bool:
+        last.clear()
+        last.update(_status(cluster, node))
+        return (wanted <= set(last.get("running_nodes", [])) and not any(last.get("partitions", {}).values())
+                and not last.get("alarms"))
+    if not whole_and_calm():
+        localcluster.wait_until(whole_and_calm, timeout, f"{node.name} to see every node running, no partition and "
+                                f"no alarm (last: {last})", interval=0.5)
+        repaired.append(f"{node.name} waited for the whole cluster")
+    return repaired
+
+
+# the function each process running rabbit's boot steps waits in (past the gen_server plumbing)
+BOOTING_IN = ("lists:usort([hd([{M, F} || {M, F, _, _} <- S, not lists:member(M, [gen, gen_server, proc_lib])])"
+              " || P <- erlang:processes(), {current_stacktrace, S} <- [erlang:process_info(P, current_stacktrace)],"
+              " lists:keymember(rabbit_boot_steps, 1, S)]).")
+
+
+def _booting_in(cluster: Cluster, node: Node) -> str:
+    try:
+        done = localcluster.rabbitmqctl(cluster, node, "eval", BOOTING_IN, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "an unknown place: rabbitmqctl eval timed out"
+    return done.stdout.strip() if done.returncode == 0 else f"an unknown place: {done.stderr.strip()[:200]}"
+
+
+def _reboot(cluster: Cluster, node: Node, timeout: float) -> None:
+    number = localcluster.pid(node)
+    if number is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(number, signal.SIGKILL)
+        localcluster.wait_until(lambda: localcluster.pid(node) is None, 30, f"{node.name} (PID {number}) to exit")
+    localcluster.start_node(cluster, node, timeout)
+
+
+def _status(cluster: Cluster, node: Node) -> dict[str, Any]:
+    try:
+        done = localcluster.rabbitmqctl(cluster, node, "cluster_status", "--formatter", "json", timeout=15.0)
+    except subprocess.TimeoutExpired:   # a node paused in a minority answers only once it resumes
+        return {}
+    try:
+        answer: dict[str, Any] = json.loads(done.stdout) if done.returncode == 0 else {}
+    except ValueError:
+        return {}
+    return answer
+
+
+def rebuild(cluster: Cluster) -> None:
+    """The last resort when `settle` fails: stop every node, wipe its data, boot the same layout again."""
+    localcluster.down(cluster, keep=True)
+    for node in cluster.nodes:
+        shutil.rmtree(Path(node.home) / "mnesia", ignore_errors=True)
+    localcluster.up(cluster)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mqspec.core import model
 from mqspec.core.expect import ExpectationResult, evaluate, passed
+from mqspec.core.outcomes import Window
 from mqspec.core.result import (
     ConsumerResult,
     Latency,
@@ -56,6 +57,17 @@ def test_producer_measure_reads_the_producer() -> None:
 def test_queue_received_sums_every_consumer_of_the_queue() -> None:
     result = _one(_count("queue", "qa", "received", 14, 14))
     assert (result.passed, result.actual) == (True, 14)
+
+
+def test_queue_unavailable_seconds_adds_up_that_queue_s_windows_only() -> None:
+    windows = (Window("qa", 1.0, 3.2), Window("qb", 1.0, 9.0), Window("qa", 5.0, 6.0))
+    run = _run(unavailable=windows)
+    result = _one(_count("queue", "qa", "unavailable_seconds", None, 3), run)   # 2.2s + 1.0s
+    assert (result.passed, result.actual, result.detail) == (True, 3, "1.0s..3.2s; 5.0s..6.0s")
+    longer = _one(_count("queue", "qb", "unavailable_seconds", None, 3), run)
+    assert expectation_line(longer) == 'FAIL queue \'qb\' unavailable_seconds <= 3: expected {"max": 3}, got 8 (1.0s..9.0s)'
+    assert _one(_count("queue", "qc", "unavailable_seconds", 0, 0), run).passed   # never silent
+    assert _one(_count("outcomes", "", "unavailable_seconds", None, None), run).actual == 8   # alone: the longest
 
 
 def test_queue_depth_uses_the_observation_and_a_missing_queue_counts_as_empty() -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import pika
 import pytest
 
 from tests import nodes
+from tests.conftest import SessionCluster
 
 pytestmark = pytest.mark.cluster
 
@@ -38,10 +44,30 @@ def test_status_lists_every_node_with_its_urls(private_cluster: nodes.Cluster, c
     assert [line.split()[2:4] for line in lines] == [[n.amqp_url, n.management_url] for n in private_cluster.nodes]
 
 
-def test_up_refuses_a_port_that_is_taken(private_cluster: nodes.Cluster, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
-    taken = private_cluster.nodes[0].amqp_port
-    assert nodes.localcluster.main(["--base", str(tmp_path), "up", "-n", "1", "--prefix", "mqspec-refused",
-                                    "--port", str(taken)]) == 1
+def test_up_refuses_a_port_that_is_taken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", nodes.free_port_base(1)))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        assert nodes.localcluster.main(["--base", str(tmp_path), "up", "-n", "1", "--prefix", "mqspec-refused",
+                                        "--port", str(taken)]) == 1
     assert capsys.readouterr().err == (f"local-cluster: port {taken} (for mqspec-refused1@localhost) is already in use; "
                                        "choose another with --port\n")
+    assert not (tmp_path / "mqspec-refused1").exists()   # refused before anything was written, nothing started
+
+
+def test_settle_boots_a_killed_node_heals_a_cut_link_and_restores_an_alarmed_limit(
+        private_cluster: nodes.Cluster, session_cluster: SessionCluster) -> None:
+    lc = nodes.localcluster
+    first, second, third = private_cluster.nodes
+    assert lc.rabbitmqctl(private_cluster, second, "set_vm_memory_high_watermark", "0").returncode == 0
+    os.kill(lc.pid(third), signal.SIGKILL)
+    link = f"{first.short[:13]}-h"
+    subprocess.run(["ip", "link", "set", link, "down"], check=True)
+    repaired = nodes.settle(private_cluster, session_cluster.baseline)
+    assert f"link {link} was down" in repaired and f"{third.name} was down: booted again" in repaired, repaired
+    for node in private_cluster.nodes:   # each node's own view, straight from rabbitmqctl
+        status = json.loads(lc.rabbitmqctl(private_cluster, node, "cluster_status", "--formatter", "json").stdout)
+        assert (sorted(status["running_nodes"]), status["alarms"]) == (sorted(private_cluster.names), []), node.name
+        assert nodes.limits(private_cluster, node) == session_cluster.baseline[node.name]
+    assert nodes.settle(private_cluster, session_cluster.baseline) == []   # nothing left to repair

@@ -50,3 +50,31 @@ def test_routed_count_counts_the_round_robin_slots_exactly() -> None:
     assert outcomes.routed_count(2, frozenset({2}), 3, "round_robin") == 0
     assert outcomes.routed_count(10, frozenset({0, 1, 2}), 3, "round_robin") == 10
     assert outcomes.routed_count(1000, frozenset({0}), 4, "random") == 250
+
+
+def test_a_queue_is_not_unavailable_while_its_publisher_is_blocked_by_an_alarm() -> None:
+    # 200 msg/s, confirms on; a memory alarm blocks the producer from 1.0s to 3.0s: 100 more publishes wait in
+    # its socket, unread and unconfirmed, and the consumer (which has everything the broker took) gets nothing
+    def at(t: float, published: int, confirmed: int, received: int, blocked: bool) -> Sample:
+        routed = outcomes.taken(published, confirmed, blocked, confirms=True)
+        return Sample(t, published, confirmed, {"q": received}, {"q": routed})
+    samples = [at(t / 10, 20 * t, 20 * t, 20 * t, False) for t in range(11)]
+    samples += [at(1.0 + t / 10, 300, 200, 200, True) for t in range(1, 21)]
+    samples += [at(3.1, 320, 320, 300, False), at(3.2, 340, 340, 340, False)]
+    assert outcomes.unavailable(samples, ["q"], [FaultSpan("memory_alarm 'c2' at 1s for 2s", 1.0, 3.0)]) == ()
+    # counted by what was published, the same silence would be two seconds of unavailability
+    unblocked = [Sample(s.at, s.published, s.confirmed, s.received, {"q": s.published}) for s in samples]
+    assert outcomes.unavailable(unblocked, ["q"], []) == (Window("q", 1.1, 3.1),)
+
+
+def test_without_confirms_a_blocked_publisher_s_queue_is_not_unavailable_until_it_is_unblocked() -> None:
+    samples = [Sample(0.0, 100, 100, {"q": 100}, {"q": 100}), Sample(0.5, 150, 150, {"q": 100}, {"q": 150}),
+               *(Sample(0.5 + t / 10, 150, 150, {"q": 100}, {"q": 150}, blocked=frozenset({"q"})) for t in range(1, 20)),
+               Sample(2.5, 150, 150, {"q": 100}, {"q": 150}), Sample(3.5, 160, 160, {"q": 160}, {"q": 160})]
+    # waiting before the block (0.0..0.5 is under the gap), blocked 0.6..2.4, then silent again from 2.5 to 3.5
+    assert outcomes.unavailable(samples, ["q"], []) == (Window("q", 2.5, 3.5),)
+
+
+def test_queue_seconds_adds_up_each_queue_s_windows() -> None:
+    windows = [Window("a", 1.0, 2.5), Window("b", 1.0, 1.6), Window("a", 4.0, 4.75)]
+    assert outcomes.queue_seconds(windows) == {"a": 2.3, "b": 0.6}

@@ -802,7 +802,7 @@ expect:
     assert list(report) == ["scenario", "passed", "producers", "consumers", "latency_ms", "expectations", "rpc_clients",
                             "rpc_servers", "latency_samples", "latency_note", "messages", "queues", "routes", "ended",
                             "interrupted", "error", "left_over", "missing_counts", "elapsed_s", "workers", "faults", "notes",
-                            "outcomes", "unavailable", "fault_series", "timeseries"]
+                            "outcomes", "unavailable", "unavailable_seconds", "fault_series", "timeseries"]
     assert list(report["timeseries"]) == ["t", "producers", "consumers", "latency_ms", "queues", "events"]
     assert set(report["producers"]["p"]) == {"published", "confirmed", "nacked", "returned", "rate", "instances",
                                              "unconfirmed", "reconnects", "republished", "finished", "blocked",

@@ -202,6 +202,10 @@ def _outcome(measure: str, run: RunResult) -> tuple[int | None, str]:
 
 
 def _queue_measure(queue: str, measure: str, run: RunResult) -> tuple[int | None, str]:
+    if measure == "unavailable_seconds":
+        windows = [w for w in run.unavailable if w.queue == queue]
+        detail = "; ".join(f"{w.start:.1f}s..{w.end:.1f}s" for w in windows)
+        return round(outcomes.queue_seconds(windows).get(queue, 0.0)), detail
     if measure == "depth":
         seen = run.queues.get(queue)
         if seen is None:

@@ -549,7 +549,7 @@ PRODUCER_MEASURES = ("published", "confirmed", "nacked", "returned", "reconnects
 # the fate of every message, across the whole run (mqspec/core/outcomes.py); `run: outcomes` in an expectation
 OUTCOME_MEASURES = ("confirmed_consumed", "confirmed_lost", "unconfirmed_consumed", "unconfirmed_lost", "redelivered",
                     "duplicated", "unavailable_seconds")
-QUEUE_MEASURES = ("depth", "received", "dead_lettered")
+QUEUE_MEASURES = ("depth", "received", "dead_lettered", "unavailable_seconds")
 RPC_MEASURES = ("answered", "timeouts")
 
 

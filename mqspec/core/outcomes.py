@@ -17,6 +17,11 @@ although messages wait for it (the published messages the routing oracle sends t
 what its consumers received, is positive), ending at the next delivery; a silence still open when
 the run ends counts only if a fault was active in it, and a queue whose consumers all stopped on
 their own (after `messages: N`, say) is not unavailable from then on.
+A publisher blocked by a resource alarm (connection.blocked) is not a queue that fails: the broker
+reads none of its publishes, so they do not wait in the queue. While it is blocked only what the
+broker confirmed counts as routed; without confirms, its queues' silence is not counted at all.
+Blocked time is reported per producer (blocked, blocked_seconds), never as unavailability.
+Each window names its queue; `queue_seconds` adds up how long each queue was unavailable.
 The per-second series show published, confirmed and received counts from BEFORE seconds before
 each fault to AFTER seconds after it was undone.
 """
@@ -55,6 +60,7 @@ class Sample:
     received: Mapping[str, int] = field(default_factory=dict)   # queue -> messages its consumers received
     routed: Mapping[str, int] | None = None   # queue -> published messages routed to it (None: all of them)
     idle: frozenset[str] = frozenset()        # queues whose consumers all stopped on their own (messages: N, say)
+    blocked: frozenset[str] = frozenset()     # queues fed by a blocked producer without confirms (a resource alarm)
 
     def waiting(self, queue: str) -> int:
         """Published messages routed to `queue` that its consumers have not received yet."""
@@ -138,6 +144,9 @@ def _silences(samples: Sequence[Sample], queue: str, faults: Sequence[FaultSpan]
         if queue in sample.idle:   # nobody reads it any more, by the file's own choice: not the broker's doing
             since = None
             continue
+        if queue in sample.blocked:   # an alarm holds its publishers back (reported as blocked), not the queue
+            since = None
+            continue
         if since is None:
             since = sample if sample.waiting(queue) > 0 else None
             continue
@@ -154,6 +163,15 @@ def _silences(samples: Sequence[Sample], queue: str, faults: Sequence[FaultSpan]
     return found
 
 
+def taken(published: int, confirmed: int, blocked: bool, confirms: bool) -> int:
+    """How many of a producer's publishes the broker has taken, as far as the timeline can tell.
+
+    A blocked connection's publishes sit unread in its socket; of those only the confirmed ones are
+    known to be in a queue. Without confirms it cannot be told (the caller marks its queues blocked).
+    """
+    return confirmed if blocked and confirms else published
+
+
 def routed_count(published: int, slots: frozenset[int], keys: int, order: str) -> int:
     """How many of a stream's first `published` messages use one of these key slots."""
     if keys <= 1 or len(slots) >= keys:
@@ -165,6 +183,14 @@ def routed_count(published: int, slots: frozenset[int], keys: int, order: str) -
 
 def longest(windows: Sequence[Window]) -> float:
     return max((w.seconds for w in windows), default=0.0)
+
+
+def queue_seconds(windows: Sequence[Window]) -> dict[str, float]:
+    """queue -> seconds it was unavailable in all, over its windows."""
+    total: dict[str, float] = {}
+    for window in windows:
+        total[window.queue] = round(total.get(window.queue, 0.0) + window.seconds, 1)
+    return total
 
 
 def series(samples: Sequence[Sample], faults: Sequence[FaultSpan]) -> tuple[FaultSeries, ...]:

@@ -68,7 +68,9 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
                   "unconfirmed_lost": int, "redelivered": int, "duplicated": int} | null,
                                           the fate of every published message (mqspec/core/outcomes.py)
      "unavailable": [{"queue": str, "start_s": float, "end_s": float, "seconds": float, "open": bool}],
-                                          silences of consumed queues while messages waited
+                                          silences of consumed queues while messages waited (not while
+                                          their publishers were blocked by an alarm: see blocked_seconds)
+     "unavailable_seconds": {QUEUE: float},  how long each queue was unavailable in all (its windows added up)
      "fault_series": [{"fault": str, "start_s": float, "end_s": float,
                        "seconds": [{"second": int, "published": int, "confirmed": int, "received": int}]}],
                                           per-second counts around each fault
@@ -106,6 +108,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from mqspec.core import outcomes
 from mqspec.core.expect import ExpectationResult
 from mqspec.core.result import Latency, RunResult
 from mqspec.core.timeseries import columns
@@ -170,6 +173,7 @@ def as_dict(run: RunResult, results: list[ExpectationResult], passed: bool) -> d
         "outcomes": asdict(run.outcomes) if run.outcomes is not None else None,
         "unavailable": [{"queue": w.queue, "start_s": w.start, "end_s": w.end, "seconds": w.seconds, "open": w.open}
                         for w in run.unavailable],
+        "unavailable_seconds": outcomes.queue_seconds(run.unavailable),
         "fault_series": [{"fault": f.fault, "start_s": f.start, "end_s": f.end, "seconds": [asdict(s) for s in f.seconds]}
                          for f in run.fault_series],
         "timeseries": columns(run.timeseries),

@@ -17,6 +17,7 @@ from rich.live import Live as RichLive
 from rich.table import Table
 from rich.text import Text
 
+from mqspec.core import outcomes
 from mqspec.core.accounting import MIN_RATE_WINDOW
 from mqspec.core.expect import ExpectationResult
 from mqspec.core.result import Live, RunResult
@@ -129,6 +130,9 @@ def truth_lines(run: RunResult) -> list[str]:
               "not loss)" for p in blocked]
     lines += [f"unavailable: queue '{w.queue}' delivered nothing from {w.start:.1f}s to {w.end:.1f}s ({w.seconds:g}s"
               f"{', until the run ended' if w.open else ''})" for w in run.unavailable]
+    totals = outcomes.queue_seconds(run.unavailable)
+    if len(run.unavailable) > len(totals):   # a queue with more than one window: how long in all
+        lines += [f"unavailable: queue '{queue}' {seconds:g}s in all" for queue, seconds in totals.items()]
     if run.faults and not run.unavailable:
         lines.append("unavailable: no consumed queue stopped delivering for 0.5s or more")
     for series in run.fault_series:

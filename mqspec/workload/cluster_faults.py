@@ -12,7 +12,11 @@ when the run ends.
 - partition: a single node has its link set down (`ip link set LINK down`: cut off from peers and
   clients alike); groups get blackhole routes to each other inside their namespaces, so clients
   still reach every node;
-- delay / loss: `tc qdisc add dev LINK root netem delay Dms` / `loss P%`;
+- delay: `tc qdisc add dev LINK root netem delay Dms`; refused, saying why, on a kernel without sch_netem;
+- loss: an nftables table (`inet mqspec_loss`) inside the node's namespace that drops P% of the packets
+  in and out of it at random (`numgen random mod 10000 < P*100 counter drop`, loopback excepted); its
+  undo reads how many packets the counters dropped and deletes the table. It needs no netem, so it
+  works on a kernel with nf_tables but no sch_netem;
 - memory_alarm / disk_alarm: the watermark (disk limit) is read, set so the alarm fires
   (`set_vm_memory_high_watermark 0`, `set_disk_free_limit` far above the free space), then restored.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +42,7 @@ COMMAND_TIMEOUT = 180.0
 DOWN_TIMEOUT = 30.0
 UP_TIMEOUT = 120.0
 DISK_LIMIT_FIRES = "1000000000000000"   # 1 PB: more than any disk has free
+LOSS_TABLE = "mqspec_loss"
 
 Undo = Callable[[], str]
 
@@ -123,8 +129,10 @@ class NodeFaults:
             return self.kill(node), (lambda: self.start(node)) if node.start else None
         if action == "partition":
             return self.partition(fault)
-        if action in ("delay", "loss"):
-            return self.netem(node, fault)
+        if action == "delay":
+            return self.delay(node, fault)
+        if action == "loss":
+            return self.loss(node, fault)
         if action == "memory_alarm":
             return self.memory_alarm(node)
         if action == "disk_alarm":
@@ -203,13 +211,32 @@ class NodeFaults:
         split = " | ".join(", ".join(g) for g in fault.groups)
         return f"split the nodes into {split}", heal
 
-    def netem(self, node: model.Node, fault: model.Fault) -> tuple[str, Undo]:
+    def delay(self, node: model.Node, fault: model.Fault) -> tuple[str, Undo]:
         link = str(node.link)
-        rule = (("delay", f"{round((fault.delay or 0) * 1000)}ms") if fault.action == "delay"
-                else ("loss", f"{fault.loss:g}%"))
-        _run(("tc", "qdisc", "add", "dev", link, "root", "netem", *rule), fault.action)
+        rule = ("delay", f"{round((fault.delay or 0) * 1000)}ms")
+        try:
+            _run(("tc", "qdisc", "add", "dev", link, "root", "netem", *rule), "delay")
+        except OperationFailed as exc:
+            if "unknown" not in exc.message.lower():
+                raise
+            raise OperationFailed(f"delay: this kernel has no netem queueing discipline (sch_netem), which delay needs "
+                                  f"('tc qdisc add dev {link} root netem' answers that the qdisc is unknown)") from None
         return (f"{' '.join(rule)} on the link of node '{node.name}' ({link})",
                 lambda: _ran(("tc", "qdisc", "del", "dev", link, "root")))
+
+    def loss(self, node: model.Node, fault: model.Fault) -> tuple[str, Undo]:
+        netns = str(node.netns)
+        if shutil.which("nft") is None:
+            raise OperationFailed("loss: nftables' nft command is not installed (Debian: apt-get install nftables)")
+        inside = ("ip", "netns", "exec", netns, "nft")
+        _run((*inside, "-f", "-"), "loss", stdin=loss_rules(fault.loss or 0.0))
+
+        def undo() -> str:
+            listed = _run((*inside, "list", "table", "inet", LOSS_TABLE), "undo")
+            dropped = sum(int(n) for n in re.findall(r"counter packets (\d+)", listed))
+            return f"{_ran((*inside, 'delete', 'table', 'inet', LOSS_TABLE))} ({dropped} packets dropped)"
+        return (f"loss {fault.loss:g}% of the packets in and out of node '{node.name}' (nftables table inet {LOSS_TABLE} "
+                f"in netns {netns})", undo)
 
     # --- resource alarms --------------------------------------------------------------------------
 
@@ -232,9 +259,19 @@ class NodeFaults:
         return f"disk alarm on node '{node.name}' (limit {DISK_LIMIT_FIRES} bytes, was {restore[0]})", undo
 
 
-def _run(command: tuple[str, ...], what: str) -> str:
+def loss_rules(percent: float) -> str:
+    """An nftables table that drops `percent` of the packets a namespace sends and receives, loopback excepted."""
+    drop = f'numgen random mod 10000 < {round(percent * 100)} counter drop'
+    return (f"table inet {LOSS_TABLE} {{\n"
+            f'  chain incoming {{ type filter hook input priority 0; policy accept; iifname != "lo" {drop}; }}\n'
+            f'  chain outgoing {{ type filter hook output priority 0; policy accept; oifname != "lo" {drop}; }}\n'
+            "}\n")
+
+
+def _run(command: tuple[str, ...], what: str, stdin: str | None = None) -> str:
     try:
-        done = subprocess.run(list(command), capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+        done = subprocess.run(list(command), input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OperationFailed(f"{what}: cannot run '{' '.join(command)}': {exc}") from None
     if done.returncode != 0:

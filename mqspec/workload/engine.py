@@ -498,24 +498,36 @@ class Run:
             received[queue] = received.get(queue, 0) + row[2]
             running[queue] = running.get(queue, False) or not row.stopped
         idle = frozenset(queue for queue, on in running.items() if not on)
+        routed, blocked = self._routed(producers, list(received))
         self.samples.append(outcomes.Sample(round(now - self.go_at, 2), sum(r[2] for r in producers),
-                                            sum(r[3] for r in producers), received,
-                                            self._routed(producers, list(received)), idle))
+                                            sum(r[3] for r in producers), received, routed, idle, blocked))
 
-    def _routed(self, producers: list[ProducerRow], queues: list[str]) -> dict[str, int]:
-        """queue -> the published messages the routing oracle sends there (all of a producer it cannot tell about)."""
+    def _routed(self, producers: list[ProducerRow], queues: list[str]) -> tuple[dict[str, int], frozenset[str]]:
+        """queue -> the messages the broker took that the routing oracle sends there (all of a producer it cannot tell
+        about), and the queues a blocked producer without confirms feeds (what the broker took is unknown there).
+
+        A blocked producer's publishes wait in its socket, unread by the broker (connection.blocked): of those only
+        the confirmed ones are in a queue, so a blocked producer with confirms counts what was confirmed.
+        """
         routed = dict.fromkeys(queues, 0)
+        blocked: set[str] = set()
         for row in producers:
             index = self.producer_index.get(row.name)
             spec = self.work.producers[index] if index is not None else None
             slots_by_queue = self.routes.get(index) if index is not None else None
             keys = len(spec.routing_keys or ("",)) if spec is not None else 1
+            confirms = spec is not None and spec.confirm is not None
+            taken = outcomes.taken(row.published, row.confirmed, row.blocked, confirms)
             for queue in queues:
                 if slots_by_queue is None or spec is None:
-                    routed[queue] += row.published
+                    routed[queue] += taken
                 elif queue in slots_by_queue:
-                    routed[queue] += outcomes.routed_count(row.published, slots_by_queue[queue], keys, spec.key_order)
-        return routed
+                    routed[queue] += outcomes.routed_count(taken, slots_by_queue[queue], keys, spec.key_order)
+                else:
+                    continue
+                if row.blocked and not confirms:
+                    blocked.add(queue)
+        return routed, frozenset(blocked)
 
     def _fire_faults(self, now: float) -> None:
         if self.fault_runner.busy:
@@ -628,7 +640,7 @@ class Run:
 
     def _show(self, phase: str) -> None:
         live = Live(elapsed=time.monotonic() - self.go_at if self.go_at else 0.0, phase=phase)
-        for name, _i, published, confirmed, nacked, returned, done, _r in self._producer_rows():
+        for name, _i, published, confirmed, nacked, returned, done, _r, _b in self._producer_rows():
             row = live.producers.setdefault(name, {"published": 0, "confirmed": 0, "nacked": 0, "returned": 0, "done": 0})
             row["published"] += published
             row["confirmed"] += confirmed

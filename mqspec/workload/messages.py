@@ -26,6 +26,7 @@ class ProducerRow(NamedTuple):
     returned: int
     done: bool
     reconnects: int
+    blocked: bool = False   # connection.blocked in force (a resource alarm): the broker reads none of its publishes
 
 
 class ConsumerRow(NamedTuple):

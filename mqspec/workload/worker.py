@@ -201,7 +201,8 @@ class Worker:
     def snapshot(self) -> Snapshot:
         return Snapshot(
             tuple(ProducerRow(p.spec.name, p.instance, p.tally.published, p.tally.confirmed, p.tally.nacked,
-                              p.tally.returned, p.tally.done, p.reconnects) for p in self.producers),
+                              p.tally.returned, p.tally.done, p.reconnects, bool(getattr(p, "blocked_since", 0)))
+                  for p in self.producers),
             tuple(ConsumerRow(c.spec.name, c.instance, c.tally.received, c.tally.held, c.tally.stopped, c.reconnects,
                               c.tally.acked) for c in self.consumers),
             tuple(RpcClientRow(r.spec.name, r.tally.sent, r.tally.answered, r.tally.timeouts, r.tally.done)
