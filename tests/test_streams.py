@@ -265,3 +265,92 @@ def test_stream_protocol_producers_and_consumers_count_like_amqp_ones(tmp_path: 
     for key in "abcdef":
         expected[superstreams.partitions_for(invoices, key)[0]] += 10
     assert {p: stream_length(url, p) for p in invoices.partitions} == expected
+
+
+CARRIED = """version: 1
+name: stream-protocol-messages
+topology:
+  queues: [{name: events, type: stream}]
+workload:
+  producers:
+    - name: templated
+      queue: events
+      messages: 30
+      protocol: stream
+      body: "order {seq} from {producer}"
+      content_type: text/plain
+      headers: {region: emea, tier: 3, urgent: true}
+      confirm: 10
+    - {name: sized, queue: events, messages: 60, protocol: stream, size: {min: 40, max: 400}, headers: {kind: sized}}
+    - {name: profiled, queue: events, protocol: stream, rate: [{for: 1s, rate: 50/s}]}
+  consumers:
+    - {name: native, queue: events, offset: first, protocol: stream, idle_timeout: 2s, processing_time: 20ms}
+expect:
+  - {consumer: native, received: 140}
+  - {no_loss: true}
+"""
+
+
+def read_stream(url: str, queue: str) -> list[tuple[bytes, dict[str, Any], str | None]]:
+    """Every message of the stream from `first`, by a plain pika consumer: (body, headers, content type)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=1000)
+    found = []
+    for method, properties, body in channel.consume(queue, arguments={"x-stream-offset": "first"}, inactivity_timeout=1.0):
+        if method is None:
+            break
+        headers = {k: v for k, v in (properties.headers or {}).items() if k != "x-stream-offset"}
+        found.append((body, headers, properties.content_type))
+        channel.basic_ack(method.delivery_tag)
+    connection.close()
+    return found
+
+
+def test_stream_protocol_producers_send_bodies_sizes_headers_and_rate_profiles(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, CARRIED)
+    assert result.exit_code == 0, result.output
+    messages = read_stream(url, "events")
+    templated = [m for m in messages if m[0].startswith(b"order ")]
+    assert sorted(m[0] for m in templated) == sorted(f"order {i} from templated".encode() for i in range(30))
+    assert {m[2] for m in templated} == {"text/plain"}
+    assert all({k: v for k, v in m[1].items() if k != "x-mqspec"} == {"region": "emea", "tier": 3, "urgent": True}
+               and "x-mqspec" in m[1] for m in templated)
+    sized = [m for m in messages if m[1].get("kind") == "sized"]
+    lengths = [len(m[0]) for m in sized]
+    assert len(sized) == 60 and min(lengths) >= 40 and max(lengths) <= 400 and len(set(lengths)) > 10
+    profiled = [m for m in messages if not m[1]]
+    assert len(profiled) == 50 and len(messages) == 140
+    producers = report["producers"]
+    assert producers["profiled"]["published"] == 50 and producers["profiled"]["rate"] <= 60, "50/s for 1 s"
+    assert producers["templated"]["confirm_latency_ms"]["count"] == producers["templated"]["confirmed"] == 30
+    native = report["consumers"]["native"]
+    assert (native["received"], native["foreign"], native["duplicates"]) == (140, 0, 0)
+    assert native["rate"] <= 1 / (0.020 * 0.9), "each message took its 20 ms of processing"
+
+
+REFUSED = """version: 1
+name: stream-protocol-refusals
+topology:
+  queues: [{name: events, type: stream}]
+workload:
+  producers:
+    - {name: w, queue: events, messages: 5, protocol: stream, mandatory: true}
+  consumers:
+    - {name: r, queue: events, protocol: stream, prefetch: 10, ack: auto, requeue: true, idle_timeout: 1s}
+    - {name: s, queue: events, protocol: stream, multi_ack: 10, idle_timeout: 1s}
+"""
+
+
+def test_what_the_stream_protocol_cannot_carry_is_refused_with_its_place() -> None:
+    assert load_problems(REFUSED) == [
+        "s.yaml:7:63: $.workload.producers[0].mandatory: mandatory has no meaning for a stream (hint: remove it)",
+        "s.yaml:9:50: $.workload.consumers[0].prefetch: prefetch has no meaning over the stream protocol: the broker "
+        "grants credit in chunks of messages, not in messages (hint: remove it, or use protocol: amqp)",
+        "s.yaml:9:64: $.workload.consumers[0].ack: ack has no meaning over the stream protocol: a stream consumer "
+        "acknowledges nothing, what it reads is settled (hint: remove it, or use protocol: amqp)",
+        "s.yaml:9:75: $.workload.consumers[0].requeue: requeue has no meaning over the stream protocol (no acks, "
+        "no requeue) (hint: remove it, or use protocol: amqp)",
+        "s.yaml:10:50: $.workload.consumers[1].multi_ack: multi_ack has no meaning over the stream protocol: a stream "
+        "consumer acknowledges nothing, what it reads is settled (hint: remove it, or use protocol: amqp)",
+    ]

@@ -536,19 +536,6 @@ def _stream_protocol_producer_rules(scenario: model.Scenario, producer: model.Pr
                                            ("expiration", producer.expiration_ms is not None)) if used]
     for name in unsupported:
         yield problem(scenario, f"{where}.{name}", f"{name} has no meaning for a stream", "remove it")
-    for name, value in producer.headers.items():
-        if not isinstance(value, (str, int, float, bool)):
-            yield problem(scenario, where + json_path(("headers", name))[1:], f"header '{name}' is {_kind_of(value)}; "
-                          "over the stream protocol headers travel as AMQP 1.0 application properties, which hold only text, numbers "
-                          "and booleans", "give a text, number or boolean value, or use protocol: amqp")
-
-
-def _kind_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, Mapping):
-        return "a map"
-    return "a list" if isinstance(value, (list, tuple)) else type(value).__name__
 
 
 def _super_stream_rules(scenario: model.Scenario, stream: model.SuperStream) -> Iterator[Problem]:

@@ -109,7 +109,7 @@ class StreamClient:
 
 
 class StreamProducer(StreamClient):
-    """Publishes like the AMQP producer: body, body_file template, size distribution, content_type, headers (as
+    """Publishes like the AMQP producer: body (with placeholders), body_file, size distribution, content_type, headers (as
     application properties), rate or rate profile, routing keys with placeholders and key order (super streams),
     a confirm window and confirm latency. A stream always confirms, so `confirm` only bounds what is in flight."""
 
@@ -162,8 +162,10 @@ class StreamProducer(StreamClient):
 
         body, application_properties = self._body(seq, now_ns)
         content_type = self.spec.content_type
-        return rstream.AMQPMessage(body=body, application_properties=application_properties, publishing_id=seq + 1,
-                                   properties=rstream.Properties(content_type=content_type) if content_type else None)
+        message = rstream.AMQPMessage(body=body, application_properties=application_properties,
+                                      properties=rstream.Properties(content_type=content_type) if content_type else None)
+        message.publishing_id = seq + 1   # its confirm names it: seq + 1 (a publishing id of 0 is rstream's "unset")
+        return message
 
     async def main(self) -> None:
         import rstream
