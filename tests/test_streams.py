@@ -354,3 +354,48 @@ def test_what_the_stream_protocol_cannot_carry_is_refused_with_its_place() -> No
         "s.yaml:10:50: $.workload.consumers[1].multi_ack: multi_ack has no meaning over the stream protocol: a stream "
         "consumer acknowledges nothing, what it reads is settled (hint: remove it, or use protocol: amqp)",
     ]
+
+
+# --- duplicates on a stream ---------------------------------------------------------------------
+
+READERS = """version: 1
+name: stream-readers
+topology:
+  queues: [{name: events, type: stream}]
+workload:
+  producers: [{name: writer, queue: events, messages: 300, confirm: 50}]
+  consumers:
+    - {name: native, queue: events, offset: first, protocol: stream, instances: 2, idle_timeout: 2s}
+    - {name: amqp, queue: events, offset: first, prefetch: 100, idle_timeout: 2s}
+expect:
+  - {consumer: native, received: 600}
+  - {consumer: amqp, received: 300}
+  - {no_loss: true}
+  - {no_duplicates: true}
+"""
+
+
+def stream_offsets(url: str, queue: str) -> list[int]:
+    """The x-stream-offset of every message of the stream, read from `first` with plain pika."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=1000)
+    offsets = []
+    for method, properties, _body in channel.consume(queue, arguments={"x-stream-offset": "first"}, inactivity_timeout=1.0):
+        if method is None:
+            break
+        offsets.append(properties.headers["x-stream-offset"])
+        channel.basic_ack(method.delivery_tag)
+    connection.close()
+    return offsets
+
+
+def test_consumers_of_one_stream_each_read_every_message_and_none_is_a_duplicate(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, READERS)
+    assert result.exit_code == 0, result.output
+    assert "accounting: 300 messages expected, 0 lost, 0 duplicates" in result.stdout
+    assert stream_offsets(url, "events") == list(range(300)), "the stream holds offsets 0..299, nothing else"
+    native, amqp = report["consumers"]["native"], report["consumers"]["amqp"]
+    assert (native["per_instance"], native["duplicates"], native["foreign"]) == ([300, 300], 0, 0)
+    assert (amqp["received"], amqp["acked"], amqp["duplicates"]) == (300, 300, 0)
+    assert report["outcomes"]["duplicated"] == 0
