@@ -228,6 +228,39 @@ def test_stream_filters_on_a_broker_older_than_3_13_are_refused_before_anything_
     connection.close()
 
 
+RAW_FILTERS = """version: 1
+name: raw-filters
+topology:
+  queues: [{name: events, type: stream, arguments: {x-stream-filter-size-bytes: 32}}]
+workload:
+  producers: [{name: writer, queue: events, messages: 5, headers: {x-stream-filter-value: red}}]
+  consumers: [{name: reader, queue: events, protocol: stream, single_active_consumer: true, idle_timeout: 1s}]
+"""
+
+
+def test_raw_filter_arguments_and_stream_single_active_consumer_on_3_10_are_refused_naming_the_version(
+        tmp_path: Path, url: str, management: Any) -> None:
+    version = management.overview()["rabbitmq_version"]
+    assert version.startswith("3.10"), "this test pins the shared broker's version"
+    scenario = tmp_path / "raw.yaml"
+    scenario.write_text(RAW_FILTERS)
+    result = mqspec("--url", url, "apply", str(scenario))
+    assert result.exit_code == 1, result.output
+    hint = f"the broker runs {version} (hint: upgrade the broker, or remove this field)"
+    assert result.stderr.splitlines()[-4:] == [
+        f"{scenario}:4:60: $.topology.queues[0].arguments.x-stream-filter-size-bytes: stream filtering "
+        f"(x-stream-filter-size-bytes) needs RabbitMQ 3.13 or newer; {hint}",
+        f"{scenario}:6:69: $.workload.producers[0].headers.x-stream-filter-value: stream filtering "
+        f"(x-stream-filter-value) needs RabbitMQ 3.13 or newer; {hint}",
+        f"{scenario}:7:72: $.workload.consumers[0].single_active_consumer: single active consumer on streams needs "
+        f"RabbitMQ 3.11 or newer; {hint}",
+        f"error: {scenario}: 3 fields need a newer RabbitMQ than the broker's {version}; nothing was changed"]
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+        connection.channel().queue_declare("events", passive=True)   # nothing was declared
+    connection.close()
+
+
 # --- the stream protocol --------------------------------------------------------------------------
 
 NATIVE = """version: 1
