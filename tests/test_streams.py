@@ -248,11 +248,11 @@ def test_raw_filter_arguments_and_stream_single_active_consumer_on_3_10_are_refu
     assert result.exit_code == 1, result.output
     hint = f"the broker runs {version} (hint: upgrade the broker, or remove this field)"
     assert result.stderr.splitlines()[-4:] == [
-        f"{scenario}:4:60: $.topology.queues[0].arguments.x-stream-filter-size-bytes: stream filtering "
+        f"{scenario}:4:53: $.topology.queues[0].arguments.x-stream-filter-size-bytes: stream filtering "
         f"(x-stream-filter-size-bytes) needs RabbitMQ 3.13 or newer; {hint}",
-        f"{scenario}:6:69: $.workload.producers[0].headers.x-stream-filter-value: stream filtering "
+        f"{scenario}:6:68: $.workload.producers[0].headers.x-stream-filter-value: stream filtering "
         f"(x-stream-filter-value) needs RabbitMQ 3.13 or newer; {hint}",
-        f"{scenario}:7:72: $.workload.consumers[0].single_active_consumer: single active consumer on streams needs "
+        f"{scenario}:7:63: $.workload.consumers[0].single_active_consumer: single active consumer on streams needs "
         f"RabbitMQ 3.11 or newer; {hint}",
         f"error: {scenario}: 3 fields need a newer RabbitMQ than the broker's {version}; nothing was changed"]
     connection = pika.BlockingConnection(pika.URLParameters(url))
