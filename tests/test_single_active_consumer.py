@@ -8,6 +8,11 @@ connection only some seconds after it opens), shows one consumer single_active a
 never two active. (It does not reliably list the waiting one as active after the takeover: 3.10
 updates that status only with some later statistics emission, and for quorum queues not at all.)
 The queue's own statistics (ack, deliver_get, redeliver) agree with what the consumers counted.
+
+About one classic-queue run in ten (3 of some 30 here) on this broker (3.10.8) hits a known broker bug: the queue's process
+crashes as the active consumer leaves (rabbitmq-server#5460, still open in 3.11), the messages in flight
+are nacked and the rest lost. The test reports that case as an expected failure, recognised by those
+nacks, and fails on anything else.
 """
 
 from __future__ import annotations
@@ -111,13 +116,19 @@ def test_one_consumer_of_a_single_active_queue_receives_and_the_other_takes_over
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, out + err
+    run = json.loads(report.read_text())
+    if kind == "classic" and run["producers"]["p"]["nacked"]:
+        # RabbitMQ 3.10 (and 3.11) sometimes crash a classic queue's process when its single active consumer
+        # leaves (badmatch in rabbit_amqqueue_process:attempt_delivery, rabbitmq-server#5460): the publishes in
+        # flight are nacked, the queue restarts empty and the waiting consumer never takes over
+        pytest.xfail(f"the broker's classic queue crashed as the active consumer left (rabbitmq-server#5460): {out}")
+    assert process.returncode == 0, out + err + f"the broker's listings: {list(dict.fromkeys(map(str, listings)))}"
     assert all([status for _, status in listed].count("single_active") <= 1 for listed in listings), listings
-    both = next(sorted(listed) for listed in listings if len(listed) == 2)
+    both = next((sorted(listed) for listed in listings if len(listed) == 2), None)
+    assert both is not None, f"the broker never listed both consumers in the 6 s before publishing: {listings}"
     assert sorted(status for _, status in both) == ["single_active", "waiting"], both
     first = next(name for name, status in both if status == "single_active")
     other = "b" if first == "a" else "a"
-    run = json.loads(report.read_text())
     consumers, series = run["consumers"], run["timeseries"]["consumers"]
     assert (consumers[first]["received"], consumers[other]["received"]) == (200, 100), consumers
     assert (consumers[first]["acked"], consumers[other]["acked"]) == (200, 100)
