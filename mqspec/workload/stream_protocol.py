@@ -131,6 +131,7 @@ class StreamProducer(StreamClient):
         self.headers: dict[str, Any] = dict(spec.headers)
         self.sent_ns: dict[int, int] = {}    # publishing id -> publish time, while unconfirmed (confirm latency)
         self.room: asyncio.Event | None = None
+        self.properties: Any = None          # the AMQP 1.0 properties section: content_type
 
     def _target(self, seq: int) -> str:
         if self.super_stream is None:
@@ -157,14 +158,11 @@ class StreamProducer(StreamClient):
         size = self.spec.size if sizes is None else sizes[seq % len(sizes)]
         return self.body if self.spec.body is not None else self.body[:size], properties
 
-    def _message(self, seq: int, now_ns: int) -> Any:
-        import rstream
-
+    def _message(self, rstream: Any, seq: int, now_ns: int) -> Any:
         body, application_properties = self._body(seq, now_ns)
-        content_type = self.spec.content_type
         message = rstream.AMQPMessage(body=body, application_properties=application_properties,
-                                      properties=rstream.Properties(content_type=content_type) if content_type else None)
-        message.publishing_id = seq + 1   # its confirm names it: seq + 1 (a publishing id of 0 is rstream's "unset")
+                                      properties=self.properties)
+        message.publishing_id = seq + 1   # its confirm names it: seq + 1 (rstream's own numbering starts at 1)
         return message
 
     async def main(self) -> None:
@@ -172,6 +170,8 @@ class StreamProducer(StreamClient):
 
         assert self.go_event is not None and self.stop_event is not None
         self.room = asyncio.Event()
+        content_type = self.spec.content_type
+        self.properties = rstream.Properties(content_type=content_type) if content_type else None
         options = self.endpoint()
         value = self.spec.filter_value
         if value is not None:   # x-stream-filter-value, RabbitMQ 3.13+ (features.py refuses it on older brokers)
@@ -182,29 +182,30 @@ class StreamProducer(StreamClient):
             self.announce_ready()
             await self.go_event.wait()
             await asyncio.sleep(max(0.0, self.go_at + self.spec.start_after - time.monotonic()))
-            await self._publish(producer)
+            await self._publish(producer, rstream)
             await self._await_confirms()
         finally:
             self.tally.done = True
             await producer.close()
 
-    async def _publish(self, producer: Any) -> None:
+    async def _publish(self, producer: Any, rstream: Any) -> None:
         spec, tally, stop = self.spec, self.tally, self.stop_event
         assert stop is not None
         limit = spec.messages if spec.messages is not None else marks.SEQ_LIMIT
         started = time.monotonic()
         end = started + self.duration if self.duration is not None else None
         timed = spec.confirm is not None
+        paced, windowed = self.schedule is not None, bool(spec.confirm)
         seq = 0
         while seq < limit and not stop.is_set() and (end is None or time.monotonic() < end):
-            if not await self._pace(seq, started) or not await self._window():
+            if (paced and not await self._pace(seq, started)) or (windowed and not await self._window()):
                 break
             now_ns = time.time_ns()
             if tally.published == 0:
                 tally.first_ns = now_ns
             if timed:
                 self.sent_ns[seq + 1] = now_ns
-            await producer.send(self._target(seq), self._message(seq, now_ns), on_publish_confirm=self._confirmed)
+            await producer.send(self._target(seq), self._message(rstream, seq, now_ns), on_publish_confirm=self._confirmed)
             tally.published += 1
             tally.last_ns = now_ns
             seq += 1
