@@ -83,6 +83,29 @@ def test_the_same_message_on_two_queues_is_not_a_duplicate() -> None:
     assert accounting.duplicates_everywhere([_consumer("a", [0, 1]), _consumer("b", [0, 1])]) == 0
 
 
+def test_two_consumers_of_one_stream_each_reading_every_message_see_no_duplicates() -> None:
+    readers = [_consumer("events", [0, 1, 2], name="a"), _consumer("events", [0, 1, 2], name="b"),
+               _consumer("events", [0, 1, 2], name="b", instance=1)]
+    assert accounting.duplicates_everywhere(readers, frozenset({"events"})) == 0
+    assert accounting.duplicates_everywhere(readers) == 6   # the same reads on a shared queue: copies beyond the first
+    assert accounting.duplicates_on_queue(readers[1:], stream=True) == 0
+
+
+def test_one_stream_consumer_reading_a_message_twice_is_a_duplicate() -> None:
+    readers = [_consumer("events", [0, 1, 2, 1], name="a"), _consumer("events", [0, 1, 2], name="b")]
+    assert accounting.duplicates_everywhere(readers, frozenset({"events"})) == 1
+
+
+def test_consumer_results_count_duplicates_and_acks_per_instance_on_a_stream() -> None:
+    workload = model.Workload(consumers=(model.Consumer("a", "events", instances=2),))
+    one, two = _consumer("events", [0, 1, 2], name="a"), _consumer("events", [0, 1, 2], name="a", instance=1)
+    one.acked = two.acked = 3
+    streams = Streams.of([_producer(3)])
+    (shared,) = accounting.consumer_results(workload, streams, [one, two]).values()
+    (stream,) = accounting.consumer_results(workload, streams, [one, two], stream_names=frozenset({"events"})).values()
+    assert (shared.duplicates, stream.duplicates, stream.acked, stream.received) == (3, 0, 6, 6)
+
+
 def test_out_of_order_counts_first_deliveries_below_the_highest_seen() -> None:
     assert _consumer("q", [0, 2, 1, 3, 5, 4]).out_of_order == 2
 

@@ -228,6 +228,39 @@ def test_stream_filters_on_a_broker_older_than_3_13_are_refused_before_anything_
     connection.close()
 
 
+RAW_FILTERS = """version: 1
+name: raw-filters
+topology:
+  queues: [{name: events, type: stream, arguments: {x-stream-filter-size-bytes: 32}}]
+workload:
+  producers: [{name: writer, queue: events, messages: 5, headers: {x-stream-filter-value: red}}]
+  consumers: [{name: reader, queue: events, protocol: stream, single_active_consumer: true, idle_timeout: 1s}]
+"""
+
+
+def test_raw_filter_arguments_and_stream_single_active_consumer_on_3_10_are_refused_naming_the_version(
+        tmp_path: Path, url: str, management: Any) -> None:
+    version = management.overview()["rabbitmq_version"]
+    assert version.startswith("3.10"), "this test pins the shared broker's version"
+    scenario = tmp_path / "raw.yaml"
+    scenario.write_text(RAW_FILTERS)
+    result = mqspec("--url", url, "apply", str(scenario))
+    assert result.exit_code == 1, result.output
+    hint = f"the broker runs {version} (hint: upgrade the broker, or remove this field)"
+    assert result.stderr.splitlines()[-4:] == [
+        f"{scenario}:4:53: $.topology.queues[0].arguments.x-stream-filter-size-bytes: stream filtering "
+        f"(x-stream-filter-size-bytes) needs RabbitMQ 3.13 or newer; {hint}",
+        f"{scenario}:6:68: $.workload.producers[0].headers.x-stream-filter-value: stream filtering "
+        f"(x-stream-filter-value) needs RabbitMQ 3.13 or newer; {hint}",
+        f"{scenario}:7:63: $.workload.consumers[0].single_active_consumer: single active consumer on streams needs "
+        f"RabbitMQ 3.11 or newer; {hint}",
+        f"error: {scenario}: 3 fields need a newer RabbitMQ than the broker's {version}; nothing was changed"]
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+        connection.channel().queue_declare("events", passive=True)   # nothing was declared
+    connection.close()
+
+
 # --- the stream protocol --------------------------------------------------------------------------
 
 NATIVE = """version: 1
@@ -265,3 +298,137 @@ def test_stream_protocol_producers_and_consumers_count_like_amqp_ones(tmp_path: 
     for key in "abcdef":
         expected[superstreams.partitions_for(invoices, key)[0]] += 10
     assert {p: stream_length(url, p) for p in invoices.partitions} == expected
+
+
+CARRIED = """version: 1
+name: stream-protocol-messages
+topology:
+  queues: [{name: events, type: stream}]
+workload:
+  producers:
+    - name: templated
+      queue: events
+      messages: 30
+      protocol: stream
+      body: "order {seq} from {producer}"
+      content_type: text/plain
+      headers: {region: emea, tier: 3, urgent: true}
+      confirm: 10
+    - {name: sized, queue: events, messages: 60, protocol: stream, size: {min: 40, max: 400}, headers: {kind: sized}}
+    - {name: profiled, queue: events, protocol: stream, rate: [{for: 1s, rate: 50/s}]}
+  consumers:
+    - {name: native, queue: events, offset: first, protocol: stream, idle_timeout: 2s, processing_time: 20ms}
+expect:
+  - {consumer: native, received: 140}
+  - {no_loss: true}
+"""
+
+
+def read_stream(url: str, queue: str) -> list[tuple[bytes, dict[str, Any], str | None]]:
+    """Every message of the stream from `first`, by a plain pika consumer: (body, headers, content type)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=1000)
+    found = []
+    for method, properties, body in channel.consume(queue, arguments={"x-stream-offset": "first"}, inactivity_timeout=1.0):
+        if method is None:
+            break
+        headers = {k: v for k, v in (properties.headers or {}).items() if k != "x-stream-offset"}
+        found.append((body, headers, properties.content_type))
+        channel.basic_ack(method.delivery_tag)
+    connection.close()
+    return found
+
+
+def test_stream_protocol_producers_send_bodies_sizes_headers_and_rate_profiles(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, CARRIED)
+    assert result.exit_code == 0, result.output
+    messages = read_stream(url, "events")
+    templated = [m for m in messages if m[0].startswith(b"order ")]
+    assert sorted(m[0] for m in templated) == sorted(f"order {i} from templated".encode() for i in range(30))
+    assert {m[2] for m in templated} == {"text/plain"}
+    assert all({k: v for k, v in m[1].items() if k != "x-mqspec"} == {"region": "emea", "tier": 3, "urgent": True}
+               and "x-mqspec" in m[1] for m in templated)
+    sized = [m for m in messages if m[1].get("kind") == "sized"]
+    lengths = [len(m[0]) for m in sized]
+    assert len(sized) == 60 and min(lengths) >= 40 and max(lengths) <= 400 and len(set(lengths)) > 10
+    profiled = [m for m in messages if not m[1]]
+    assert len(profiled) == 50 and len(messages) == 140
+    producers = report["producers"]
+    assert producers["profiled"]["published"] == 50 and producers["profiled"]["rate"] <= 60, "50/s for 1 s"
+    assert producers["templated"]["confirm_latency_ms"]["count"] == producers["templated"]["confirmed"] == 30
+    native = report["consumers"]["native"]
+    assert (native["received"], native["foreign"], native["duplicates"]) == (140, 0, 0)
+    assert native["rate"] <= 1 / (0.020 * 0.9), "each message took its 20 ms of processing"
+
+
+REFUSED = """version: 1
+name: stream-protocol-refusals
+topology:
+  queues: [{name: events, type: stream}]
+workload:
+  producers:
+    - {name: w, queue: events, messages: 5, protocol: stream, mandatory: true}
+  consumers:
+    - {name: r, queue: events, protocol: stream, prefetch: 10, ack: auto, requeue: true, idle_timeout: 1s}
+    - {name: s, queue: events, protocol: stream, multi_ack: 10, idle_timeout: 1s}
+"""
+
+
+def test_what_the_stream_protocol_cannot_carry_is_refused_with_its_place() -> None:
+    assert load_problems(REFUSED) == [
+        "s.yaml:7:63: $.workload.producers[0].mandatory: mandatory has no meaning for a stream (hint: remove it)",
+        "s.yaml:9:50: $.workload.consumers[0].prefetch: prefetch has no meaning over the stream protocol: the broker "
+        "grants credit in chunks of messages, not in messages (hint: remove it, or use protocol: amqp)",
+        "s.yaml:9:64: $.workload.consumers[0].ack: ack has no meaning over the stream protocol: a stream consumer "
+        "acknowledges nothing, what it reads is settled (hint: remove it, or use protocol: amqp)",
+        "s.yaml:9:75: $.workload.consumers[0].requeue: requeue has no meaning over the stream protocol (no acks, "
+        "no requeue) (hint: remove it, or use protocol: amqp)",
+        "s.yaml:10:50: $.workload.consumers[1].multi_ack: multi_ack has no meaning over the stream protocol: a stream "
+        "consumer acknowledges nothing, what it reads is settled (hint: remove it, or use protocol: amqp)",
+    ]
+
+
+# --- duplicates on a stream ---------------------------------------------------------------------
+
+READERS = """version: 1
+name: stream-readers
+topology:
+  queues: [{name: events, type: stream}]
+workload:
+  producers: [{name: writer, queue: events, messages: 300, confirm: 50}]
+  consumers:
+    - {name: native, queue: events, offset: first, protocol: stream, instances: 2, idle_timeout: 2s}
+    - {name: amqp, queue: events, offset: first, prefetch: 100, idle_timeout: 2s}
+expect:
+  - {consumer: native, received: 600}
+  - {consumer: amqp, received: 300}
+  - {no_loss: true}
+  - {no_duplicates: true}
+"""
+
+
+def stream_offsets(url: str, queue: str) -> list[int]:
+    """The x-stream-offset of every message of the stream, read from `first` with plain pika."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.basic_qos(prefetch_count=1000)
+    offsets = []
+    for method, properties, _body in channel.consume(queue, arguments={"x-stream-offset": "first"}, inactivity_timeout=1.0):
+        if method is None:
+            break
+        offsets.append(properties.headers["x-stream-offset"])
+        channel.basic_ack(method.delivery_tag)
+    connection.close()
+    return offsets
+
+
+def test_consumers_of_one_stream_each_read_every_message_and_none_is_a_duplicate(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, READERS)
+    assert result.exit_code == 0, result.output
+    assert "accounting: 300 messages expected, 0 lost, 0 duplicates" in result.stdout
+    assert stream_offsets(url, "events") == list(range(300)), "the stream holds offsets 0..299, nothing else"
+    native, amqp = report["consumers"]["native"], report["consumers"]["amqp"]
+    assert (native["per_instance"], native["duplicates"], native["foreign"]) == ([300, 300], 0, 0)
+    assert (amqp["received"], amqp["acked"], amqp["duplicates"]) == (300, 300, 0)
+    assert report["outcomes"]["duplicated"] == 0

@@ -29,7 +29,9 @@ Merging (in the parent process) ORs bitmaps as Python ints:
   its consumers got directly. A producer's routing keys are slots (round-robin: seq % K, random:
   a fixed hash of seq % K), so a queue bound to one key of three is not charged for the others;
 * duplicates, per queue: distinct messages each consumer instance got directly, summed, minus
-  the distinct messages of the queue, plus duplicates within one consumer instance;
+  the distinct messages of the queue, plus duplicates within one consumer instance. A stream is
+  not shared out: each instance reads all of it on its own, so there only the duplicates within
+  one instance count;
 * acked, per consumer: the instances' acks less those of a message two instances both acked and
   that was redelivered (with one copy in the queue, the broker took only one of those acks).
 
@@ -413,21 +415,30 @@ def sum_masks(masks: Iterable[int]) -> int:
     return total
 
 
-def duplicates_on_queue(consumers: Sequence[ConsumerTally]) -> int:
-    """Direct copies beyond the first of each message: the broker's deliveries less the distinct messages."""
+def duplicates_on_queue(consumers: Sequence[ConsumerTally], stream: bool = False) -> int:
+    """Direct copies beyond the first of each message: the broker's deliveries less the distinct messages.
+
+    On a stream every instance reads on its own (a stream is not shared out): only an instance's own
+    second copy of a message is a duplicate, a copy read by each of two instances is not.
+    """
     within = sum(c.duplicates for c in consumers)
+    if stream:
+        return within
     across = sum(seen.direct_total - popcount(seen.direct) for seen in _seen_by(consumers).values())
     return within + across
 
 
-def acked_by(consumers: Sequence[ConsumerTally]) -> int:
+def acked_by(consumers: Sequence[ConsumerTally], stream: bool = False) -> int:
     """The acks the broker took from these instances of one queue.
 
     Each instance already took back an ack when the message came back to it. A message acked by
     one instance and redelivered to another (the first one's connection died with the ack) is
-    still acked by both; the broker took one of those acks, so the others come off here.
+    still acked by both; the broker took one of those acks, so the others come off here. On a
+    stream each instance reads (and acks) its own copy, so every ack counts.
     """
     acks = sum(c.acked for c in consumers)
+    if stream:
+        return acks
     tracks: dict[int, list[Track]] = {}
     for tally in consumers:
         for sid, track in tally.streams.items():
@@ -490,8 +501,15 @@ def routes_of(topology: model.Topology, workload: model.Workload) -> dict[int, r
     return {index: reach.slots_by_queue(topology, producer) for index, producer in enumerate(workload.producers)}
 
 
+def stream_queues(topology: model.Topology) -> frozenset[str]:
+    """The queues of type stream (super stream partitions included): each consumer instance reads them on its own."""
+    return frozenset(q.name for q in topology.queues if q.type == "stream")
+
+
 def consumer_results(workload: model.Workload, streams: Streams, tallies: Sequence[ConsumerTally],
-                     run_window: float = 0.0, routes: Routes | None = None) -> dict[str, result.ConsumerResult]:
+                     run_window: float = 0.0, routes: Routes | None = None,
+                     stream_names: frozenset[str] = frozenset()) -> dict[str, result.ConsumerResult]:
+    """stream_names: the queues that are streams (stream_queues), where duplicates and acks count per instance."""
     by_queue: dict[str, list[ConsumerTally]] = {c.queue: [] for c in workload.consumers}
     for tally in tallies:
         by_queue.setdefault(tally.queue, []).append(tally)
@@ -500,12 +518,13 @@ def consumer_results(workload: model.Workload, streams: Streams, tallies: Sequen
     out: dict[str, result.ConsumerResult] = {}
     for consumer in workload.consumers:
         mine = sorted((t for t in tallies if t.name == consumer.name), key=lambda t: t.instance)
+        stream = consumer.queue in stream_names
         received = sum(t.received for t in mine)
         rate, span = rate_over(received, *_window(mine), run_window)
         out[consumer.name] = result.ConsumerResult(
             name=consumer.name, queue=consumer.queue, instances=consumer.instances, received=received,
-            acked=acked_by(mine), rejected=sum(t.rejected for t in mine), nacked=sum(t.nacked for t in mine),
-            redelivered=sum(t.redelivered for t in mine), duplicates=duplicates_on_queue(mine),
+            acked=acked_by(mine, stream), rejected=sum(t.rejected for t in mine), nacked=sum(t.nacked for t in mine),
+            redelivered=sum(t.redelivered for t in mine), duplicates=duplicates_on_queue(mine, stream),
             lost=lost.get(consumer.queue, 0), out_of_order=sum(t.out_of_order for t in mine),
             dead_lettered=sum(t.dead_lettered for t in mine), foreign=sum(t.foreign for t in mine),
             reconnects=sum(t.reconnects for t in mine), crashed=sum(1 for t in mine if t.crashed),
@@ -534,8 +553,9 @@ def latency(tallies: Iterable[Latency | str]) -> result.Latency | None:
     return result.Latency(ms(50), ms(95), ms(99), round(float(merged.get_max_value()) / 1000, 3), int(count))
 
 
-def duplicates_everywhere(tallies: Sequence[ConsumerTally]) -> int:
+def duplicates_everywhere(tallies: Sequence[ConsumerTally], stream_names: frozenset[str] = frozenset()) -> int:
+    """Duplicates of the run: per queue across its consumers; per consumer instance on a stream."""
     by_queue: dict[str, list[ConsumerTally]] = {}
     for tally in tallies:
         by_queue.setdefault(tally.queue, []).append(tally)
-    return sum(duplicates_on_queue(group) for group in by_queue.values())
+    return sum(duplicates_on_queue(group, queue in stream_names) for queue, group in by_queue.items())

@@ -21,14 +21,25 @@ class Need(NamedTuple):
     version: Version
 
 
+FILTERING = (3, 13)
+
+
 def needs(scenario: model.Scenario) -> list[Need]:
+    """Every field that needs a given RabbitMQ version, whether written as mqspec's field or as the raw argument."""
     found: list[Need] = []
+    for queue in scenario.topology.queues:
+        if "x-stream-filter-size-bytes" in queue.arguments:
+            found.append(Need(f"{queue.where}.arguments.x-stream-filter-size-bytes",
+                              "stream filtering (x-stream-filter-size-bytes)", FILTERING))
     for producer in scenario.workload.producers:
         if producer.filter_value is not None:
-            found.append(Need(f"{producer.where}.filter_value", "stream filtering (x-stream-filter-value)", (3, 13)))
+            found.append(Need(f"{producer.where}.filter_value", "stream filtering (x-stream-filter-value)", FILTERING))
+        if "x-stream-filter-value" in producer.headers:
+            found.append(Need(f"{producer.where}.headers.x-stream-filter-value", "stream filtering (x-stream-filter-value)",
+                              FILTERING))
     for consumer in scenario.workload.consumers:
         if consumer.filter:
-            found.append(Need(f"{consumer.where}.filter", "stream filtering (x-stream-filter)", (3, 13)))
+            found.append(Need(f"{consumer.where}.filter", "stream filtering (x-stream-filter)", FILTERING))
         if consumer.single_active_consumer:
             found.append(Need(f"{consumer.where}.single_active_consumer", "single active consumer on streams", (3, 11)))
     return found

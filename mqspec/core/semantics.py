@@ -476,12 +476,29 @@ def _stream_consumer_rules(scenario: model.Scenario, consumer: model.Consumer) -
                       "(the group is formed by the stream protocol's consumer name; AMQP 0-9-1 consumers cannot join one)",
                       "add protocol: stream")
     if consumer.protocol == "stream":
-        unsupported = [name for name, used in (("exclusive", consumer.exclusive), ("priority", consumer.priority is not None),
-                                               ("reject", consumer.reject > 0), ("nack", consumer.nack > 0),
-                                               ("crash_after", consumer.crash_after is not None)) if used]
-        for name in unsupported:
-            yield problem(scenario, f"{where}.{name}", f"{name} has no meaning over the stream protocol (no acks, no requeue)",
-                          "remove it, or use protocol: amqp")
+        yield from _stream_protocol_consumer_rules(scenario, consumer)
+
+
+_STREAM_CONSUMER_HINT = "remove it, or use protocol: amqp"
+
+
+def _stream_protocol_consumer_rules(scenario: model.Scenario, consumer: model.Consumer) -> Iterator[Problem]:
+    """The fields of an AMQP consumer the stream protocol has nothing for: refused, never ignored."""
+    where = consumer.where
+    unsupported = [name for name, used in (("exclusive", consumer.exclusive), ("priority", consumer.priority is not None),
+                                           ("reject", consumer.reject > 0), ("nack", consumer.nack > 0),
+                                           ("requeue", consumer.requeue), ("crash_after", consumer.crash_after is not None))
+                   if used]
+    for name in unsupported:
+        yield problem(scenario, f"{where}.{name}", f"{name} has no meaning over the stream protocol (no acks, no requeue)",
+                      _STREAM_CONSUMER_HINT)
+    if f"{where}.ack" in scenario.marks or consumer.multi_ack != 1:
+        name = "ack" if f"{where}.ack" in scenario.marks else "multi_ack"
+        yield problem(scenario, f"{where}.{name}", f"{name} has no meaning over the stream protocol: a stream consumer "
+                      "acknowledges nothing, what it reads is settled", _STREAM_CONSUMER_HINT)
+    if consumer.prefetch is not None:
+        yield problem(scenario, f"{where}.prefetch", "prefetch has no meaning over the stream protocol: the broker "
+                      "grants credit in chunks of messages, not in messages", _STREAM_CONSUMER_HINT)
 
 
 def _stream_producer_rules(scenario: model.Scenario, producer: model.Producer) -> Iterator[Problem]:
@@ -494,6 +511,8 @@ def _stream_producer_rules(scenario: model.Scenario, producer: model.Producer) -
             names = {s.name for s in scenario.topology.super_streams}
             yield problem(scenario, f"{where}.super_stream", f"super stream '{producer.super_stream}' is not declared"
                           f"{suggest(producer.super_stream, names)}", "declare it under topology.super_streams")
+        if producer.protocol == "stream":
+            yield from _stream_protocol_producer_rules(scenario, producer)
         return
     if producer.protocol != "stream":
         if producer.filter_value is not None:
@@ -507,6 +526,12 @@ def _stream_producer_rules(scenario: model.Scenario, producer: model.Producer) -
         target = f"queue '{producer.queue}' is {kind}" if producer.queue is not None else "it names no stream"
         yield problem(scenario, f"{where}.protocol", f"protocol: stream publishes to a stream; {target}",
                       "give queue: STREAM (a queue of type: stream) or super_stream: NAME")
+    yield from _stream_protocol_producer_rules(scenario, producer)
+
+
+def _stream_protocol_producer_rules(scenario: model.Scenario, producer: model.Producer) -> Iterator[Problem]:
+    """The fields of an AMQP producer a stream-protocol message cannot carry: refused, never ignored."""
+    where = producer.where
     unsupported = [name for name, used in (("mandatory", producer.mandatory), ("priority", producer.priority is not None),
                                            ("expiration", producer.expiration_ms is not None)) if used]
     for name in unsupported:

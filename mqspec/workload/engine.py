@@ -665,7 +665,8 @@ class Run:
         servers = [t for f in self.finals.values() for t in f.rpc_servers]
         streams = accounting.Streams.of(producers)
         notes = list(self.notes) + self.fault_runner.errors
-        duplicates = accounting.duplicates_everywhere(consumers)
+        stream_names = accounting.stream_queues(self.scenario.topology)
+        duplicates = accounting.duplicates_everywhere(consumers, stream_names)
         spans = tuple(self.fault_runner.spans)
         queues = list(dict.fromkeys(c.queue for c in self.work.consumers))
         return result.RunResult(
@@ -673,7 +674,7 @@ class Run:
             producers=accounting.producer_results(self.work, producers, elapsed),
             consumers=discards.with_discarded(
                 accounting.consumer_results(self.work, streams, consumers, elapsed,
-                                            accounting.routes_of(self.scenario.topology, self.work)),
+                                            accounting.routes_of(self.scenario.topology, self.work), stream_names),
                 self.work, self.scenario.topology),
             rpc_clients={c.name: _client_result(c, [t for t in clients if t.name == c.name], elapsed)
                          for c in self.work.rpc_clients},

@@ -12,6 +12,8 @@ resubscribes after a lost connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import threading
 import time
 from typing import Any
@@ -19,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from mqspec.broker.capabilities import stream_endpoint
 from mqspec.core import marks, model, superstreams
-from mqspec.core.accounting import ConsumerTally, ProducerTally
+from mqspec.core.accounting import ConsumerTally, ProducerTally, slot_of
 from mqspec.errors import BrokerUnavailable, MqspecError
 from mqspec.workload.client import Context
 
@@ -107,68 +109,144 @@ class StreamClient:
 
 
 class StreamProducer(StreamClient):
+    """Publishes like the AMQP producer: body (with placeholders), body_file, size distribution, content_type, headers (as
+    application properties), rate or rate profile, routing keys with placeholders and key order (super streams),
+    a confirm window and confirm latency. A stream always confirms, so `confirm` only bounds what is in flight."""
+
     def __init__(self, ctx: Context, spec: model.Producer, index: int, instance: int,
                  default_duration: float | None) -> None:
         super().__init__(ctx, f"producer:{spec.name}#{instance}")
         self.spec, self.index, self.instance = spec, index, instance
         self.tally = ProducerTally(spec.name, index, instance, len(spec.routing_keys), spec.key_order, True)
-        self.duration = spec.duration if spec.duration is not None else default_duration
+        self.schedule = spec.schedule()
+        ends = spec.messages is not None or (self.schedule is not None and self.schedule.total is not None)
+        self.duration = spec.duration if spec.duration is not None else (None if ends else default_duration)
         self.super_stream = ctx.topology.super_stream(spec.super_stream) if spec.super_stream else None
+        sizes = spec.size_distribution()
+        self.prefix_mark = spec.body is None and spec.body_template is None and marks.fits_prefix(sizes.smallest)
+        self.sizes = sizes.table(marks.stream_id(index, instance)) if sizes.varies and spec.body is None \
+            and spec.body_template is None else None
+        self.buffer = marks.body_buffer(max(sizes.largest, marks.PREFIX_SIZE)) if self.prefix_mark else bytearray()
+        self.body = spec.body if spec.body is not None else b"x" * sizes.largest
+        self.headers: dict[str, Any] = dict(spec.headers)
+        self.sent_ns: dict[int, int] = {}    # publishing id -> publish time, while unconfirmed (confirm latency)
+        self.room: asyncio.Event | None = None
+        self.properties: Any = None          # the AMQP 1.0 properties section: content_type
 
     def _target(self, seq: int) -> str:
         if self.super_stream is None:
             return self.spec.queue or ""
         keys = self.spec.routing_keys
-        found = superstreams.partitions_for(self.super_stream, keys[seq % len(keys)])
+        key = keys[slot_of(seq, len(keys), self.spec.key_order)]
+        if "{" in key:
+            key = key.replace("{seq}", str(seq)).replace("{producer}", self.spec.name).replace("{instance}", str(self.instance))
+        found = superstreams.partitions_for(self.super_stream, key)
         return found[0] if found else ""
+
+    def _body(self, seq: int, now_ns: int) -> tuple[bytes, dict[str, Any] | None]:
+        """The body of message seq and its application properties; the mark in the body or in the x-mqspec one."""
+        sizes = self.sizes
+        if self.prefix_mark:
+            marks.PREFIX.pack_into(self.buffer, 0, marks.MAGIC, self.ctx.run_id, self.tally.sid, seq, now_ns)
+            size = self.spec.size if sizes is None else sizes[seq % len(sizes)]
+            return bytes(memoryview(self.buffer)[:size]), self.headers or None
+        properties = {**self.headers, marks.HEADER: marks.header_mark(self.ctx.run_id, self.tally.sid, seq, now_ns)}
+        template = self.spec.body_template
+        if template is not None:
+            text = template.replace("{seq}", str(seq)).replace("{producer}", self.spec.name)
+            return text.encode("utf-8"), properties
+        size = self.spec.size if sizes is None else sizes[seq % len(sizes)]
+        return self.body if self.spec.body is not None else self.body[:size], properties
+
+    def _message(self, rstream: Any, seq: int, now_ns: int) -> Any:
+        body, application_properties = self._body(seq, now_ns)
+        message = rstream.AMQPMessage(body=body, application_properties=application_properties,
+                                      properties=self.properties)
+        message.publishing_id = seq + 1   # its confirm names it: seq + 1 (rstream's own numbering starts at 1)
+        return message
 
     async def main(self) -> None:
         import rstream
 
         assert self.go_event is not None and self.stop_event is not None
-        producer = rstream.Producer(**self.endpoint())
+        self.room = asyncio.Event()
+        content_type = self.spec.content_type
+        self.properties = rstream.Properties(content_type=content_type) if content_type else None
+        options = self.endpoint()
+        value = self.spec.filter_value
+        if value is not None:   # x-stream-filter-value, RabbitMQ 3.13+ (features.py refuses it on older brokers)
+            options["filter_value_extractor"] = lambda _message: value
+        producer = rstream.Producer(**options)
         await producer.start()
         try:
             self.announce_ready()
             await self.go_event.wait()
             await asyncio.sleep(max(0.0, self.go_at + self.spec.start_after - time.monotonic()))
-            await self._publish(producer)
+            await self._publish(producer, rstream)
             await self._await_confirms()
         finally:
             self.tally.done = True
             await producer.close()
 
-    async def _publish(self, producer: Any) -> None:
-        import rstream
-
+    async def _publish(self, producer: Any, rstream: Any) -> None:
         spec, tally, stop = self.spec, self.tally, self.stop_event
         assert stop is not None
-        sid, run = marks.stream_id(self.index, self.instance), self.ctx.run_id
-        size = max(spec.size, marks.PREFIX_SIZE)
-        buffer = marks.body_buffer(size)
         limit = spec.messages if spec.messages is not None else marks.SEQ_LIMIT
-        end = time.monotonic() + self.duration if self.duration is not None else None
-        interval = 1.0 / spec.rate if spec.rate else 0.0
         started = time.monotonic()
+        end = started + self.duration if self.duration is not None else None
+        timed = spec.confirm is not None
+        paced, windowed = self.schedule is not None, bool(spec.confirm)
         seq = 0
         while seq < limit and not stop.is_set() and (end is None or time.monotonic() < end):
-            if interval:
-                await asyncio.sleep(max(0.0, started + seq * interval - time.monotonic()))
+            if (paced and not await self._pace(seq, started)) or (windowed and not await self._window()):
+                break
             now_ns = time.time_ns()
-            marks.PREFIX.pack_into(buffer, 0, marks.MAGIC, run, sid, seq, now_ns)
             if tally.published == 0:
                 tally.first_ns = now_ns
-            message = rstream.AMQPMessage(body=bytes(buffer))
-            await producer.send(self._target(seq), message, on_publish_confirm=self._confirmed)
+            if timed:
+                self.sent_ns[seq + 1] = now_ns
+            await producer.send(self._target(seq), self._message(rstream, seq, now_ns), on_publish_confirm=self._confirmed)
             tally.published += 1
             tally.last_ns = now_ns
             seq += 1
 
+    async def _pace(self, seq: int, started: float) -> bool:
+        """Wait until message seq is due by the rate or rate profile; False when the profile has ended."""
+        schedule = self.schedule
+        if schedule is None:
+            return True
+        due = schedule.at(seq)
+        if due is None:
+            return False
+        await asyncio.sleep(max(0.0, started + due - time.monotonic()))
+        return True
+
+    async def _window(self) -> bool:
+        """With `confirm: N`, wait while N messages are unconfirmed; False when the run stops meanwhile."""
+        window, room, stop = self.spec.confirm, self.room, self.stop_event
+        assert room is not None and stop is not None
+        tally = self.tally
+        while window and tally.published - tally.confirmed - tally.nacked >= window:
+            room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(room.wait(), IDLE_CHECK)
+            if stop.is_set():
+                return False
+        return True
+
     async def _confirmed(self, status: Any) -> None:
+        tally = self.tally
         if status.is_confirmed:
-            self.tally.confirmed += 1
+            tally.confirmed += 1
+            sent = self.sent_ns.pop(status.message_id, 0)
+            if sent:
+                tally.confirm_latency.record((time.time_ns() - sent) // 1000, 1)
         else:
-            self.tally.nacked += 1
+            tally.nacked += 1
+            self.sent_ns.pop(status.message_id, None)
+            tally.fail(status.message_id - 1)
+        if self.room is not None:
+            self.room.set()
 
     async def _await_confirms(self) -> None:
         deadline = time.monotonic() + CONFIRM_WAIT
@@ -185,6 +263,8 @@ class StreamConsumer(StreamClient):
         self.tally = ConsumerTally(spec.name, spec.queue, instance, ctx.started_ns - START_SLACK_NS)
         self.next_offset: int | None = None
         self.accepting = True
+        self.slow = spec.processing_time.busy
+        self.random = random.Random(f"{spec.name}#{instance}")
 
     @property
     def active(self) -> bool:
@@ -217,7 +297,7 @@ class StreamConsumer(StreamClient):
         await consumer.start()
         try:
             await consumer.subscribe(self.spec.queue, self._on_message, decoder=rstream.amqp_decoder,
-                                     offset_specification=self.offset_specification(), **self._group())
+                                     offset_specification=self.offset_specification(), **self._group(), **self._filter())
             self.announce_ready()
             await self._until_stopped()
         finally:
@@ -230,6 +310,13 @@ class StreamConsumer(StreamClient):
             return {}
         return {"subscriber_name": self.spec.name, "properties": {"single-active-consumer": "true", "name": self.spec.name},
                 "consumer_update_listener": self._promoted}
+
+    def _filter(self) -> dict[str, Any]:
+        if not self.spec.filter:
+            return {}
+        from rstream import FilterConfiguration
+
+        return {"filter_input": FilterConfiguration(list(self.spec.filter))}
 
     async def _promoted(self, _active: bool, _event: Any) -> Any:
         return self.offset_specification()
@@ -260,7 +347,7 @@ class StreamConsumer(StreamClient):
             tally.first_ns = now_ns
         tally.last_ns = now_ns
         body = _body(message)
-        found = marks.read_mark(body, message.application_properties)
+        found = marks.read_body_mark(body) or marks.read_header_mark(_properties(message.application_properties))
         if found is None:
             tally.foreign += 1
         else:
@@ -274,6 +361,8 @@ class StreamConsumer(StreamClient):
         if limit is not None and count >= limit:
             self.accepting = False
             tally.stopped = "messages"
+        if self.slow:
+            await asyncio.sleep(self.spec.processing_time.sample(self.random))   # rstream awaits each callback
 
     def closed(self) -> None:
         self.tally.reconnects = self.reconnects
@@ -287,3 +376,10 @@ def _body(message: Any) -> bytes:
     if isinstance(body, list):
         return b"".join(bytes(part) for part in body)
     return bytes(message)
+
+
+def _properties(found: Any) -> dict[str, Any] | None:
+    """Application properties with text keys (rstream decodes them as bytes)."""
+    if not found:
+        return None
+    return {key.decode("utf-8", "replace") if isinstance(key, bytes) else key: value for key, value in found.items()}
