@@ -16,6 +16,7 @@ from mqspec import __version__
 from mqspec.context import Context
 from mqspec.core.loader import Overrides
 from mqspec.core.problems import escape
+from mqspec.core.semantics import option_url_problem
 from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, MqspecError
 
 app = typer.Typer(
@@ -103,6 +104,10 @@ def main(
                                                                     "for files you did not write.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
+    for value, option, management in ((url, "--url", False), (management_url, "--management-url", True)):
+        problem = option_url_problem(value, management) if value else ""
+        if problem:
+            raise typer.BadParameter(problem, param_hint=f"'{option}' (or {'MQSPEC_MANAGEMENT_URL' if management else 'MQSPEC_URL'})")
     ctx.obj = Context(Overrides(url, management_url, no_commands), debug)
 
 

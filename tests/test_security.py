@@ -158,3 +158,20 @@ def test_no_commands_accepts_a_file_that_only_talks_to_the_broker(tmp_path: Path
     (path.parent / "body.json").write_text("{}")
     result = mqspec("--no-commands", "validate", str(path))
     assert (result.exit_code, result.output) == (0, f"{path}: valid\n")
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    (["--url", "amqp://bob:s3cr@t/pw@127.0.0.1:5672/%2F"], None),
+    ([], {"MQSPEC_URL": "amqp://bob:s3cr#tpw@127.0.0.1:5672/%2F"}),
+    (["--management-url", "http://bob:s3cr@tpw@127.0.0.1:15672"], None),
+])
+def test_an_option_url_with_an_unencoded_password_is_refused_before_any_connection_without_showing_it(
+        tmp_path: Path, args: list[str], env: dict[str, str] | None) -> None:
+    """Unencoded, `s3cr@t/pw` makes `t` the host: the request would go to a host named after the password."""
+    file = tmp_path / "s.yaml"
+    file.write_text("version: 1\nname: s\ntopology:\n  queues: [{name: q}]\n")
+    result = mqspec(*args, "plan", str(file), env=env)
+    assert result.exit_code == 2
+    assert "must percent-encode" in result.stderr
+    assert "%40" in result.stderr or "%23" in result.stderr
+    assert "s3cr" not in result.stdout + result.stderr and "tpw" not in result.stdout + result.stderr

@@ -691,6 +691,15 @@ def _raw_broker(scenario: model.Scenario, doc: Document) -> Iterator[Problem]:
             yield doc.problem(("broker", "management_url"), message, _url_hint(management, "write http://HOST:15672, or https:// for TLS"))
 
 
+def option_url_problem(url: str, management: bool) -> str:
+    """What is wrong with a URL given as --url (or MQSPEC_URL) or --management-url, with the fix; '' when fine.
+    Never shows the URL: it may hold a password."""
+    schemes = ("http", "https") if management else ("amqp", "amqps")
+    message = _url_problem(url, schemes)
+    example = "http://HOST:15672, or https:// for TLS" if management else "amqp://USER:PASSWORD@HOST:5672/VHOST, or amqps:// for TLS"
+    return f"{message}; {_url_hint(url, 'write ' + example)}" if message else ""
+
+
 def _url_problem(url: str, schemes: tuple[str, ...]) -> str:
     unencoded = _unencoded_userinfo(url)
     if unencoded:
