@@ -20,13 +20,13 @@ import json
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 from mgmt import DEFAULT_AMQP, DEFAULT_MGMT, Management, amqp_url
+from run_workload import run_bounded
 
 SCENARIO = """\
 version: 1
@@ -63,8 +63,7 @@ def run_round(cmd: str, mgmt: Management, base_url: str, seconds: float, size: i
         scenario.write_text(SCENARIO.format(url=amqp_url(base_url, vhost), seconds=seconds, size=size,
                                             rate=f", rate: {rate:g}/s" if rate else ""))
         before = _children_cpu()
-        done = subprocess.run([cmd, "apply", str(scenario), "--report", str(report)], capture_output=True, text=True,
-                              timeout=seconds + 180)
+        done = run_bounded([cmd, "apply", str(scenario), "--report", str(report)], timeout=seconds + 180)
         cpu = _children_cpu() - before
         if not report.exists():
             raise SystemExit(f"mqspec apply wrote no report (exit {done.returncode}): {done.stderr.strip()[-500:]}")

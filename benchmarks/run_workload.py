@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import functools
 import json
 import os
 import selectors
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -123,11 +125,29 @@ def mqspec_command() -> str | None:
     return str(local) if local.exists() else shutil.which("mqspec")
 
 
+def run_bounded(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a command in a process group of its own; past the timeout the whole group gets SIGTERM (mqspec then
+    stops its workers and writes a partial report), and SIGKILL 10 s later. Raises TimeoutExpired after that."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.communicate(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def run_command(argv: list[str], timeout: float) -> str:
     """Run an external contender; its stdout, or Unavailable on any failure."""
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        proc = run_bounded(argv, timeout)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise Unavailable(str(exc)) from None
     if proc.returncode != 0:
