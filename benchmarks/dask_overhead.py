@@ -19,6 +19,7 @@ c 1 KiB persistent on a durable queue, confirms 100, 4 consumers; d 4 producers 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -65,6 +66,11 @@ def scenario(workload: str, seconds: float) -> str:
 def cpu_of(pids: list[int]) -> float:
     """utime + stime + cutime + cstime of each process and of its live descendants: the Dask worker,
     its multiprocessing fork server and the jobs' processes that server forked and reaped."""
+    return sum(cpu_split(pids))
+
+
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(utime + stime of the processes themselves, the rest: their reaped children's and their live descendants')."""
     stats: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -76,7 +82,24 @@ def cpu_of(pids: list[int]) -> float:
     while level:
         level = {pid for pid, fields in stats.items() if int(fields[1]) in level and pid not in found}
         found |= level
-    return sum(sum(int(f) for f in stats[pid][11:15]) for pid in found if pid in stats) / TICKS
+    total = sum(sum(int(f) for f in stats[pid][11:15]) for pid in found if pid in stats) / TICKS
+    own = sum(sum(int(f) for f in stats[pid][11:13]) for pid in pids if pid in stats) / TICKS
+    return own, total - own
+
+
+def _watched(argv: list[str]) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run argv; also its own utime + stime (not its children's), read from /proc every 0.1 s until it exits."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
+        own = 0.0
+        while process.poll() is None:
+            with contextlib.suppress(OSError, IndexError):
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                own = (int(fields[11]) + int(fields[12])) / TICKS
+            time.sleep(0.1)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, process.returncode, out.read(), err.read()), own
 
 
 def children_cpu() -> float:
@@ -85,16 +108,25 @@ def children_cpu() -> float:
 
 
 def run_once(args: argparse.Namespace, url: str, workload: str, engine: str | None, workers: list[int],
-             tmp: Path) -> dict[str, Any]:
+             scheduler: int, tmp: Path, label: str) -> dict[str, Any]:
     path = tmp / f"{workload}.yaml"
     path.write_text(scenario(workload, args.seconds))
     report = tmp / f"{workload}.json"
     argv = [str(BIN / "mqspec"), "--url", url, "apply", str(path), "--report", str(report), "--allow-replace", "--force"]
     if engine:
         argv += ["--engine", engine]
-    before, remote_before = children_cpu(), cpu_of(workers) if engine else 0.0
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    cpu = children_cpu() - before + ((cpu_of(workers) - remote_before) if engine else 0.0)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        argv = [str(BIN / "python"), str(ROOT / "benchmarks" / "cprofile_cpu.py"), str(args.profile / f"{label}.prof"),
+                *argv[1:]]
+    before, remote_before, sched_before = children_cpu(), cpu_split(workers), cpu_of([scheduler])
+    started = time.monotonic()
+    done, parent_cpu = _watched(argv)
+    wall = time.monotonic() - started
+    mqspec_cpu = children_cpu() - before
+    remote = cpu_split(workers)
+    own, jobs = remote[0] - remote_before[0], remote[1] - remote_before[1]   # idle Dask workers in a local run
+    cpu = mqspec_cpu + (own + jobs if engine else 0.0)
     data = json.loads(report.read_text())
     published = sum(p["published"] for p in data["producers"].values())
     consumed = sum(c["received"] for c in data["consumers"].values())
@@ -102,7 +134,10 @@ def run_once(args: argparse.Namespace, url: str, workload: str, engine: str | No
     error = next((line for line in done.stderr.splitlines() if line.startswith("error")), "") if done.returncode else ""
     return {"workload": workload, "engine": "dask" if engine else "local", "exit": done.returncode, "error": error,
             "rate": rate, "published": published, "consumed": consumed,
-            "cpu_s_per_million": cpu / max(published, 1) * 1e6}
+            "cpu_s_per_million": cpu / max(published, 1) * 1e6, "wall_s": wall, "mqspec_cpu_s": mqspec_cpu,
+            "parent_cpu_s": parent_cpu,
+            "dask_worker_cpu_s": own, "jobs_cpu_s": jobs, "scheduler_cpu_s": cpu_of([scheduler]) - sched_before,
+            "load": os.getloadavg()[0]}
 
 
 def main() -> None:
@@ -113,6 +148,7 @@ def main() -> None:
     parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672")
     parser.add_argument("--mgmt", default="http://127.0.0.1:15672")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", type=Path, help="run each mqspec process under cProfile (CPU time, cprofile_cpu.py), its stats here")
     args = parser.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,10 +178,15 @@ def main() -> None:
             for workload in args.workloads.split(","):
                 order = [None, engine] if rnd % 2 == 0 else [engine, None]
                 for chosen in order:
-                    found = run_once(args, url, workload, chosen, workers, logs)
+                    label = f"{workload}-{'dask' if chosen else 'local'}-{rnd + 1}"
+                    found = run_once(args, url, workload, chosen, workers, procs[0].pid, logs, label)
                     runs.append(found)
                     print(f"round {rnd + 1} {workload} {found['engine']:5} exit {found['exit']} {found['rate']:>9,.0f} msg/s "
-                          f"{found['cpu_s_per_million']:6.2f} CPU s per million {found['error']}", flush=True)
+                          f"{found['published']:>9,} msgs {found['cpu_s_per_million']:6.2f} CPU s per million "
+                          f"(mqspec {found['mqspec_cpu_s']:.2f} s, its own {found['parent_cpu_s']:.2f} s, "
+                          f"dask workers {found['dask_worker_cpu_s']:.2f} s, "
+                          f"jobs {found['jobs_cpu_s']:.2f} s, scheduler {found['scheduler_cpu_s']:.2f} s, "
+                          f"wall {found['wall_s']:.1f} s, load {found['load']:.1f}) {found['error']}", flush=True)
         if args.json:
             args.json.write_text(json.dumps(runs, indent=2))
         failed = [r for r in runs if r["exit"]]
@@ -163,6 +204,17 @@ def main() -> None:
                   f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
                   f"{med('local', 'cpu_s_per_million'):.1f} | {med('dask', 'cpu_s_per_million'):.1f} | "
                   f"{statistics.median(cpu):.2f} |")
+        print("\nCPU s per run by process (medians; in a local run the Dask processes are idle and not counted):")
+        print("| workload | engine | mqspec process and its children | the mqspec process alone | Dask worker processes "
+              "| fork server + jobs | scheduler | load |")
+        print("|---|---|---|---|---|---|---|---|")
+        for workload in args.workloads.split(","):
+            for eng in ("local", "dask"):
+                chosen = [r for r in runs if r["workload"] == workload and r["engine"] == eng and not r["exit"]]
+                if chosen:
+                    cells = " | ".join(f"{statistics.median(r[k] for r in chosen):.2f}" for k in
+                                       ("mqspec_cpu_s", "parent_cpu_s", "dask_worker_cpu_s", "jobs_cpu_s", "scheduler_cpu_s", "load"))
+                    print(f"| {workload} | {eng} | {cells} |")
     finally:
         for p in reversed(procs):
             p.terminate()
