@@ -5,17 +5,23 @@ allowed, `retries=0`). The task starts the job as a child process (child.py: the
 entry point `worker.main`, on one end of a local pipe, forked by the Dask worker's multiprocessing
 fork server, or `python -m mqspec.workload.child` in a daemonic Dask worker), so the
 publisher has an interpreter to itself and never shares the GIL with Dask's event loop. The task's
-thread relays the other end of the pipe to Dask queues held by the scheduler:
+thread relays the other end of the pipe through the scheduler, with no polling either way:
 
-  parent -> job:  queue `<token>-in-<job>`: Go, Stop, Kill, Recovering, Abort, and None (keep-alive),
-                  fetched every POLL_EVERY
-  job -> parent:  queue `<token>-out`: lists of Ready, Progress and Fatal (Progress coalesced to ten a
-                  second, their latency counts summed)
-
-Dask queues carry only msgpack data, so each item is the pickle of the messages (pipes pickle them too);
-queues are read with `get(batch=True)`, which never waits (a waiting get that times out is an error
-in the scheduler's log).
+  parent -> job:  queue `<token>-in-<job>`: Go, Stop, Kill, Recovering, Abort, and None (keep-alive,
+                  every KEEPALIVE_EVERY); a thread of the task waits on it (a `get` without timeout,
+                  one round trip per command) and writes what comes to the pipe
+  job -> parent:  the scheduler's event topic `<token>-out` (`Worker.log_event`, pushed to the parent,
+                  which subscribed before it submitted any task): lists of Ready, Progress and Fatal
+                  (Progress coalesced to ten a second, their latency counts summed). An event rides the
+                  Dask worker's batched stream to the scheduler, which forwards it on the parent's: no
+                  round trip, and ordered before the task's completion, so the parent has every message
+                  of a job before it sees the job's task finish
   Final:          the task's result, fetched when the task finishes
+
+Dask queues and events carry only msgpack data, so each item is the pickle of the messages (pipes pickle
+them too). A Dask worker that dies shows as silence: when a running job has sent nothing for SILENCE_CHECK
+(a relay forwards progress ten times a second), or every LIVENESS_BACKSTOP in any case, the parent asks
+the scheduler which workers are alive.
 
 The child dies with the task's thread (the kernel's parent-death signal, set by `worker.main`): a
 Dask worker killed outright takes its jobs' processes with it. A child that ends without a Final
@@ -40,14 +46,17 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import queue
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mqspec.core import model, result
 from mqspec.errors import MqspecError, OperationFailed
@@ -57,15 +66,18 @@ from mqspec.workload.messages import Fatal, Final, FromWorker, Go, Progress, Tal
 from mqspec.workload.worker import ORPHAN_GRACE, Job
 
 if TYPE_CHECKING:
-    from distributed import Client, Future, Queue
+    from distributed import Client, Future, Queue, Worker
 
 SCHEME = "dask://"
 CONNECT_TIMEOUT = 10.0      # seconds to reach the scheduler
-POLL_EVERY = 0.1            # how often a job (and the parent) asks the scheduler for the other side's messages
 KEEPALIVE_EVERY = 1.0       # the parent's keep-alive to every job
 PARENT_SILENCE = 15.0       # a job that hears nothing from the parent this long closes its connections
 RELAY_EVERY = 0.1           # the relay forwards progress at most this often
-LIVENESS_EVERY = 0.5        # how often the parent asks the scheduler which workers are alive
+SILENCE_CHECK = 0.5         # a running job silent this long makes the parent ask the scheduler which workers are alive
+LIVENESS_EVERY = 0.5        # ... at most this often
+LIVENESS_BACKSTOP = 5.0     # ... and at least this often
+RETRY_EVERY = 1.0           # a job's command thread tries the scheduler again after this long when it failed
+END = b"end"                # the relay's last item in its own command queue: its command thread stops
 START_LEAD = 0.2            # seconds between sending Go and the common start, so every job has it in time
 CLOCK_SAMPLES = 5
 CLOCK_LIMIT_MS = 1.0        # an offset spread above this (or above 10% of the median latency) spoils latency
@@ -87,13 +99,13 @@ def scheduler_address(engine: str) -> str:
 
 def run_job(job: Job, token: str) -> Final:
     """The Dask task: run one job in a child process, relaying its pipe to the run's queues from this thread."""
-    from distributed import Queue, get_client
+    from distributed import Queue, get_client, get_worker
 
     client = get_client()
-    outbox = Queue(f"{token}-out", client=client)
+    outbox = _Outbox(get_worker(), f"{token}-out")
     if not Queue(f"{token}-claim-{job.worker}", client=client).get(batch=True):   # atomic at the scheduler
-        outbox.put(pickle.dumps([Fatal(job.worker, 1, f"workload job {job.worker} was started a second time (its first "
-                                       "Dask worker was lost); it refused to run again, which would publish its messages twice")]))
+        outbox.post([Fatal(job.worker, 1, f"workload job {job.worker} was started a second time (its first "
+                                          "Dask worker was lost); it refused to run again, which would publish its messages twice")])
         return Final(job.worker, Tallies())
     if job.fast and not frames.fast_path().enabled:
         job = _plain(job)
@@ -165,6 +177,53 @@ def _popen(job: Job, theirs: Connection) -> subprocess.Popen[bytes]:
     return found
 
 
+class _Outbox:
+    """The run's event topic, written from the task's thread (the Dask worker's event loop sends it)."""
+
+    def __init__(self, worker: Worker, topic: str) -> None:
+        self.worker = worker
+        self.topic = topic
+
+    def post(self, messages: list[FromWorker]) -> None:
+        with suppress(Exception):   # the scheduler is gone: the parent will see this job as lost
+            self.worker.log_event(self.topic, pickle.dumps(messages))
+
+
+class _Commands(threading.Thread):
+    """Waits at the scheduler for the parent's commands (a `get` without timeout) and writes them to the job's pipe."""
+
+    def __init__(self, inbox: Queue, pipe: Connection) -> None:
+        super().__init__(name="mqspec-commands", daemon=True)
+        self.inbox = inbox
+        self.pipe = pipe
+        self.heard = time.monotonic()   # read by the relay's thread
+        self.broken = False             # the pipe is closed: the child is gone
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set() and not self.broken:
+            try:
+                item = self.inbox.get()
+            except Exception:  # noqa: BLE001 - the scheduler unreachable: as silent as a parent gone, try again
+                self.stopping.wait(RETRY_EVERY)
+                continue
+            if item == END:
+                return
+            self.heard = time.monotonic()
+            message = pickle.loads(item)
+            if message is not None:
+                try:
+                    self.pipe.send(message)
+                except (OSError, ValueError):
+                    self.broken = True
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with suppress(Exception):
+            self.inbox.put(END)
+        self.join(RETRY_EVERY)
+
+
 def _merged(earlier: Progress | None, later: Progress) -> Progress:
     """The later snapshot, carrying the latency counts of the one it replaces (each snapshot holds only its own)."""
     if earlier is None or not earlier.snapshot.latency:
@@ -176,30 +235,35 @@ def _merged(earlier: Progress | None, later: Progress) -> Progress:
 
 
 class _Relay:
-    """One job's pipe to and from the run's Dask queues, in the task's thread.
+    """One job's pipe to and from the run, in the task's thread (the parent's commands in a thread of their own).
 
-    The child's messages are forwarded as they come, Progress coalesced to one per RELAY_EVERY; the
-    parent's commands are fetched every POLL_EVERY. Each fetch is a round trip through the scheduler,
-    so this is the Dask engine's whole per-second overhead on a worker, whatever the message rate."""
+    The child's messages are forwarded as they come, Progress coalesced to one event per RELAY_EVERY:
+    with the keep-alive's round trip, this is the Dask engine's whole per-second overhead on a worker,
+    whatever the message rate."""
 
-    def __init__(self, worker: int, pipe: Connection, inbox: Queue, outbox: Queue) -> None:
+    def __init__(self, worker: int, pipe: Connection, inbox: Queue, outbox: _Outbox) -> None:
         self.worker = worker
         self.pipe = pipe
-        self.inbox = inbox
+        self.commands = _Commands(inbox, pipe)
         self.outbox = outbox
         self.final: Final | None = None
         self.pending: list[FromWorker] = []
         self.progress: Progress | None = None
-        self.flushed = self.polled = self.heard = time.monotonic()
+        self.flushed = time.monotonic()
 
     def run(self) -> Final | None:
-        """Relay until the child closes its end (after its Final, or dead); its Final, if it sent one."""
-        while self._receive():
-            now = time.monotonic()
-            self._flush(now)
-            if now - self.polled >= POLL_EVERY and not self._commands(now):
-                break
-        self._flush(time.monotonic(), force=True)
+        """Relay until the child closes its end (after its Final, or dead), or the parent is silent too long;
+        the child's Final, if it sent one."""
+        self.commands.start()
+        try:
+            while self._receive():
+                now = time.monotonic()
+                self._flush(now)
+                if self.commands.broken or now - self.commands.heard > PARENT_SILENCE:
+                    break   # the child is told by the end of file on its pipe
+            self._flush(time.monotonic(), force=True)
+        finally:
+            self.commands.stop()
         return self.final
 
     def _receive(self) -> bool:
@@ -225,28 +289,8 @@ class _Relay:
             return
         # a Ready or Fatal goes at once, after the progress before it
         messages = [self.progress, *self.pending] if self.progress is not None else self.pending
-        with suppress(Exception):   # the scheduler is gone: the parent will see this job as lost
-            self.outbox.put(pickle.dumps(messages))
+        self.outbox.post(messages)
         self.pending, self.progress, self.flushed = [], None, now
-
-    def _commands(self, now: float) -> bool:
-        """Forward the parent's commands; False once the parent has been silent too long (the child is told by EOF)."""
-        self.polled = now
-        try:
-            found = [pickle.loads(item) for item in self.inbox.get(batch=True)]
-        except Exception:  # noqa: BLE001 - the scheduler unreachable: as silent as a parent gone
-            found = []
-        if found:
-            self.heard = now
-        elif now - self.heard > PARENT_SILENCE:
-            return False
-        for message in found:
-            if message is not None:
-                try:
-                    self.pipe.send(message)
-                except (OSError, ValueError):
-                    return False
-        return True
 
 
 # --- in the parent ------------------------------------------------------------------------------
@@ -329,10 +373,14 @@ class DaskRun(Run):
         self.placed = {job.worker: self.places[i].address for i, job in enumerate(self.jobs)}
         self.futures: dict[int, Future] = {}
         self.inqueues: dict[int, Queue] = {}
-        self.outbox: Queue | None = None
+        self.topic = f"{self.token}-out"
+        self.subscribed = False
+        self.arrived: queue.SimpleQueue[bytes] = queue.SimpleQueue()   # the topic's events, put by the client's thread
+        self.heard: dict[int, float] = {}   # job -> when its last message came (or its task was submitted)
         self.offsets: dict[str, Offset] = {}
         self.keepalive_at = 0.0
         self.liveness_at = 0.0
+        self.checked_at = 0.0
 
     # --- starting -----------------------------------------------------------------------------
 
@@ -341,11 +389,14 @@ class DaskRun(Run):
 
         for address in dict.fromkeys(self.placed.values()):
             self.offsets[address] = measure_offset(self.client, address)
-        self.outbox = Queue(f"{self.token}-out", client=self.client)
+        # on the client's stream to the scheduler, so it is there before any task runs
+        self.client.subscribe_topic(self.topic, lambda event: self.arrived.put(event[1]))
+        self.subscribed = True
         for job in self.jobs:
             Queue(f"{self.token}-claim-{job.worker}", client=self.client).put(self.token)
             self.inqueues[job.worker] = Queue(f"{self.token}-in-{job.worker}", client=self.client)
         for job in self.jobs:
+            self.heard[job.worker] = time.monotonic()
             self.futures[job.worker] = self.client.submit(
                 run_job, job, self.token, key=f"{self.token}-job-{job.worker}", workers=[self.placed[job.worker]],
                 allow_other_workers=False, retries=0, pure=False)
@@ -372,30 +423,39 @@ class DaskRun(Run):
             for wid in self.inqueues:
                 if wid not in self.finals:
                     self._send(wid, None)
+        # a job's messages are all in `arrived` before its task shows as done (both ride the same streams)
         finished = [wid for wid, future in self.futures.items() if wid not in self.finals and future.done()]
-        batches = self._receive()
+        batches = self._receive(0.0 if finished else timeout)
+        now = time.monotonic()
         for batch in batches:
             for message in batch:
+                self.heard[message.worker] = now
                 self._handle(message)
         for wid in finished:
             self._finish(wid)
-        if now >= self.liveness_at:
-            self.liveness_at = now + LIVENESS_EVERY
+        if self._liveness_due(now):
             self._check_alive()
-        if not batches and not finished:
-            time.sleep(max(timeout, POLL_EVERY / 2))   # each read is a round trip through the scheduler
 
-    def _receive(self) -> list[list[FromWorker]]:
-        if self.outbox is None:
-            return []
+    def _receive(self, timeout: float) -> list[list[FromWorker]]:
+        """The topic's events: waits up to `timeout` for the first (locally: the client pushes them), takes the rest."""
+        found: list[bytes] = []
         try:
-            return [pickle.loads(item) for item in self.outbox.get(batch=True)]
-        except Exception as exc:  # noqa: BLE001 - the scheduler is unreachable: the run cannot go on
-            if self.failure is None and not self._ending:
-                self.failure = OperationFailed(f"lost the Dask scheduler at {self.address}: {type(exc).__name__}: {exc}")
-            for job in self.jobs:
-                self._lose(job.worker, f"the Dask scheduler at {self.address} became unreachable")
-            return []
+            found.append(self.arrived.get(timeout=timeout) if timeout > 0 else self.arrived.get_nowait())
+            while True:
+                found.append(self.arrived.get_nowait())
+        except queue.Empty:
+            pass
+        return [pickle.loads(item) for item in found]
+
+    def _liveness_due(self, now: float) -> bool:
+        """Ask the scheduler when a running job has gone silent, at most every LIVENESS_EVERY, at least every backstop."""
+        if now < self.liveness_at:
+            return False
+        silent = any(now - self.heard[wid] > SILENCE_CHECK for wid in self.futures if wid not in self.finals)
+        if not silent and now - self.checked_at < LIVENESS_BACKSTOP:
+            return False
+        self.liveness_at, self.checked_at = now + LIVENESS_EVERY, now
+        return True
 
     def _finish(self, wid: int) -> None:
         future = self.futures[wid]
@@ -409,7 +469,11 @@ class DaskRun(Run):
     def _check_alive(self) -> None:
         try:
             alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
-        except Exception:  # noqa: BLE001 - the next queue read reports the scheduler as lost
+        except Exception as exc:  # noqa: BLE001 - the scheduler is unreachable: the run cannot go on
+            if self.failure is None and not self._ending:
+                self.failure = OperationFailed(f"lost the Dask scheduler at {self.address}: {type(exc).__name__}: {exc}")
+            for job in self.jobs:
+                self._lose(job.worker, f"the Dask scheduler at {self.address} became unreachable")
             return
         for wid, address in self.placed.items():
             if wid not in self.finals and address not in alive:
@@ -440,10 +504,14 @@ class DaskRun(Run):
     def _reap(self) -> None:
         with suppress(Exception):
             self.client.cancel([f for wid, f in self.futures.items() if not f.done()])
-        for queue in [*self.inqueues.values(), self.outbox]:
-            if queue is not None:
-                with suppress(Exception):
-                    queue.close()
+        for inbox in self.inqueues.values():
+            with suppress(Exception):
+                inbox.close()
+        if self.subscribed:
+            with suppress(Exception):
+                self.client.unsubscribe_topic(self.topic)
+            with suppress(Exception):
+                self.client.run_on_scheduler(_topic_dropper(), self.topic)
 
     def _result(self, ended: str, elapsed: float) -> result.RunResult:
         import dataclasses
@@ -454,6 +522,19 @@ class DaskRun(Run):
                  f"on {hosts} Dask worker{'s' if hosts != 1 else ''}",
                  *clock_notes(list(self.offsets.values()), outcome.latency)]
         return dataclasses.replace(outcome, notes=(*outcome.notes, *notes))
+
+
+def _topic_dropper() -> Callable[[str, Any], None]:
+    """What forgets the run's events on the scheduler, which keeps a topic's last ones (up to
+    `distributed.admin.low-level-log-length`) and has no public call to drop them. A nested function
+    is pickled by value, so the scheduler needs no mqspec installed."""
+
+    def drop(topic: str, dask_scheduler: Any) -> None:
+        broker = getattr(dask_scheduler, "_broker", None)
+        if broker is not None:
+            broker.truncate(topic)
+
+    return drop
 
 
 def run(scenario: model.Scenario, engine: str, workers: int | None = None, observer: Observer | None = None) -> result.RunResult:
