@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -107,17 +107,18 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_once(args: argparse.Namespace, url: str, workload: str, engine: str | None, workers: list[int],
-             scheduler: int, tmp: Path, label: str) -> dict[str, Any]:
+def run_once(args: argparse.Namespace, url: str, workload: str, contender: Contender, tmp: Path,
+             label: str) -> dict[str, Any]:
+    engine, workers, scheduler = contender.engine, contender.workers, contender.scheduler
     path = tmp / f"{workload}.yaml"
     path.write_text(scenario(workload, args.seconds))
     report = tmp / f"{workload}.json"
-    argv = [str(BIN / "mqspec"), "--url", url, "apply", str(path), "--report", str(report), "--allow-replace", "--force"]
+    argv = [str(contender.bin / "mqspec"), "--url", url, "apply", str(path), "--report", str(report), "--allow-replace", "--force"]
     if engine:
         argv += ["--engine", engine]
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-        argv = [str(BIN / "python"), str(ROOT / "benchmarks" / "cprofile_cpu.py"), str(args.profile / f"{label}.prof"),
+        argv = [str(contender.bin / "python"), str(ROOT / "benchmarks" / "cprofile_cpu.py"), str(args.profile / f"{label}.prof"),
                 *argv[1:]]
     before, remote_before, sched_before = children_cpu(), cpu_split(workers), cpu_of([scheduler])
     started = time.monotonic()
@@ -132,12 +133,40 @@ def run_once(args: argparse.Namespace, url: str, workload: str, engine: str | No
     consumed = sum(c["received"] for c in data["consumers"].values())
     rate = sum(c["rate"] or 0 for c in data["consumers"].values())
     error = next((line for line in done.stderr.splitlines() if line.startswith("error")), "") if done.returncode else ""
-    return {"workload": workload, "engine": "dask" if engine else "local", "exit": done.returncode, "error": error,
+    return {"workload": workload, "engine": contender.name, "exit": done.returncode, "error": error,
             "rate": rate, "published": published, "consumed": consumed,
             "cpu_s_per_million": cpu / max(published, 1) * 1e6, "wall_s": wall, "mqspec_cpu_s": mqspec_cpu,
             "parent_cpu_s": parent_cpu,
             "dask_worker_cpu_s": own, "jobs_cpu_s": jobs, "scheduler_cpu_s": cpu_of([scheduler]) - sched_before,
             "load": os.getloadavg()[0]}
+
+
+class Contender(NamedTuple):
+    name: str
+    bin: Path                 # the venv's bin: its mqspec (and, for Dask, its dask)
+    engine: str | None        # None: the local engine
+    workers: list[int]        # the Dask worker processes' pids
+    scheduler: int
+
+
+def start_cluster(bin_dir: Path, logs: Path, tag: str, procs: list[subprocess.Popen[bytes]]) -> tuple[str, list[int], int]:
+    """A scheduler and two `--nthreads 1 --no-nanny` workers from bin_dir on loopback: (engine, worker pids, scheduler pid)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with (logs / f"{tag}-scheduler.log").open("wb") as log:
+        scheduler = subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                      "--no-dashboard"], stdout=log, stderr=log)
+    procs.append(scheduler)
+    time.sleep(3)
+    workers = []
+    for i in range(2):
+        with (logs / f"{tag}-w{i}.log").open("wb") as log:
+            worker = subprocess.Popen([str(bin_dir / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
+                                       "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"], stdout=log, stderr=log)
+        procs.append(worker)
+        workers.append(worker.pid)
+    return f"dask://127.0.0.1:{port}", workers, scheduler.pid
 
 
 def main() -> None:
@@ -149,10 +178,9 @@ def main() -> None:
     parser.add_argument("--mgmt", default="http://127.0.0.1:15672")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="run each mqspec process under cProfile (CPU time, cprofile_cpu.py), its stats here")
+    parser.add_argument("--baseline", type=Path, help="another checkout with its own .venv (an older commit): its Dask "
+                        "engine runs as a third contender, 'dask-base', on a Dask cluster of its own")
     args = parser.parse_args()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     logs = Path(tempfile.mkdtemp(prefix="dask-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     vhost = f"dask-bench-{uuid.uuid4().hex[:6]}"
@@ -161,27 +189,22 @@ def main() -> None:
     httpx.put(f"{args.mgmt}/api/permissions/{vhost}/guest", auth=auth,
               json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
     try:
-        with (logs / "scheduler.log").open("wb") as log:
-            procs.append(subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                           "--no-dashboard"], stdout=log, stderr=log))
-        time.sleep(3)
-        for i in range(2):
-            with (logs / f"w{i}.log").open("wb") as log:
-                procs.append(subprocess.Popen([str(BIN / "dask"), "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1",
-                                               "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"], stdout=log, stderr=log))
+        engine, workers, scheduler = start_cluster(BIN, logs, "dask", procs)
+        contenders = [Contender("local", BIN, None, workers, scheduler), Contender("dask", BIN, engine, workers, scheduler)]
+        if args.baseline:
+            base_bin = args.baseline.resolve() / ".venv" / "bin"
+            base_engine, base_workers, base_scheduler = start_cluster(base_bin, logs, "base", procs)
+            contenders.append(Contender("dask-base", base_bin, base_engine, base_workers, base_scheduler))
         time.sleep(6)
-        workers = [p.pid for p in procs[1:]]
-        engine = f"dask://127.0.0.1:{port}"
         url = f"{args.amqp}/{vhost}"
         runs: list[dict[str, Any]] = []
         for rnd in range(args.rounds):
             for workload in args.workloads.split(","):
-                order = [None, engine] if rnd % 2 == 0 else [engine, None]
-                for chosen in order:
-                    label = f"{workload}-{'dask' if chosen else 'local'}-{rnd + 1}"
-                    found = run_once(args, url, workload, chosen, workers, procs[0].pid, logs, label)
+                shift = rnd % len(contenders)
+                for contender in contenders[shift:] + contenders[:shift]:
+                    found = run_once(args, url, workload, contender, logs, f"{workload}-{contender.name}-{rnd + 1}")
                     runs.append(found)
-                    print(f"round {rnd + 1} {workload} {found['engine']:5} exit {found['exit']} {found['rate']:>9,.0f} msg/s "
+                    print(f"round {rnd + 1} {workload} {found['engine']:9} exit {found['exit']} {found['rate']:>9,.0f} msg/s "
                           f"{found['published']:>9,} msgs {found['cpu_s_per_million']:6.2f} CPU s per million "
                           f"(mqspec {found['mqspec_cpu_s']:.2f} s, its own {found['parent_cpu_s']:.2f} s, "
                           f"dask workers {found['dask_worker_cpu_s']:.2f} s, "
@@ -189,32 +212,7 @@ def main() -> None:
                           f"wall {found['wall_s']:.1f} s, load {found['load']:.1f}) {found['error']}", flush=True)
         if args.json:
             args.json.write_text(json.dumps(runs, indent=2))
-        failed = [r for r in runs if r["exit"]]
-        print(f"\n{len(failed)} of {len(runs)} runs failed and are left out" if failed else "")
-        print("| workload | local msg/s | dask msg/s | dask/local msg/s (range) | local CPU s/M msgs | dask CPU s/M msgs "
-              "| dask/local CPU |")
-        print("|---|---|---|---|---|---|---|")
-        for workload in args.workloads.split(","):
-            def med(eng: str, key: str, w: str = workload) -> float:
-                return statistics.median(r[key] for r in runs if r["workload"] == w and r["engine"] == eng and not r["exit"])
-            ratios = [d["rate"] / loc["rate"] for loc, d in _pairs(runs, workload) if loc["rate"] and not loc["exit"] + d["exit"]]
-            cpu = [d["cpu_s_per_million"] / loc["cpu_s_per_million"] for loc, d in _pairs(runs, workload)
-                   if not loc["exit"] + d["exit"]]
-            print(f"| {workload} | {med('local', 'rate'):,.0f} | {med('dask', 'rate'):,.0f} | "
-                  f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
-                  f"{med('local', 'cpu_s_per_million'):.1f} | {med('dask', 'cpu_s_per_million'):.1f} | "
-                  f"{statistics.median(cpu):.2f} |")
-        print("\nCPU s per run by process (medians; in a local run the Dask processes are idle and not counted):")
-        print("| workload | engine | mqspec process and its children | the mqspec process alone | Dask worker processes "
-              "| fork server + jobs | scheduler | load |")
-        print("|---|---|---|---|---|---|---|---|")
-        for workload in args.workloads.split(","):
-            for eng in ("local", "dask"):
-                chosen = [r for r in runs if r["workload"] == workload and r["engine"] == eng and not r["exit"]]
-                if chosen:
-                    cells = " | ".join(f"{statistics.median(r[k] for r in chosen):.2f}" for k in
-                                       ("mqspec_cpu_s", "parent_cpu_s", "dask_worker_cpu_s", "jobs_cpu_s", "scheduler_cpu_s", "load"))
-                    print(f"| {workload} | {eng} | {cells} |")
+        summary(runs, args.workloads.split(","), [c.name for c in contenders])
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -223,10 +221,44 @@ def main() -> None:
         httpx.delete(f"{args.mgmt}/api/vhosts/{vhost}", auth=auth)
 
 
-def _pairs(runs: list[dict[str, Any]], workload: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+def summary(runs: list[dict[str, Any]], workloads: list[str], engines: list[str]) -> None:
+    failed = [r for r in runs if r["exit"]]
+    print(f"\n{len(failed)} of {len(runs)} runs failed and are left out" if failed else "")
+    print("| workload | engine | msg/s | /local msg/s (range) | CPU s/M msgs | /local CPU (range) |")
+    print("|---|---|---|---|---|---|")
+    for workload in workloads:
+        for eng in engines:
+            chosen = [r for r in runs if r["workload"] == workload and r["engine"] == eng and not r["exit"]]
+            if not chosen:
+                continue
+            cells = [f"{statistics.median(r['rate'] for r in chosen):,.0f}", "",
+                     f"{statistics.median(r['cpu_s_per_million'] for r in chosen):.1f}", ""]
+            pairs = [(loc, other) for loc, other in _pairs(runs, workload, eng) if not loc["exit"] + other["exit"]]
+            if eng != "local" and pairs:
+                rates = [o["rate"] / loc["rate"] for loc, o in pairs if loc["rate"]]
+                cpu = [o["cpu_s_per_million"] / loc["cpu_s_per_million"] for loc, o in pairs]
+                cells[1] = f"{statistics.median(rates):.2f} ({min(rates):.2f}-{max(rates):.2f})"
+                cells[3] = f"{statistics.median(cpu):.2f} ({min(cpu):.2f}-{max(cpu):.2f})"
+            print(f"| {workload} | {eng} | {' | '.join(cells)} |")
+    print("\nCPU s per run by process (medians; in a local run the Dask processes are idle and not counted):")
+    print("| workload | engine | mqspec process and its children | the mqspec process alone | Dask worker processes "
+          "| fork server + jobs | scheduler | wall s | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for workload in workloads:
+        for eng in engines:
+            chosen = [r for r in runs if r["workload"] == workload and r["engine"] == eng and not r["exit"]]
+            if chosen:
+                cells = " | ".join(f"{statistics.median(r[k] for r in chosen):.2f}" for k in
+                                   ("mqspec_cpu_s", "parent_cpu_s", "dask_worker_cpu_s", "jobs_cpu_s", "scheduler_cpu_s",
+                                    "wall_s", "load"))
+                print(f"| {workload} | {eng} | {cells} |")
+
+
+def _pairs(runs: list[dict[str, Any]], workload: str, engine: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Each round's local run with the same round's run of `engine` (the runs of a round are back to back)."""
     local = [r for r in runs if r["workload"] == workload and r["engine"] == "local"]
-    dask = [r for r in runs if r["workload"] == workload and r["engine"] == "dask"]
-    return list(zip(local, dask, strict=False))
+    other = [r for r in runs if r["workload"] == workload and r["engine"] == engine]
+    return list(zip(local, other, strict=False))
 
 
 if __name__ == "__main__":

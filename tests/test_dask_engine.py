@@ -328,3 +328,14 @@ def test_clock_offsets_beyond_a_millisecond_or_a_tenth_of_the_median_latency_are
         "they do not mean much; synchronise the hosts' clocks (chrony, PTP)")
     fast = Latency(p50=2.0, p95=3.0, p99=4.0, max=5.0, count=10)
     assert "10% of the median latency" in dask_engine.clock_notes(close, fast)[1]
+
+
+def test_the_parent_asks_which_workers_are_alive_when_a_running_job_falls_silent_and_every_five_seconds() -> None:
+    heard = {0: 100.0, 1: 100.0}
+    assert not dask_engine.liveness_due(100.4, heard, [0, 1], checked_at=100.0)   # both heard 0.4 s ago
+    assert dask_engine.liveness_due(100.6, heard, [0, 1], checked_at=100.0)       # silent for 0.6 s
+    assert not dask_engine.liveness_due(100.9, heard, [0, 1], checked_at=100.6)   # asked 0.3 s ago
+    assert not dask_engine.liveness_due(100.9, heard, [], checked_at=100.0)       # a finished job may be silent
+    recent = {0: 104.9, 1: 104.9}
+    assert not dask_engine.liveness_due(105.0, recent, [0, 1], checked_at=100.1)
+    assert dask_engine.liveness_due(105.2, recent, [0, 1], checked_at=100.1)      # 5 s since the last check

@@ -52,7 +52,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -332,6 +332,15 @@ def clock_notes(offsets: list[Offset], latency: result.Latency | None) -> list[s
     return notes
 
 
+def liveness_due(now: float, heard: Mapping[int, float], running: Iterable[int], checked_at: float) -> bool:
+    """Whether to ask the scheduler which workers are alive: when a running job has been silent for
+    SILENCE_CHECK (its relay forwards progress ten times a second), at most every LIVENESS_EVERY, and
+    every LIVENESS_BACKSTOP in any case."""
+    if now - checked_at < LIVENESS_EVERY:
+        return False
+    return now - checked_at >= LIVENESS_BACKSTOP or any(now - heard[wid] > SILENCE_CHECK for wid in running)
+
+
 class Slot(NamedTuple):
     address: str
     thread: int
@@ -379,8 +388,7 @@ class DaskRun(Run):
         self.heard: dict[int, float] = {}   # job -> when its last message came (or its task was submitted)
         self.offsets: dict[str, Offset] = {}
         self.keepalive_at = 0.0
-        self.liveness_at = 0.0
-        self.checked_at = 0.0
+        self.checked_at = 0.0   # when the parent last asked the scheduler which workers are alive
 
     # --- starting -----------------------------------------------------------------------------
 
@@ -448,13 +456,10 @@ class DaskRun(Run):
         return [pickle.loads(item) for item in found]
 
     def _liveness_due(self, now: float) -> bool:
-        """Ask the scheduler when a running job has gone silent, at most every LIVENESS_EVERY, at least every backstop."""
-        if now < self.liveness_at:
+        running = [wid for wid in self.futures if wid not in self.finals]
+        if not liveness_due(now, self.heard, running, self.checked_at):
             return False
-        silent = any(now - self.heard[wid] > SILENCE_CHECK for wid in self.futures if wid not in self.finals)
-        if not silent and now - self.checked_at < LIVENESS_BACKSTOP:
-            return False
-        self.liveness_at, self.checked_at = now + LIVENESS_EVERY, now
+        self.checked_at = now
         return True
 
     def _finish(self, wid: int) -> None:
