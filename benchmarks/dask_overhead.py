@@ -214,11 +214,17 @@ def main() -> None:
             args.json.write_text(json.dumps(runs, indent=2))
         summary(runs, args.workloads.split(","), [c.name for c in contenders])
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            p.wait(10)
-        httpx.delete(f"{args.mgmt}/api/vhosts/{vhost}", auth=auth)
+        try:
+            for p in reversed(procs):
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:   # a Dask worker whose scheduler went first can hang in its close
+                    p.kill()
+                    p.wait(10)
+        finally:
+            httpx.delete(f"{args.mgmt}/api/vhosts/{vhost}", auth=auth)
 
 
 def summary(runs: list[dict[str, Any]], workloads: list[str], engines: list[str]) -> None:
