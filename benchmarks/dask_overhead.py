@@ -2,9 +2,13 @@
 
 Starts a `dask scheduler` and two `dask worker --nthreads 1 --no-nanny` processes on loopback (two
 processes, as the local engine forks two on this 2-core machine), then for every round and every
-workload runs `mqspec apply` once locally and once with `--engine dask://...`, alternating which
-goes first. For each run it reports the consumers' msg/s and the client CPU seconds per million
-messages (each message published once and consumed once):
+workload runs `mqspec apply` once locally and once with `--engine dask://...`, rotating which
+goes first; `--baseline CHECKOUT` adds a third contender, 'dask-base': that checkout's mqspec (its
+.venv/bin) on a Dask cluster of its own started from the same venv, so an older engine is measured in
+the same rounds. For each run it reports the consumers' msg/s and the client CPU seconds per million
+messages (each message published once and consumed once), and the CPU by process (the mqspec process
+alone, sampled from /proc every 0.1 s; the Dask workers themselves; their fork servers and jobs; the
+scheduler, reported but never counted):
 
   local: resource.getrusage(RUSAGE_CHILDREN) around the mqspec process (it and its reaped workers);
   dask:  the same for the mqspec process, plus utime+stime+cutime+cstime (/proc/PID/stat) of the Dask
@@ -14,6 +18,8 @@ Workloads: a 100 B no confirms, auto-ack; b 100 B confirms 100, prefetch 200, mu
 c 1 KiB persistent on a durable queue, confirms 100, 4 consumers; d 4 producers x 4 consumers x 4 queues.
 
     .venv/bin/python benchmarks/dask_overhead.py --rounds 3 --seconds 8
+    .venv/bin/python benchmarks/dask_overhead.py --rounds 3 --seconds 5 --workloads a,b --baseline /path/to/old
+    .venv/bin/python benchmarks/dask_overhead.py --rounds 1 --workloads a --profile /tmp/prof   # cProfile, CPU clock
 """
 
 from __future__ import annotations
@@ -26,7 +32,6 @@ import resource
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -254,10 +259,10 @@ def summary(runs: list[dict[str, Any]], workloads: list[str], engines: list[str]
         for eng in engines:
             chosen = [r for r in runs if r["workload"] == workload and r["engine"] == eng and not r["exit"]]
             if chosen:
-                cells = " | ".join(f"{statistics.median(r[k] for r in chosen):.2f}" for k in
-                                   ("mqspec_cpu_s", "parent_cpu_s", "dask_worker_cpu_s", "jobs_cpu_s", "scheduler_cpu_s",
-                                    "wall_s", "load"))
-                print(f"| {workload} | {eng} | {cells} |")
+                row = " | ".join(f"{statistics.median(r[k] for r in chosen):.2f}" for k in
+                                 ("mqspec_cpu_s", "parent_cpu_s", "dask_worker_cpu_s", "jobs_cpu_s", "scheduler_cpu_s",
+                                  "wall_s", "load"))
+                print(f"| {workload} | {eng} | {row} |")
 
 
 def _pairs(runs: list[dict[str, Any]], workload: str, engine: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -268,4 +273,4 @@ def _pairs(runs: list[dict[str, Any]], workload: str, engine: str) -> list[tuple
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
