@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pika
 import pytest
 from typer.testing import CliRunner
@@ -67,6 +68,27 @@ def queue_counts(url: str, queue: str) -> tuple[int, int]:
         return method.message_count, method.consumer_count
     finally:
         connection.close()
+
+
+def settled_queue_stats(vhost: str, queue: str, acks: int = 0) -> dict[str, int]:
+    """deliver_get, redeliver and ack of a queue from the broker's statistics, once two reads 6 s apart agree
+    and show at least `acks` acks: the statistics trail the deliveries by a few seconds (a closed channel's
+    last ones by up to a whole emission interval). Fails after 60 s, with both reads."""
+    path = f"http://127.0.0.1:15672/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}"
+
+    def read() -> dict[str, int]:
+        stats = httpx.get(path, auth=("guest", "guest")).json().get("message_stats", {})
+        return {key: int(stats.get(key, 0)) for key in ("deliver_get", "redeliver", "ack")}
+
+    previous = read()
+    deadline = time.monotonic() + 60
+    while True:
+        time.sleep(6)
+        current = read()
+        if current == previous and current["ack"] >= acks:
+            return current
+        assert time.monotonic() < deadline, f"the broker's statistics did not settle: {previous} then {current}"
+        previous = current
 
 
 def vhost_url(vhost: str) -> str:

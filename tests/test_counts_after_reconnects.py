@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, until
+from tests.conftest import ROOT, settled_queue_stats, until
 
 pytestmark = pytest.mark.slow
 
@@ -58,25 +57,6 @@ def _kill(name: str) -> None:
     assert response.status_code in (204, 404), response.text
 
 
-def _settled_queue_stats(vhost: str, queue: str) -> dict[str, int]:
-    """deliver_get, redeliver and ack of the queue, once two reads 6 s apart agree."""
-    path = f"{API}/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}"
-
-    def read() -> dict[str, int]:
-        stats = httpx.get(path, auth=AUTH).json().get("message_stats", {})
-        return {key: int(stats.get(key, 0)) for key in ("deliver_get", "redeliver", "ack")}
-
-    previous = read()
-    deadline = time.monotonic() + 60
-    while True:
-        time.sleep(6)
-        current = read()
-        if current == previous:
-            return current
-        assert time.monotonic() < deadline, f"the broker's statistics did not settle: {previous} then {current}"
-        previous = current
-
-
 @pytest.mark.parametrize("case", list(CONSUMERS))
 def test_killing_the_consumers_connection_counts_what_the_broker_counted(tmp_path: Path, url: str, vhost: str,
                                                                          case: str) -> None:
@@ -102,7 +82,7 @@ def test_killing_the_consumers_connection_counts_what_the_broker_counted(tmp_pat
             process.communicate()
     assert process.returncode == 0, out + err
     consumer = json.loads(report.read_text())["consumers"]["c"]
-    broker = _settled_queue_stats(vhost, "orders")
+    broker = settled_queue_stats(vhost, "orders")
     assert consumer["reconnects"] == KILLS
     assert broker["redeliver"] > 0, "no delivery was cut off: the test proves nothing"
     seen = {key: consumer[key] for key in ("received", "duplicates", "redelivered", "acked")}

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.conftest import ROOT, queue_counts
+from tests.conftest import ROOT, queue_counts, settled_queue_stats
 
 pytestmark = pytest.mark.slow   # about 20 s per queue type, most of it waiting for the broker's statistics
 
@@ -74,25 +74,6 @@ def _connection_names(vhost: str) -> dict[str, str]:
     return found
 
 
-def _settled_queue_stats(vhost: str) -> dict[str, int]:
-    """deliver_get, redeliver and ack of the queue `jobs`, once two reads 6 s apart agree."""
-    path = f"{API}/queues/{quote(vhost, safe='')}/jobs"
-
-    def read() -> dict[str, int]:
-        stats = httpx.get(path, auth=AUTH).json().get("message_stats", {})
-        return {key: int(stats.get(key, 0)) for key in ("deliver_get", "redeliver", "ack")}
-
-    previous = read()
-    deadline = time.monotonic() + 60
-    while True:
-        time.sleep(6)
-        current = read()
-        if current == previous and current["ack"]:
-            return current
-        assert time.monotonic() < deadline, f"the broker's statistics did not settle: {previous} then {current}"
-        previous = current
-
-
 def _receiving(series: list[float]) -> list[int]:
     return [second for second, count in enumerate(series) if count > 0]
 
@@ -135,7 +116,7 @@ def test_one_consumer_of_a_single_active_queue_receives_and_the_other_takes_over
     first_seconds, other_seconds = _receiving(series[first]["received"]), _receiving(series[other]["received"])
     assert other_seconds[0] >= first_seconds[-1], f"{other} received only once {first} had left: {series}"
     assert queue_counts(url, "jobs") == (0, 0)
-    stats = _settled_queue_stats(vhost)
+    stats = settled_queue_stats(vhost, "jobs", acks=300)
     redelivered = consumers["a"]["redelivered"] + consumers["b"]["redelivered"]
     # a copy the first consumer got after its 200th (prefetched before its basic.cancel) goes back, uncounted,
     # and comes to the other one redelivered; a classic queue counts both deliveries in deliver_get, a 3.10

@@ -222,10 +222,7 @@ def test_stream_filters_on_a_broker_older_than_3_13_are_refused_before_anything_
             f"{scenario}:7:45: $.workload.consumers[0].filter: stream filtering (x-stream-filter) needs RabbitMQ 3.13 "
             f"or newer; the broker runs {version} (hint: upgrade the broker, or remove this field)",
             f"error: {scenario}: 2 fields need a newer RabbitMQ than the broker's {version}; nothing was changed"]
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    with pytest.raises(pika.exceptions.ChannelClosedByBroker):
-        connection.channel().queue_declare("events", passive=True)   # nothing was declared
-    connection.close()
+    _assert_not_declared(url, "events")
 
 
 RAW_FILTERS = """version: 1
@@ -255,10 +252,7 @@ def test_raw_filter_arguments_and_stream_single_active_consumer_on_3_10_are_refu
         f"{scenario}:7:63: $.workload.consumers[0].single_active_consumer: single active consumer on streams needs "
         f"RabbitMQ 3.11 or newer; {hint}",
         f"error: {scenario}: 3 fields need a newer RabbitMQ than the broker's {version}; nothing was changed"]
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    with pytest.raises(pika.exceptions.ChannelClosedByBroker):
-        connection.channel().queue_declare("events", passive=True)   # nothing was declared
-    connection.close()
+    _assert_not_declared(url, "events")
 
 
 # --- the stream protocol --------------------------------------------------------------------------
@@ -324,8 +318,8 @@ expect:
 """
 
 
-def read_stream(url: str, queue: str) -> list[tuple[bytes, dict[str, Any], str | None]]:
-    """Every message of the stream from `first`, by a plain pika consumer: (body, headers, content type)."""
+def _stream_deliveries(url: str, queue: str) -> list[tuple[bytes, dict[str, Any], str | None]]:
+    """Every message of the stream from `first`, by a plain pika consumer: (body, all headers, content type)."""
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     channel.basic_qos(prefetch_count=1000)
@@ -333,11 +327,16 @@ def read_stream(url: str, queue: str) -> list[tuple[bytes, dict[str, Any], str |
     for method, properties, body in channel.consume(queue, arguments={"x-stream-offset": "first"}, inactivity_timeout=1.0):
         if method is None:
             break
-        headers = {k: v for k, v in (properties.headers or {}).items() if k != "x-stream-offset"}
-        found.append((body, headers, properties.content_type))
+        found.append((body, dict(properties.headers or {}), properties.content_type))
         channel.basic_ack(method.delivery_tag)
     connection.close()
     return found
+
+
+def read_stream(url: str, queue: str) -> list[tuple[bytes, dict[str, Any], str | None]]:
+    """Every message of the stream: (body, headers without the broker's x-stream-offset, content type)."""
+    return [(body, {k: v for k, v in headers.items() if k != "x-stream-offset"}, kind)
+            for body, headers, kind in _stream_deliveries(url, queue)]
 
 
 def test_stream_protocol_producers_send_bodies_sizes_headers_and_rate_profiles(tmp_path: Path, url: str) -> None:
@@ -410,17 +409,7 @@ expect:
 
 def stream_offsets(url: str, queue: str) -> list[int]:
     """The x-stream-offset of every message of the stream, read from `first` with plain pika."""
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    channel = connection.channel()
-    channel.basic_qos(prefetch_count=1000)
-    offsets = []
-    for method, properties, _body in channel.consume(queue, arguments={"x-stream-offset": "first"}, inactivity_timeout=1.0):
-        if method is None:
-            break
-        offsets.append(properties.headers["x-stream-offset"])
-        channel.basic_ack(method.delivery_tag)
-    connection.close()
-    return offsets
+    return [headers["x-stream-offset"] for _, headers, _ in _stream_deliveries(url, queue)]
 
 
 def test_consumers_of_one_stream_each_read_every_message_and_none_is_a_duplicate(tmp_path: Path, url: str) -> None:
@@ -432,3 +421,13 @@ def test_consumers_of_one_stream_each_read_every_message_and_none_is_a_duplicate
     assert (native["per_instance"], native["duplicates"], native["foreign"]) == ([300, 300], 0, 0)
     assert (amqp["received"], amqp["acked"], amqp["duplicates"]) == (300, 300, 0)
     assert report["outcomes"]["duplicated"] == 0
+
+
+def _assert_not_declared(url: str, queue: str) -> None:
+    """A refused file changes nothing: the queue it declares does not exist (a passive declare, no statistics)."""
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker):
+            connection.channel().queue_declare(queue, passive=True)
+    finally:
+        connection.close()
