@@ -175,3 +175,12 @@ def test_an_option_url_with_an_unencoded_password_is_refused_before_any_connecti
     assert "must percent-encode" in result.stderr
     assert "%40" in result.stderr or "%23" in result.stderr
     assert "s3cr" not in result.stdout + result.stderr and "tpw" not in result.stdout + result.stderr
+
+
+def test_a_management_url_option_that_is_not_http_is_refused_with_the_form_to_write(tmp_path: Path) -> None:
+    file = tmp_path / "s.yaml"
+    file.write_text("version: 1\nname: s\n")
+    result = mqspec("--management-url", "ftp://127.0.0.1:15672", "validate", str(file))
+    assert result.exit_code == 2
+    assert ("URL must start with http:// or https://, not ftp://; write http://HOST:15672, or https:// for TLS"
+            in " ".join(result.stderr.split()))

@@ -173,7 +173,7 @@ class _Session:
         them), then a basic.qos the broker answers only after every command before it on the channel: a refused
         declare closes the channel first, so the qos fails instead."""
         impl = getattr(self.channel, "_impl", None)     # pika's asynchronous channel: callback=None means no-wait
-        if impl is None:
+        if impl is None or not all(_no_wait_possible(entity) for entity in chunk):
             return False
         try:
             for entity in chunk:
@@ -204,17 +204,20 @@ class _Session:
 FENCE = 100
 
 
+def _no_wait_possible(entity: Entity) -> bool:
+    """A server-named queue needs the broker's answer (its name); everything else can go out unanswered."""
+    return isinstance(entity, (model.Exchange, model.Binding)) or (isinstance(entity, model.Queue) and bool(entity.name))
+
+
 def _send_no_wait(channel: Any, entity: Entity) -> None:
     if isinstance(entity, model.Exchange):
         channel.exchange_declare(**vocabulary.exchange_declare_args(entity), callback=None)
-    elif isinstance(entity, model.Queue) and entity.name:
+    elif isinstance(entity, model.Queue):
         channel.queue_declare(**vocabulary.queue_declare_args(entity), callback=None)
     elif isinstance(entity, model.Binding) and entity.destination_type == "exchange":
         channel.exchange_bind(**vocabulary.exchange_bind_args(entity), callback=None)
     elif isinstance(entity, model.Binding):
         channel.queue_bind(**vocabulary.queue_bind_args(entity), callback=None)
-    else:
-        raise pe.ChannelWrongStateError(f"{type(entity).__name__} is declared one at a time")
 
 
 class Declarer:

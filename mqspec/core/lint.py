@@ -45,7 +45,7 @@ def sample_key(template: str, producer: str, seq: int = SAMPLE_SEQ, instance: in
     """A routing key template filled in as the workload fills it: 'order.{seq}' -> 'order.1'."""
     if "{" not in template:
         return template
-    return template.replace("{seq}", str(seq)).replace("{producer}", producer).replace("{instance}", str(instance))
+    return model.fill_key(template, producer, seq, instance)
 
 
 @dataclass(frozen=True)

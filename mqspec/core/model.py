@@ -579,6 +579,16 @@ class Scenario:
         return vhost in self.scope if self.scope else vhost == self.topology.vhost
 
 
+def fill_key(template: str, producer: str, seq: int, instance: int) -> str:
+    """A routing key with its placeholders filled in: 'order.{seq}' -> 'order.7' ({seq}, {producer}, {instance})."""
+    return template.replace("{seq}", str(seq)).replace("{producer}", producer).replace("{instance}", str(instance))
+
+
+def fill_body(template: str, producer: str, seq: int) -> bytes:
+    """A body template filled in ({seq}, {producer}), as UTF-8."""
+    return template.replace("{seq}", str(seq)).replace("{producer}", producer).encode("utf-8")
+
+
 def _canonical(value: Mapping[str, Any]) -> str:
     if not value:
         return "{}"  # most bindings: no arguments, and 12,000 of them are keyed in a plan

@@ -22,8 +22,7 @@ from typing import Any
 from mqspec.core import units
 
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
-_NOT_SCHEMAS = frozenset({"properties", "patternProperties", "$defs", "definitions", "enum", "const", "required",
-                          "default", "examples", "description", "title", "x-unit"})
+_NOT_SCHEMAS = frozenset({"enum", "const", "required", "default", "examples", "description", "title", "x-unit"})
 _UNIT_PARSERS: Mapping[str, Callable[[Any], float]] = MappingProxyType({
     "duration": units.seconds, "size": units.size_bytes, "rate": units.per_second})
 
@@ -60,8 +59,6 @@ def _rewrite(node: Any) -> Any:
 
 
 def _rewrite_value(key: str, value: Any) -> Any:
-    if key == "const":
-        return value
     if key in ("properties", "patternProperties", "$defs", "definitions"):
         return {name: _rewrite(schema) for name, schema in value.items()}
     if key in _NOT_SCHEMAS:

@@ -348,15 +348,14 @@ class Producer(Client):
         keys = self.keys
         key = keys[slot_of(seq, len(keys), self.spec.key_order)]
         if "{" in key:
-            key = key.replace("{seq}", str(seq)).replace("{producer}", self.spec.name).replace("{instance}", str(self.instance))
+            key = model.fill_key(key, self.spec.name, seq, self.instance)
         return key
 
     def _body(self, seq: int) -> bytes:
         template = self.spec.body_template
         if template is None:
             return self.body
-        text = template.replace("{seq}", str(seq)).replace("{producer}", self.spec.name)
-        return text.encode("utf-8")
+        return model.fill_body(template, self.spec.name, seq)
 
     def _republish(self) -> None:
         seqs, self.to_republish = self.to_republish, []

@@ -139,7 +139,7 @@ class StreamProducer(StreamClient):
         keys = self.spec.routing_keys
         key = keys[slot_of(seq, len(keys), self.spec.key_order)]
         if "{" in key:
-            key = key.replace("{seq}", str(seq)).replace("{producer}", self.spec.name).replace("{instance}", str(self.instance))
+            key = model.fill_key(key, self.spec.name, seq, self.instance)
         found = superstreams.partitions_for(self.super_stream, key)
         return found[0] if found else ""
 
@@ -153,8 +153,7 @@ class StreamProducer(StreamClient):
         properties = {**self.headers, marks.HEADER: marks.header_mark(self.ctx.run_id, self.tally.sid, seq, now_ns)}
         template = self.spec.body_template
         if template is not None:
-            text = template.replace("{seq}", str(seq)).replace("{producer}", self.spec.name)
-            return text.encode("utf-8"), properties
+            return model.fill_body(template, self.spec.name, seq), properties
         size = self.spec.size if sizes is None else sizes[seq % len(sizes)]
         return self.body if self.spec.body is not None else self.body[:size], properties
 
