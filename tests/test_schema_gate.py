@@ -148,3 +148,19 @@ def test_the_gate_agrees_with_jsonschema_on_every_single_value_swapped_for_a_bou
             if schema.passes_gate(document) and not _valid_by_jsonschema(document):
                 lenient.append((path, value))
     assert not lenient
+
+
+def _many_queues(bad_at: int | None) -> bytes:
+    lines = ["version: 1", "name: many", "topology:", "  queues:"]
+    lines += [f"    - {{name: q.{i}, message_ttl: {'soon' if i == bad_at else 60000}}}" for i in range(schema.GATE_ENTRIES + 200)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_large_file_the_gate_refuses_still_gets_jsonschemas_problem_at_its_line() -> None:
+    from mqspec.core.loader import load_bytes
+
+    assert load_bytes(_many_queues(None), "many.yaml", env={}).scenario is not None
+    loaded = load_bytes(_many_queues(700), "many.yaml", env={})
+    assert loaded.scenario is None
+    problems = [p for p in loaded.problems if p.severity == "error"]
+    assert [(p.line, p.path) for p in problems] == [(705, "$.topology.queues[700].message_ttl")], problems
