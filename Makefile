@@ -71,7 +71,7 @@ unit: venv
 # the workload tests again on pika's own publish and delivery code (the fallback of mqspec/workload/frames.py)
 WORKLOAD_TESTS := tests/test_workload_broker.py tests/test_run_safety.py
 
-# make test: everything but the long suites (under 10 minutes here). .ci/run adds make test-slow and make test-cluster.
+# make test: everything but the long suites (under 10 minutes here). .ci/run adds make test-slow.
 test: venv broker tools lint
 	$(BIN)/pytest -q -m "not slow and not cluster"
 	@$(MAKE) --no-print-directory test-plain

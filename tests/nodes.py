@@ -212,8 +212,13 @@ def settle(cluster: Cluster, baseline: dict[str, Limits], timeout: float = 120.0
     repaired = heal_network(cluster)
     for node in cluster.nodes:
         if localcluster.pid(node) is None:
-            localcluster.start_node(cluster, node, timeout)
-            repaired.append(f"{node.name} was down: booted again")
+            try:
+                localcluster.start_node(cluster, node, STUCK_AFTER)
+                repaired.append(f"{node.name} was down: booted again")
+            except localcluster.ClusterError as exc:   # the same stuck boot as below, met while booting it here
+                where = _booting_in(cluster, node)
+                _reboot(cluster, node, timeout)
+                repaired.append(f"{node.name} was down and stuck booting (in {where}; {exc}): killed and booted again")
     with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
         for fixed in pool.map(lambda n: _settle_node(cluster, n, baseline[n.name], timeout), cluster.nodes):
             repaired += fixed
