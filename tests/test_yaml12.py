@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mqspec.broker.management import Management, q
 from mqspec.commands.route import header_value
@@ -103,3 +105,18 @@ def test_binding_headers_reach_the_broker_as_yaml_1_2_reads_them(tmp_path: Path,
     assert result.exit_code == 0, result.output
     bindings = management.get(f"/bindings/{q(vhost)}/e/docs/q/inbox", "bindings")
     assert [b["arguments"] for b in bindings] == [{"x-match": "all", "country": "NO", "enabled": "on", "ver": 1.1, "zip": 1234}]
+
+
+_WORDS = ["yes", "No", "ON", "off", "y", "N", "null", "Null", "true", "FALSE", "tRue", "nulls", "Yes!", "onion",
+          "topo.q.1", "fanout", "néant", "Ω", "t", "f", "o", "~", "=", ".inf", "0o7", "1_000", "12:30", "2001-12-14"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(st.sampled_from(_WORDS), st.text(max_size=12)))
+def test_the_fast_plain_text_answer_never_differs_from_either_yaml_version(text: str) -> None:
+    """The reader skips resolving a plain scalar that scalars.plain_text calls text; both versions must agree."""
+    from mqspec.core import scalars
+
+    if scalars.plain_text(text):
+        assert scalars.resolve(text) == text
+        assert scalars.yaml11(text) == text

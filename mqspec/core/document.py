@@ -389,6 +389,8 @@ class _Builder:
         value: str = event.value
         plain = event.implicit[0]
         tag = event.tag
+        if tag is None and plain and "$" not in value and scalars.plain_text(value):
+            return value  # plain text to both YAML 1.2 and 1.1 (most names and keys): nothing to resolve or compare
         if tag not in (None, "!") and tag not in _SAFE_TAGS:
             self.problems.append(self.doc_problem(_mark(event), path, f"unsupported YAML tag {_short_tag(tag)}",
                                                   "remove the tag; scenario values are plain strings, numbers and booleans"))

@@ -26,8 +26,8 @@ _HEX = re.compile(r"0x[0-9a-fA-F]+")
 _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _INF = re.compile(r"[-+]?(\.inf|\.Inf|\.INF)")
 _NAN = re.compile(r"\.nan|\.NaN|\.NAN")
-# Only a scalar starting with one of these can be anything but text, in either version.
-_MAYBE_TYPED = frozenset("-+.0123456789nNtTfF~yYoO=")
+# First characters of the plain scalars YAML 1.2 or 1.1 may read as something other than text.
+MAYBE_TYPED = frozenset("-+.0123456789nNtTfF~yYoO=")
 
 _YAML11_WORDS: Mapping[str, bool | None] = MappingProxyType({
     **{word: True for word in ("yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON")},
@@ -36,6 +36,8 @@ _YAML11_WORDS: Mapping[str, bool | None] = MappingProxyType({
     # YAML 1.1's bool type also has y and n (Go's yaml.v2 reads them so; PyYAML does not)
     "y": True, "Y": True, "n": False, "N": False,
 })
+# The words, the only plain scalars starting with a letter that either version reads as other than text.
+_TYPED_WORDS = frozenset(_YAML11_WORDS)
 _PLAIN_DECIMAL = re.compile(r"-?(0|[1-9][0-9]{0,17})")
 _RESOLVER = yaml.resolver.Resolver()
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
@@ -48,9 +50,18 @@ class Unreadable(ValueError):
     """An explicitly tagged scalar (!!int, !!bool, ...) whose text is not a value of that type."""
 
 
+def plain_text(text: str) -> bool:
+    """Whether YAML 1.2 and 1.1 both read this plain scalar as the text itself (most names and keys): the fast
+    answer, with no pattern tried."""
+    if not text:
+        return False
+    first = text[0]
+    return first not in MAYBE_TYPED or (first.isalpha() and text not in _TYPED_WORDS)
+
+
 def resolve(text: str) -> Any:
     """A plain scalar as YAML 1.2's core schema reads it: null, bool, int, float, or the text itself."""
-    if text and text[0] not in _MAYBE_TYPED:
+    if text and text[0] not in MAYBE_TYPED:
         return text
     if _NULL.fullmatch(text):
         return None
@@ -104,7 +115,7 @@ def yaml11(text: str) -> Any:
     """What a YAML 1.1 tool (PyYAML's safe loader) reads a plain scalar as; NOT_TEXT for values it cannot make."""
     if not text:
         return None
-    if text[0] not in _MAYBE_TYPED:
+    if text[0] not in MAYBE_TYPED:
         return text
     if text[0].isalpha():
         return _YAML11_WORDS.get(text, text)  # a word: only bool and null words are typed in YAML 1.1
