@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from mqspec import collector
 from mqspec.context import Context
 from mqspec.core import inputs, lint
 from mqspec.core.compose import compose, origin_of
@@ -142,7 +143,8 @@ def _expand(path: Path) -> list[str]:
 
 def check_file(ctx: Context, path: str) -> Loaded:
     """Every problem of one file, in file order; the file's secrets join the invocation's redactor."""
-    loaded = load(path, ctx.overrides, ctx.env)
+    with collector.paused():
+        loaded = load(path, ctx.overrides, ctx.env)
     for secret in loaded.secrets:
         ctx.redactor.add(secret)
     return loaded._replace(problems=sorted(loaded.problems, key=lambda p: (p.line, p.col)))

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
+from mqspec import collector
 from mqspec.broker import live
 from mqspec.broker.management import Management
 from mqspec.core import migration, model, parameters
@@ -31,6 +32,11 @@ class VhostPlan(NamedTuple):
 
 
 def make_vhost_plans(management: Management, scenario: model.Scenario, prune: bool) -> tuple[VhostPlan, ...]:
+    with collector.paused():
+        return _vhost_plans(management, scenario, prune)
+
+
+def _vhost_plans(management: Management, scenario: model.Scenario, prune: bool) -> tuple[VhostPlan, ...]:
     require_plugins(management, scenario)
     declared = {v.name for v in scenario.topology.vhosts}
     topologies = list(scenario.every_vhost())
