@@ -59,10 +59,22 @@ def test_wrong_management_password_is_refused_plainly_without_echoing_it(managem
 def test_tls_verification_is_on_by_default_and_off_only_when_insecure() -> None:
     from mqspec.broker.management import _verify
 
-    assert _verify(TlsSettings(insecure=True)) is False
-    context = _verify(TlsSettings())
+    https = "https://rabbit:15671"
+    assert _verify(TlsSettings(insecure=True), https) is False
+    context = _verify(TlsSettings(), https)
     assert not isinstance(context, bool)
     assert context.verify_mode.name == "CERT_REQUIRED" and context.check_hostname
+
+
+def test_plain_http_management_gets_a_context_that_would_trust_no_certificate() -> None:
+    """http:// never does TLS; should anything ever try, the context given for it verifies and trusts nothing."""
+    from mqspec.broker.management import _verify
+
+    for tls in (TlsSettings(), TlsSettings(insecure=True)):
+        context = _verify(tls, "http://rabbit:15672")
+        assert not isinstance(context, bool)
+        assert context.verify_mode.name == "CERT_REQUIRED" and context.check_hostname
+        assert context.cert_store_stats()["x509_ca"] == 0
 
 
 URL_FROM_ENV = "version: 1\nname: t\nbroker:\n  url: amqp://app:${APP_PASSWORD}@rabbit:5672/%2F\n"
