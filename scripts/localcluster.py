@@ -443,6 +443,21 @@ def start_node(cluster: Cluster, node: Node, timeout: float = BOOT_TIMEOUT) -> f
     return time.monotonic() - began
 
 
+def kill(node: Node, timeout: float = 30.0) -> None:
+    """SIGKILL a node's VM, and the process group of the server this process launched for it (the VM of a node
+    stuck early in its boot may not have written its PID file yet); wait until it is gone."""
+    number = pid(node)
+    if number is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(number, signal.SIGKILL)
+    child = _children.get(node.name)
+    if child is not None and child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)   # started in its own session: the group is the server's
+    wait_until(lambda: pid(node) is None and (child is None or child.poll() is not None), timeout,
+               f"{node.name} (PID {number}) to exit")
+
+
 def _stop(cluster: Cluster, node: Node) -> None:
     number = pid(node)
     if number is None:

@@ -14,6 +14,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -171,7 +172,8 @@ def _ctl(cluster: Cluster, node: Node, *args: str, timeout: float = 60.0) -> sub
 
 def heal_network(cluster: Cluster) -> list[str]:
     """Undo what partition, delay and loss faults leave when a test stops half-way: links up, no blackhole
-    routes, no root qdisc, no mqspec nftables tables. Returns what it undid."""
+    routes, no netem qdisc on either end of a link, no mqspec nftables tables, no delay NFQUEUE rules and no
+    packet holder. Returns what it undid."""
     undone: list[str] = []
     for node in cluster.nodes:
         if node.netns is None:
@@ -188,10 +190,36 @@ def heal_network(cluster: Cluster) -> list[str]:
         if "netem" in _run("tc", "qdisc", "show", "dev", link):
             _run("tc", "qdisc", "del", "dev", link, "root")
             undone.append(f"netem on {link}")
+        inner = f"{node.short[:13]}-n"
+        if "netem" in _run(*inside, "tc", "qdisc", "show", "dev", inner):
+            _run(*inside, "tc", "qdisc", "del", "dev", inner, "root")
+            undone.append(f"netem on {inner} in {node.netns}")
+        undone += _remove_packet_delay(node.netns)
         if shutil.which("nft"):
             for table in re.findall(r"^table (\S+ mqspec\S*)", _run(*inside, "nft", "list", "tables"), re.M):
                 _run(*inside, "nft", "delete", "table", *table.split())
                 undone.append(f"nftables table {table} in {node.netns}")
+    return undone
+
+
+def _remove_packet_delay(netns: str) -> list[str]:
+    """The delay fault's NFQUEUE rules (comment mqspec-delay) and its packet holder, if a test left them behind."""
+    undone: list[str] = []
+    inside = ("ip", "netns", "exec", netns)
+    if shutil.which("iptables"):
+        for rule in _run(*inside, "iptables", "-w", "-S").splitlines():
+            if "--comment mqspec-delay" in rule:
+                _run(*inside, "iptables", "-w", "-D", *shlex.split(rule)[1:])
+                undone.append(f"iptables rule '{rule}' in {netns}")
+    for number in _run("ip", "netns", "pids", netns).split():
+        try:
+            command = Path(f"/proc/{number}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"mqspec.workload.packet_delay" in command:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(number), signal.SIGKILL)
+            undone.append(f"packet holder PID {number} in {netns}")
     return undone
 
 
@@ -202,33 +230,36 @@ def _run(*command: str) -> str:
     return done.stdout
 
 
-def settle(cluster: Cluster, baseline: dict[str, Limits], timeout: float = 120.0) -> list[str]:
+def settle(cluster: Cluster, baseline: dict[str, Limits], timeout: float = 120.0,
+           stuck_after: float = STUCK_AFTER) -> list[str]:
     """Bring the cluster back to the state every test starts from; returns what had to be repaired.
 
     Every node runs (a killed one is booted again) and has finished booting (`rabbitmqctl await_startup`),
     each one lists all nodes as running and no partition, its memory watermark and disk limit are back to
-    `baseline`, and no node reports a resource alarm. Raises ClusterError when that cannot be reached.
+    `baseline`, and no node reports a resource alarm. A node that has not booted after `stuck_after`
+    seconds is killed and booted again. Raises ClusterError when that cannot be reached.
     """
     repaired = heal_network(cluster)
     for node in cluster.nodes:
         if localcluster.pid(node) is None:
             try:
-                localcluster.start_node(cluster, node, STUCK_AFTER)
+                localcluster.start_node(cluster, node, stuck_after)
                 repaired.append(f"{node.name} was down: booted again")
-            except localcluster.ClusterError as exc:   # the same stuck boot as below, met while booting it here
+            except (localcluster.ClusterError, subprocess.TimeoutExpired) as exc:
+                # the same stuck boot as in _settle_node, met while booting it here
                 where = _booting_in(cluster, node)
                 _reboot(cluster, node, timeout)
                 repaired.append(f"{node.name} was down and stuck booting (in {where}; {exc}): killed and booted again")
     with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
-        for fixed in pool.map(lambda n: _settle_node(cluster, n, baseline[n.name], timeout), cluster.nodes):
+        for fixed in pool.map(lambda n: _settle_node(cluster, n, baseline[n.name], timeout, stuck_after), cluster.nodes):
             repaired += fixed
     return repaired
 
 
-def _settle_node(cluster: Cluster, node: Node, baseline: Limits, timeout: float) -> list[str]:
+def _settle_node(cluster: Cluster, node: Node, baseline: Limits, timeout: float, stuck_after: float) -> list[str]:
     repaired: list[str] = []
     try:
-        _ctl(cluster, node, "await_startup", "--timeout", str(int(STUCK_AFTER)), timeout=STUCK_AFTER + 30)
+        _ctl(cluster, node, "await_startup", "--timeout", str(int(stuck_after)), timeout=stuck_after + 30)
     except (localcluster.ClusterError, subprocess.TimeoutExpired) as exc:
         # Seen after a partition healed: the paused node restarts its rabbit app and hangs for good in
         # rabbit_node_monitor:global_sync (global:sync() never returns; RabbitMQ 3.10.8, Erlang 25).
@@ -272,11 +303,7 @@ def _booting_in(cluster: Cluster, node: Node) -> str:
 
 
 def _reboot(cluster: Cluster, node: Node, timeout: float) -> None:
-    number = localcluster.pid(node)
-    if number is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(number, signal.SIGKILL)
-        localcluster.wait_until(lambda: localcluster.pid(node) is None, 30, f"{node.name} (PID {number}) to exit")
+    localcluster.kill(node)
     localcluster.start_node(cluster, node, timeout)
 
 

@@ -12,7 +12,12 @@ when the run ends.
 - partition: a single node has its link set down (`ip link set LINK down`: cut off from peers and
   clients alike); groups get blackhole routes to each other inside their namespaces, so clients
   still reach every node;
-- delay: `tc qdisc add dev LINK root netem delay Dms`; refused, saying why, on a kernel without sch_netem;
+- delay: every packet in and out of the node is held D (a round trip through it takes 2D longer): a netem
+  qdisc (`tc qdisc add dev LINK root netem delay Dms`) on the root-side end of its link and on the
+  interfaces inside its namespace; on a kernel without sch_netem, iptables rules inside the namespace
+  (`-j NFQUEUE --queue-num 7171 --queue-bypass`, input and output, loopback excepted) send its packets
+  to a netfilter queue that mqspec.workload.packet_delay holds, then lets through in order. Its undo
+  removes the rules and stops that process; the fault's text says which of the two was used;
 - loss: an nftables table (`inet mqspec_loss`) inside the node's namespace that drops P% of the packets
   in and out of it at random (`numgen random mod 10000 < P*100 counter drop`, loopback excepted); its
   undo reads how many packets the counters dropped and deletes the table. It needs no netem, so it
@@ -25,10 +30,12 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -43,6 +50,9 @@ DOWN_TIMEOUT = 30.0
 UP_TIMEOUT = 120.0
 DISK_LIMIT_FIRES = "1000000000000000"   # 1 PB: more than any disk has free
 LOSS_TABLE = "mqspec_loss"
+DELAY_QUEUE = 7171                     # the netfilter queue the delay fault uses inside a node's namespace
+DELAY_COMMENT = "mqspec-delay"         # on its iptables rules, so tests/nodes.py can find what a test left behind
+HOLDER_TIMEOUT = 10.0
 
 Undo = Callable[[], str]
 
@@ -212,17 +222,65 @@ class NodeFaults:
         return f"split the nodes into {split}", heal
 
     def delay(self, node: model.Node, fault: model.Fault) -> tuple[str, Undo]:
-        link = str(node.link)
-        rule = ("delay", f"{round((fault.delay or 0) * 1000)}ms")
+        """Every packet in and out of the node held `delay`: netem where the kernel has it, else a netfilter queue."""
+        ms = round((fault.delay or 0) * 1000)
         try:
-            _run(("tc", "qdisc", "add", "dev", link, "root", "netem", *rule), "delay")
-        except OperationFailed as exc:
-            if "unknown" not in exc.message.lower():
-                raise
-            raise OperationFailed(f"delay: this kernel has no netem queueing discipline (sch_netem), which delay needs "
-                                  f"('tc qdisc add dev {link} root netem' answers that the qdisc is unknown)") from None
-        return (f"{' '.join(rule)} on the link of node '{node.name}' ({link})",
-                lambda: _ran(("tc", "qdisc", "del", "dev", link, "root")))
+            return self._netem(node, ms)
+        except _NoNetem as missing:
+            return self._held(node, ms, missing.link)
+
+    def _netem(self, node: model.Node, ms: int) -> tuple[str, Undo]:
+        """A netem qdisc on both ends of the node's link: the root-side end (into the node) and the ones inside its
+        namespace (out of it)."""
+        netns, link = str(node.netns), str(node.link)
+        rule = ("netem", "delay", f"{ms}ms")
+        ends = [((), link), *((("ip", "netns", "exec", netns), inner) for inner in _links_inside(netns))]
+        added: list[tuple[tuple[str, ...], str]] = []
+
+        def remove() -> str:
+            for prefix, device in reversed(added):
+                _run((*prefix, "tc", "qdisc", "del", "dev", device, "root"), "undo")
+            return f"removed netem from {', '.join(device for _, device in added)}"
+        try:
+            for prefix, device in ends:
+                try:
+                    _run((*prefix, "tc", "qdisc", "add", "dev", device, "root", *rule), "delay")
+                except OperationFailed as exc:
+                    if "unknown" in exc.message.lower() and not added:
+                        raise _NoNetem(device) from None
+                    raise
+                added.append((prefix, device))
+        except OperationFailed:
+            remove()
+            raise
+        return (f"delay {ms}ms on every packet in and out of node '{node.name}' (tc netem on "
+                f"{', '.join(device for _, device in added)})", remove)
+
+    def _held(self, node: model.Node, ms: int, link: str) -> tuple[str, Undo]:
+        """No netem: iptables rules send the node's traffic to a netfilter queue, which packet_delay holds `ms` each."""
+        netns = str(node.netns)
+        if shutil.which("iptables") is None:
+            raise OperationFailed(f"delay: this kernel has no netem ('tc qdisc add dev {link} root netem' answers that "
+                                  "the qdisc is unknown) and iptables, the fallback (its NFQUEUE target), is not "
+                                  "installed (Debian: apt-get install iptables)")
+        holder = _start_holder(netns, ms)
+        inside = ("ip", "netns", "exec", netns, "iptables", "-w")
+        rules = delay_rules(DELAY_QUEUE)
+        added: list[tuple[str, ...]] = []
+
+        def undo() -> str:
+            for rule in reversed(added):
+                _run((*inside, "-D", *rule), "undo")
+            return f"removed the NFQUEUE rules in netns {netns}; {_stop_holder(holder)}"
+        try:
+            for rule in rules:
+                _run((*inside, "-I", *rule), "delay")
+                added.append(rule)
+        except OperationFailed:
+            undo()
+            raise
+        return (f"delay {ms}ms on every packet in and out of node '{node.name}' (no netem in this kernel: iptables "
+                f"NFQUEUE {DELAY_QUEUE} in netns {netns}, held by PID {holder.pid})", undo)
 
     def loss(self, node: model.Node, fault: model.Fault) -> tuple[str, Undo]:
         netns = str(node.netns)
@@ -257,6 +315,57 @@ class NodeFaults:
             self.ctl(node, "set_disk_free_limit", *restore)
             return f"disk free limit back to {restore[0]} bytes"
         return f"disk alarm on node '{node.name}' (limit {DISK_LIMIT_FIRES} bytes, was {restore[0]})", undo
+
+
+def delay_rules(queue: int) -> list[tuple[str, ...]]:
+    """iptables rules (chain first) that queue every packet a namespace receives and sends, loopback excepted;
+    with --queue-bypass they let packets pass whenever no process holds the queue."""
+    target = ("-m", "comment", "--comment", DELAY_COMMENT, "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass")
+    return [("INPUT", "!", "-i", "lo", *target), ("OUTPUT", "!", "-o", "lo", *target)]
+
+
+class _NoNetem(Exception):
+    def __init__(self, link: str) -> None:
+        super().__init__(link)
+        self.link = link
+
+
+def _links_inside(netns: str) -> list[str]:
+    """The network interfaces inside a namespace, loopback excepted."""
+    listed = _run(("ip", "netns", "exec", netns, "ip", "-o", "link", "show"), "delay")
+    names = [line.split(":")[1].strip().split("@")[0] for line in listed.splitlines() if line.count(":") >= 2]
+    return [name for name in names if name != "lo"]
+
+
+def _start_holder(netns: str, ms: int) -> subprocess.Popen[str]:
+    """packet_delay inside the namespace, once it has bound the queue (it prints `ready`)."""
+    command = ["ip", "netns", "exec", netns, sys.executable, "-m", "mqspec.workload.packet_delay",
+               "--queue", str(DELAY_QUEUE), "--delay-ms", str(ms)]
+    try:
+        holder = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+    except OSError as exc:
+        raise OperationFailed(f"delay: cannot run '{' '.join(command)}': {exc}") from None
+    assert holder.stdout is not None and holder.stderr is not None
+    ready, _, _ = select.select([holder.stdout], [], [], HOLDER_TIMEOUT)
+    if ready and holder.stdout.readline().strip() == "ready":
+        return holder
+    holder.kill()
+    _, errors = holder.communicate()
+    why = errors.strip().splitlines()[-1:] or [f"not ready after {HOLDER_TIMEOUT:g}s"]
+    raise OperationFailed(f"delay: the packet holder in netns {netns} did not start: {why[0]}")
+
+
+def _stop_holder(holder: subprocess.Popen[str]) -> str:
+    """Stop packet_delay (it lets through what it still holds) and say how many packets it held."""
+    try:
+        out, _ = holder.communicate(timeout=HOLDER_TIMEOUT)   # closing its stdin tells it to stop
+    except subprocess.TimeoutExpired:
+        holder.kill()
+        holder.communicate()
+        return f"killed the packet holder (PID {holder.pid}): it did not stop within {HOLDER_TIMEOUT:g}s"
+    held = re.search(r"held (\d+) packets", out)
+    return f"stopped the packet holder ({held.group(1) if held else 'an unknown number of'} packets held)"
 
 
 def loss_rules(percent: float) -> str:
