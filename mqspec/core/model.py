@@ -409,7 +409,7 @@ class Fault:
     node: str | None = None                       # the node it acts on, as broker.nodes names it
     groups: tuple[tuple[str, ...], ...] = ()      # partition: split into these groups of nodes
     lasts: float | None = None                    # `for`: undone after this many seconds
-    delay: float | None = None                    # delay: seconds added to each packet on the node's link
+    delay: float | None = None                    # delay: seconds each packet in and out of the node is held
     loss: float | None = None                     # loss: percent of packets dropped on the node's link
     command: tuple[str, ...] = ()
     undo: tuple[str, ...] = ()
