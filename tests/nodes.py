@@ -29,6 +29,8 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
+import pika
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -236,8 +238,9 @@ def settle(cluster: Cluster, baseline: dict[str, Limits], timeout: float = 120.0
 
     Every node runs (a killed one is booted again) and has finished booting (`rabbitmqctl await_startup`),
     each one lists all nodes as running and no partition, its memory watermark and disk limit are back to
-    `baseline`, and no node reports a resource alarm. A node that has not booted after `stuck_after`
-    seconds is killed and booted again. Raises ClusterError when that cannot be reached.
+    `baseline`, no node reports a resource alarm, and a queue declared on any node is seen on every other.
+    A node that has not booted after `stuck_after` seconds is killed and booted again, and so is one whose
+    declarations another node does not see. Raises ClusterError when that cannot be reached.
     """
     repaired = heal_network(cluster)
     for node in cluster.nodes:
@@ -253,7 +256,45 @@ def settle(cluster: Cluster, baseline: dict[str, Limits], timeout: float = 120.0
     with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
         for fixed in pool.map(lambda n: _settle_node(cluster, n, baseline[n.name], timeout, stuck_after), cluster.nodes):
             repaired += fixed
+    for node, blind in _unreplicated(cluster):
+        # Seen after a healed partition: the paused node restarted its rabbit app, Mnesia reported
+        # {inconsistent_database, starting_partitioned_network, ...}, and although every node listed every
+        # other as running, a queue declared on it was not there on another node. A new VM loads the tables
+        # from the others again.
+        tables = _ctl(cluster, node, "eval", WHERE_TO_WRITE).stdout.strip()
+        _reboot(cluster, node, timeout)
+        repaired.append(f"{node.name} declared what {', '.join(n.name for n in blind)} did not see ({tables}): "
+                        "killed and booted again")
+        repaired += _settle_node(cluster, node, baseline[node.name], timeout, stuck_after)
+    still = _unreplicated(cluster)
+    if still:
+        raise localcluster.ClusterError("nodes still miss what others declared: " + "; ".join(
+            f"{n.name}'s declarations on {', '.join(b.name for b in blind)}" for n, blind in still))
     return repaired
+
+
+WHERE_TO_WRITE = "[{T, mnesia:table_info(T, where_to_write)} || T <- [rabbit_queue, rabbit_durable_queue]]."
+
+
+def _unreplicated(cluster: Cluster) -> list[tuple[Node, list[Node]]]:
+    """Each node whose metadata some other node does not see, with those nodes: a durable queue is declared
+    on every node (vhost /) and looked up on every other one."""
+    probes = {node.name: f"mqspec-settle-probe-{node.index}" for node in cluster.nodes}
+    for node in cluster.nodes:
+        with contextlib.closing(pika.BlockingConnection(pika.URLParameters(vhost_url(node, "/")))) as connection:
+            connection.channel().queue_declare(probes[node.name], durable=True)
+    blind: dict[str, list[Node]] = {node.name: [] for node in cluster.nodes}
+    for other in cluster.nodes:
+        with contextlib.closing(pika.BlockingConnection(pika.URLParameters(vhost_url(other, "/")))) as connection:
+            for node in cluster.nodes:
+                try:
+                    connection.channel().queue_declare(probes[node.name], passive=True)
+                except pika.exceptions.ChannelClosedByBroker:
+                    blind[node.name].append(other)
+    for node in cluster.nodes:
+        with contextlib.closing(pika.BlockingConnection(pika.URLParameters(vhost_url(node, "/")))) as connection:
+            connection.channel().queue_delete(probes[node.name])
+    return [(node, blind[node.name]) for node in cluster.nodes if blind[node.name]]
 
 
 def _settle_node(cluster: Cluster, node: Node, baseline: Limits, timeout: float, stuck_after: float) -> list[str]:

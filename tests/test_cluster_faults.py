@@ -67,6 +67,20 @@ def run(tmp_path: Path, path: Path) -> tuple[dict[str, Any], str]:
     return json.loads(report.read_text()), result.stdout
 
 
+def assert_unavailable_during_the_fault(report: dict[str, Any], text: str) -> None:
+    """Queue 'orders' was unavailable from within the fault's span, and its total adds up its windows.
+
+    The first window is the fault's. There may be more: while the killed or cut-off node boots and
+    rejoins, its Raft member catches up and the nodes compete for two cores, and a second silence of
+    0.5 s or more is real unavailability too, reported as such (seen here once: 0.5 s, 2 s after a kill).
+    """
+    windows, span = report["unavailable"], report["fault_series"][0]
+    assert windows and {w["queue"] for w in windows} == {"orders"}, text
+    assert span["start_s"] <= windows[0]["start_s"] <= span["end_s"] and windows[0]["seconds"] >= 0.5, text
+    assert report["unavailable_seconds"] == {"orders": pytest.approx(sum(w["seconds"] for w in windows), abs=0.02)}, text
+    assert "unavailable: queue 'orders' delivered nothing from" in text
+
+
 def test_quorum_queue_loses_no_confirmed_message_when_its_leader_node_is_killed(
         private_cluster: nodes.Cluster, cluster_vhost: str, tmp_path: Path) -> None:
     path = shipped("10-quorum-survives-a-node-kill", private_cluster, cluster_vhost, tmp_path)
@@ -78,10 +92,7 @@ def test_quorum_queue_loses_no_confirmed_message_when_its_leader_node_is_killed(
     # every confirmed message was consumed, by the count of the producer's own confirms
     assert outcomes["confirmed_consumed"] == shop["confirmed"] > 1000
     assert report["consumers"]["billing"]["reconnects"] >= 1
-    assert [w["queue"] for w in report["unavailable"]] == ["orders"], text
-    assert "unavailable: queue 'orders' delivered nothing from" in text
-    assert report["unavailable_seconds"] == {"orders": report["unavailable"][0]["seconds"]} and \
-        report["unavailable"][0]["seconds"] >= 0.5, text
+    assert_unavailable_during_the_fault(report, text)
     assert report["fault_series"][0]["seconds"], text
     assert queue_counts(nodes.vhost_url(private_cluster.nodes[1], cluster_vhost), "orders")[0] == 0   # nothing left behind
     with _admin(private_cluster.nodes[1]) as client:
@@ -238,8 +249,7 @@ def test_quorum_queue_loses_no_confirmed_message_across_a_partition_that_isolate
     # a fixed rate skips what fell due while the producer could not publish: 200/s for the ~4 s it could
     assert outcomes["confirmed_consumed"] == shop["confirmed"] > 300
     assert shop["reconnects"] >= 1 and report["consumers"]["billing"]["reconnects"] >= 1
-    assert [w["queue"] for w in report["unavailable"]] == ["orders"], text
-    assert "unavailable: queue 'orders' delivered nothing from" in text
+    assert_unavailable_during_the_fault(report, text)
     # the broker's own count, exact (a passive declare, not the management API's periodic statistics): nothing left behind
     assert queue_counts(nodes.vhost_url(private_cluster.nodes[1], cluster_vhost), "orders")[0] == 0
     shown = subprocess.run(["ip", "link", "show", link], capture_output=True, text=True, check=True).stdout

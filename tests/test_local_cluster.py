@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,14 +30,12 @@ def test_the_private_cluster_runs_all_three_nodes_in_one_cluster(private_cluster
 
 def test_a_queue_declared_on_one_node_is_seen_on_another(private_cluster: nodes.Cluster) -> None:
     first, _, last = private_cluster.nodes
-    connection = pika.BlockingConnection(pika.URLParameters(first.amqp_url))
-    connection.channel().queue_declare("seen-everywhere", durable=True)
-    connection.close()
-    other = pika.BlockingConnection(pika.URLParameters(last.amqp_url))
-    channel = other.channel()
-    assert channel.queue_declare("seen-everywhere", passive=True).method.message_count == 0
-    channel.queue_delete("seen-everywhere")
-    other.close()
+    with contextlib.closing(pika.BlockingConnection(pika.URLParameters(first.amqp_url))) as connection:
+        connection.channel().queue_declare("seen-everywhere", durable=True)
+    with contextlib.closing(pika.BlockingConnection(pika.URLParameters(last.amqp_url))) as other:
+        channel = other.channel()
+        assert channel.queue_declare("seen-everywhere", passive=True).method.message_count == 0
+        channel.queue_delete("seen-everywhere")
 
 
 def test_status_lists_every_node_with_its_urls(private_cluster: nodes.Cluster, capsys: pytest.CaptureFixture[str]) -> None:
