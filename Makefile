@@ -43,7 +43,8 @@ venv: $(STAMP)
 broker:
 	@scripts/ensure-broker
 
-# Debian's chromium (the headless check of the HTML report), graphviz, and nftables (the loss fault of make test-cluster).
+# Debian's chromium (the headless check of the HTML report), graphviz, nftables (the loss fault of make test-cluster)
+# and iptables (its delay fault where the kernel has no netem).
 tools:
 	@scripts/ensure-tools
 
@@ -83,8 +84,8 @@ test: venv broker tools lint
 test-slow: venv broker tools
 	$(BIN)/pytest -q -m slow
 
-# node kills, partitions (network namespaces), alarms and loss on a private 3-node cluster the suite starts, settled
-# before each test (docs/cluster.md); about 5.5 minutes here
+# node kills, partitions (network namespaces), alarms, delay and loss on a private 3-node cluster the suite starts,
+# settled before each test (docs/cluster.md); about 4-5 minutes here (5.2 when settle reboots a stuck node); in .ci/run
 test-cluster: venv broker tools
 	$(BIN)/pytest -q -m cluster
 
