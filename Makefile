@@ -85,7 +85,7 @@ test-slow: venv broker tools
 	$(BIN)/pytest -q -m slow
 
 # node kills, partitions (network namespaces), alarms, delay and loss on a private 3-node cluster the suite starts,
-# settled before each test (docs/cluster.md); about 4-5 minutes here (5.2 when settle reboots a stuck node); in .ci/run
+# settled before each test (docs/cluster.md); about 4-4.5 minutes here (5-6 when settle reboots a stuck node); in .ci/run
 test-cluster: venv broker tools
 	$(BIN)/pytest -q -m cluster
 
