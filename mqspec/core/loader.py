@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -291,23 +291,43 @@ def _topologies(data: dict[str, Any], default: str) -> tuple[tuple[model.Topolog
     declared = [v["name"] for v in data.get("vhosts", []) if isinstance(v, dict) and "name" in v]
     scope = tuple(dict.fromkeys([*named, *declared]))
     others = sorted(v for v in scope if v != default)
-    first = _topology(data, default, cluster=True)
-    return (first, *(_topology(data, v, cluster=False, default=default) for v in others)), scope
+    groups = _Groups(default, *(_by_vhost(entries, default) for entries in (
+        enumerate(data.get("exchanges", [])), shapes.expand(data.get("queues", [])),
+        shapes.expand(data.get("bindings", [])))))
+    first = _topology(data, default, groups, cluster=True)
+    return (first, *(_topology(data, v, groups, cluster=False) for v in others)), scope
 
 
-def _topology(data: dict[str, Any], vhost: str, cluster: bool = True, default: str | None = None) -> model.Topology:
+class _Groups(NamedTuple):
+    """The large lists' entries by the vhost they name (the default where they name none), each with its index in
+    the file: read once, not once per vhost."""
+
+    default: str
+    exchanges: Mapping[str | None, list[tuple[int, Any]]]
+    queues: Mapping[str | None, list[tuple[int, Any]]]
+    bindings: Mapping[str | None, list[tuple[int, Any]]]
+
+
+def _by_vhost(entries: Iterable[tuple[int, Any]], default: str) -> dict[str | None, list[tuple[int, Any]]]:
+    groups: dict[str | None, list[tuple[int, Any]]] = {}
+    for index, entry in entries:
+        named = entry.get("vhost", default) if isinstance(entry, dict) else None
+        groups.setdefault(named if isinstance(named, str) else None, []).append((index, entry))
+    return groups
+
+
+def _topology(data: dict[str, Any], vhost: str, groups: _Groups, cluster: bool = True) -> model.Topology:
     """The entities of one vhost: those naming it, and (for the default vhost) those naming none."""
     def mine(entry: Mapping[str, Any]) -> bool:
-        named = entry.get("vhost", vhost if default is None else default) if isinstance(entry, dict) else None
+        named = entry.get("vhost", groups.default) if isinstance(entry, dict) else None
         return bool(named == vhost)
 
     scoped = model.Topology(
         vhost=vhost,
         policies=_policies(data, "policies", False, mine) + _policies(data, "operator_policies", True, mine),
-        exchanges=tuple(_exchange(e, f"$.topology.exchanges[{i}]") for i, e in enumerate(data.get("exchanges", []))
-                        if mine(e)),
-        queues=tuple(_queue(q, f"$.topology.queues[{i}]") for i, q in shapes.expand(data.get("queues", [])) if mine(q)),
-        bindings=tuple(b for i, entry in shapes.expand(data.get("bindings", [])) if mine(entry)
+        exchanges=tuple(_exchange(e, f"$.topology.exchanges[{i}]") for i, e in groups.exchanges.get(vhost, ())),
+        queues=tuple(_queue(q, f"$.topology.queues[{i}]") for i, q in groups.queues.get(vhost, ())),
+        bindings=tuple(b for i, entry in groups.bindings.get(vhost, ())
                        for b in _bindings(entry, f"$.topology.bindings[{i}]")),
         parameters=parameters.from_document(data, mine),
     )
