@@ -33,6 +33,7 @@ FRAME_HEADER = struct.Struct(">BHI")
 DELIVER_ID = (60 << 16) | 60  # Basic.Deliver
 METHOD_ID = struct.Struct(">I")
 CONTENT_HEADER = struct.Struct(">HHQH")  # class id, weight, body size, property flags
+DELIVERY_TAG = struct.Struct(">QB")  # Basic.Deliver's delivery tag and the octet whose low bit is redelivered
 ACK = struct.Struct(">BHIHHQBB")  # frame type, channel, size, class, method, delivery tag, multiple, frame end
 HEADERS_FLAG = 0x2000
 CONTENT_TYPE_FLAG = 0x8000
@@ -122,14 +123,52 @@ class InboundParser:
                     break
                 if buffer[end] != FRAME_END:
                     raise ValueError("invalid frame end")
-                if channel == channel_number and self._content(frame_type, buffer, position + 7, end):
-                    position = end + 1
-                    continue
+                if channel == channel_number:
+                    if frame_type == 1 and self.remaining < 0 and not self.awaiting_header:
+                        after = self._whole(buffer, position + 7, end, size)
+                        if after:
+                            position = after
+                            continue
+                    if self._content(frame_type, buffer, position + 7, end):
+                        position = end + 1
+                        continue
                 self.pika(bytes(buffer[position:end + 1]))
                 position = end + 1
         finally:
             if position:
                 del buffer[:position]
+
+    def _whole(self, buffer: bytearray, start: int, end: int, size: int) -> int:
+        """A Basic.Deliver whose header and single body frame are already in the buffer, delivered in one step:
+        the position after it, or 0 when it is not all there (or not that shape) and the frames go one by one."""
+        if METHOD_ID.unpack_from(buffer, start)[0] != DELIVER_ID:
+            return 0
+        at = start + 5 + buffer[start + 4]                     # past the consumer tag
+        header = end + 1
+        if size - header < 8:
+            return 0
+        kind, channel, length = FRAME_HEADER.unpack_from(buffer, header)
+        header_end = header + 7 + length
+        if kind != 2 or channel != self.channel_number or header_end >= size or buffer[header_end] != FRAME_END:
+            return 0
+        _class, _weight, body_size, flags = CONTENT_HEADER.unpack_from(buffer, header + 7)
+        body = header_end + 1
+        after: int
+        if body_size == 0:
+            after, content = body, b""
+        else:
+            if size - body < 8:
+                return 0
+            kind, channel, length = FRAME_HEADER.unpack_from(buffer, body)
+            after = body + 8 + length
+            if kind != 3 or channel != self.channel_number or length != body_size or after > size \
+                    or buffer[after - 1] != FRAME_END:
+                return 0
+            content = bytes(buffer[body + 7:after - 1])
+        headers = self._headers(buffer, header + 7, header_end, flags) if flags & HEADERS_FLAG else None
+        tag, redelivered = DELIVERY_TAG.unpack_from(buffer, at)
+        self.deliver(tag, bool(redelivered & 1), headers, content)
+        return after
 
     def _content(self, frame_type: int, buffer: bytearray, start: int, end: int) -> bool:
         """Handle one frame of our channel if it belongs to a delivery; False hands it to pika."""
