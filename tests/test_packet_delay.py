@@ -16,9 +16,12 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from mqspec.core import model
+from mqspec.errors import OperationFailed
 from mqspec.workload import cluster_faults
 
 pytestmark = pytest.mark.cluster
@@ -120,3 +123,23 @@ def test_a_second_holder_on_the_same_queue_is_refused_saying_why(namespace: Name
         first.communicate(timeout=10)
     assert (second.returncode, second.stdout, second.stderr) == (
         1, "", f"packet_delay: netfilter queue {cluster_faults.DELAY_QUEUE} is taken by another process (a delay still on?)\n")
+
+
+def test_delay_on_a_kernel_without_netem_and_no_iptables_says_what_to_install(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fallback needs iptables' NFQUEUE target: without it the fault fails with one line naming the package.
+    `tc` and `ip` here are stand-ins on PATH that answer as this kernel does (no netem) and list one link."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name, script in {"tc": "echo 'Error: Specified qdisc kind is unknown.' >&2; exit 2",
+                         "ip": "printf '1: lo: <LOOPBACK>\\n2: mq1-n@if3: <UP>\\n'"}.items():
+        (tools / name).write_text(f"#!/bin/sh\n{script}\n")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tools))
+    faults = cluster_faults.NodeFaults(model.BrokerSettings(), {})
+    node = model.Node(name="c2", url="amqp://guest:guest@10.0.0.2:5672/%2F", netns="mq1")
+    with pytest.raises(OperationFailed) as refused:
+        faults.delay(node, model.Fault(action="delay", node="c2", delay=0.2))
+    assert refused.value.message == (
+        "delay: this kernel has no netem ('tc qdisc add dev mq1-h root netem' answers that the qdisc is unknown) and "
+        "iptables, the fallback (its NFQUEUE target), is not installed (Debian: apt-get install iptables)")

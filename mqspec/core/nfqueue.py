@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 NETLINK_NETFILTER = 12
 NLMSG_ERROR = 2
-NLMSG_DONE = 3
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLA_TYPE_MASK = 0x3FFF   # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
@@ -32,13 +31,11 @@ NFQA_CFG_QUEUE_MAXLEN = 3
 NFQA_CFG_MASK = 4
 NFQA_CFG_FLAGS = 5
 NFQNL_CFG_CMD_BIND = 1
-NFQNL_CFG_CMD_UNBIND = 2
 NFQNL_COPY_META = 1
 NFQA_CFG_F_FAIL_OPEN = 0x1   # a full queue (or a full socket) lets packets through instead of dropping them
 
 NFQA_PACKET_HDR = 1
 NFQA_VERDICT_HDR = 2
-NF_DROP = 0
 NF_ACCEPT = 1
 
 _NLMSGHDR = struct.Struct("=IHHII")    # length, type, flags, sequence, port id
@@ -100,11 +97,6 @@ def configure(queue: int, maxlen: int, seq: int) -> bytes:
                   + attribute(NFQA_CFG_MASK, struct.pack("!I", NFQA_CFG_F_FAIL_OPEN))
                   + attribute(NFQA_CFG_FLAGS, struct.pack("!I", NFQA_CFG_F_FAIL_OPEN)))
     return _queue_message(NFQNL_MSG_CONFIG, queue, attributes, seq, NLM_F_REQUEST | NLM_F_ACK)
-
-
-def unbind(queue: int, seq: int) -> bytes:
-    command = attribute(NFQA_CFG_CMD, _CFG_CMD.pack(NFQNL_CFG_CMD_UNBIND, 0))
-    return _queue_message(NFQNL_MSG_CONFIG, queue, command, seq, NLM_F_REQUEST | NLM_F_ACK)
 
 
 def verdict(queue: int, packet_id: int, decision: int = NF_ACCEPT, batch: bool = False) -> bytes:

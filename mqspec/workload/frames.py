@@ -175,10 +175,8 @@ class InboundParser:
         if frame_type == 1:
             if METHOD_ID.unpack_from(buffer, start)[0] != DELIVER_ID:
                 return False
-            at = start + 4
-            at += 1 + buffer[at]                       # consumer tag
-            self.tag = int.from_bytes(buffer[at:at + 8], "big")
-            self.redelivered = bool(buffer[at + 8] & 1)
+            tag, redelivered = DELIVERY_TAG.unpack_from(buffer, start + 5 + buffer[start + 4])   # past the consumer tag
+            self.tag, self.redelivered = tag, bool(redelivered & 1)
             self.awaiting_header = True
             self.remaining = -1
             return True
