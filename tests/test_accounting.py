@@ -5,6 +5,8 @@ from __future__ import annotations
 import pickle
 import tracemalloc
 
+import hypothesis
+
 from mqspec.core import accounting, marks, model
 from mqspec.core.accounting import ConsumerTally, ProducerTally, Streams
 
@@ -295,3 +297,54 @@ def test_a_copy_the_consumer_asked_for_by_requeueing_is_a_redelivery_not_a_dupli
     track.requeue(5)                                          # nack with requeue: the consumer asked for it again
     assert track.see(5, redelivered=True, dead=False) == 0    # the retry
     assert track.see(5, redelivered=True, dead=False) == DUPLICATE   # not asked for: a duplicate
+
+
+# --- deliveries accounted in bulk (ConsumerTally.see_batch) -----------------------------------------------
+
+RUN = 77
+
+
+def _row(sid: int, seq: int, ts: int, run: int = RUN) -> accounting.Row:
+    return (b"", seq + 1, b"", marks.MAGIC, run, sid, seq, ts, 0xCE)
+
+
+def _state(tally: ConsumerTally) -> tuple[object, ...]:
+    tally.latency.fold()
+    streams = {sid: (bytes(t.first), bytes(t.again), t.top) for sid, t in sorted(tally.streams.items())}
+    return (tally.received, tally.duplicates, tally.out_of_order, tally.foreign, tally.first_ns, tally.last_ns, streams,
+            tally.latency.histogram.get_total_count(), tally.latency.histogram.get_value_at_percentile(50))
+
+
+def _one_by_one(rows: list[accounting.Row], now_ns: int, caps: dict[int, int]) -> tuple[ConsumerTally, list[object]]:
+    tally, settled = ConsumerTally("c", "q", 0, earliest_ns=1_000), []
+    for _, _, _, _, run, sid, seq, ts, _ in rows:   # what Consumer._deliver and _account do for each
+        tally.received += 1
+        if tally.received == 1:
+            tally.first_ns = now_ns
+        tally.last_ns = now_ns
+        if run != RUN or seq >= caps.get(sid, 0):
+            tally.foreign += 1
+            settled.append((None, seq))
+            continue
+        tally.see(sid, seq, ts, now_ns, False, False)
+        settled.append((tally.last_track, seq))
+    return tally, settled
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(hypothesis.strategies.lists(hypothesis.strategies.tuples(
+    hypothesis.strategies.sampled_from([1, 2, 3]), hypothesis.strategies.integers(0, 700),
+    hypothesis.strategies.sampled_from([0, 500, 2_000, 900_000, 3_000_000_000]),
+    hypothesis.strategies.sampled_from([RUN, RUN, RUN, 5])), max_size=60))
+def test_deliveries_accounted_in_bulk_count_exactly_as_one_by_one(found: list[tuple[int, int, int, int]]) -> None:
+    rows = [_row(sid, seq, ts, run) for sid, seq, ts, run in found]
+    caps, now_ns = {1: 1_000, 2: 300}, 2_000_000_000   # stream 3 is not this run's; stream 2 stops at 300
+    expected, expected_settled = _one_by_one(rows, now_ns, caps)
+    bulk, settled = ConsumerTally("c", "q", 0, earliest_ns=1_000), []
+    half = len(rows) // 2
+    bulk.see_batch(rows[:half], now_ns, RUN, caps, settled)
+    bulk.see_batch(rows[half:], now_ns, RUN, caps, settled)
+    assert _state(bulk) == _state(expected)
+    assert [(None if t is None else id(t), s) for t, s in settled] == \
+        [(None if t is None else id(bulk.streams[sid]), s) for (t, s), (_, _, _, _, _, sid, _, _, _) in
+         zip(expected_settled, rows, strict=True)]

@@ -57,6 +57,7 @@ CLOCK_SLACK_US = 1_000_000         # publish times up to 1 s in the future are c
 DUPLICATE = 1                      # Track.see: another copy of a message this instance already got
 OUT_OF_ORDER = 2                   # Track.see: a first copy numbered below one already seen
 UNACKED = 4                        # Track.see: a redelivered copy of a message this instance acked
+Row = tuple[bytes, int, bytes, bytes, int, int, int, int, int]   # a plain marked delivery, as frames.py reads it
 
 
 def new_histogram() -> HdrHistogram:
@@ -228,6 +229,77 @@ class ConsumerTally:
         us = (now_ns - ts_ns) // 1000
         if us >= -CLOCK_SLACK_US and ts_ns >= self.earliest_ns:   # else a timestamp from another run or the future
             self.latency.record_us(us)
+
+    def see_batch(self, rows: Sequence[Row], now_ns: int, run_id: int, caps: Mapping[int, int],
+                  settled: list[tuple[Track | None, int]] | None) -> None:
+        """Account `rows`, deliveries that arrived together (at `now_ns`), none redelivered or
+        dead-lettered: exactly what see() would for each, one row after another, in far fewer steps.
+
+        A row is (_, delivery tag, _, _, run id, stream id, seq, publish ns, _), as the inbound parser reads it.
+        `settled`, when given, gets (track, seq) per row, track None for a message not of this run (foreign).
+        Consecutive rows mostly share a stream and a publish time (a producer stamps a whole batch with one),
+        so the stream's bitmaps and the latency are looked up once per change, not once per row."""
+        count = len(rows)
+        if not count:
+            return
+        self.received += count
+        if self.received == count:
+            self.first_ns = now_ns
+        self.last_ns = now_ns
+        earliest, counts = self.earliest_ns, self.latency.counts
+        sid_now, cap = -1, 0
+        track = self.last_track or Track()
+        first, again = track.first, track.again
+        last_ts, same = -1, 0
+        for _, _, _, _, run, sid, seq, ts, _ in rows:
+            if sid != sid_now:
+                sid_now, cap = sid, caps.get(sid, 0)
+            if run != run_id or seq >= cap:
+                self.foreign += 1
+                if settled is not None:
+                    settled.append((None, seq))
+                continue
+            if sid != self.last_sid:
+                track = self.last_track = self.track(sid)
+                self.last_sid = sid
+                first, again = track.first, track.again
+            byte, bit = seq >> 3, 1 << (seq & 7)
+            if byte < len(first) and seq > track.top and not (first[byte] | again[byte]) & bit:
+                first[byte] |= bit
+                track.top = seq
+            else:
+                self._see_slowly(track, seq)
+                first, again = track.first, track.again
+            if settled is not None:
+                settled.append((track, seq))
+            if ts == last_ts:
+                same += 1
+                continue
+            if same:
+                self._latency_of(last_ts, now_ns, same, earliest, counts)
+            last_ts, same = ts, 1
+        if same:
+            self._latency_of(last_ts, now_ns, same, earliest, counts)
+
+    def _see_slowly(self, track: Track, seq: int) -> None:
+        seen = track.see(seq, False, False)
+        if seen & DUPLICATE:
+            self.duplicates += 1
+        elif seen:
+            self.out_of_order += 1
+
+    @staticmethod
+    def _latency_of(ts_ns: int, now_ns: int, count: int, earliest: int, counts: dict[int, int]) -> None:
+        """`count` deliveries published at `ts_ns`, received at `now_ns`: Latency.record's quantising, inline."""
+        us = (now_ns - ts_ns) // 1000
+        if us < -CLOCK_SLACK_US or ts_ns < earliest:
+            return
+        if us < 0:
+            us = 0
+        shift = us.bit_length() - 8
+        if shift > 0:
+            us = us >> shift << shift
+        counts[us] = counts.get(us, 0) + count
 
 
 class ProducerTally:

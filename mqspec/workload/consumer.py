@@ -19,7 +19,7 @@ from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
 from mqspec.core import marks, model
-from mqspec.core.accounting import ConsumerTally, Track
+from mqspec.core.accounting import ConsumerTally, Row, Track
 from mqspec.workload import frames, private_queue
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
@@ -150,11 +150,12 @@ class Consumer(Client):
             if attempts:
                 self.later(0, lambda: self._install_parser(attempts - 1))
             return
-        frames.InboundParser(connection, channel.channel_number, self._deliver).install()
+        frames.InboundParser(connection, channel.channel_number, self._deliver, self._deliver_marked).install()
         self.raw_acks = channel
         transport = getattr(connection, "_transport", None)
         if transport is not None and hasattr(transport, "_MAX_RECV_BYTES"):
             transport._MAX_RECV_BYTES = RECV_BYTES
+        frames.read_once(connection, RECV_BYTES)
 
     def go(self, go_at: float) -> None:
         self.started = True
@@ -218,6 +219,44 @@ class Consumer(Client):
         limit = self.spec.messages
         if limit is not None and count >= limit and self.accepting:
             self._stop_accepting("messages")
+
+    def _deliver_marked(self, rows: list[Row]) -> None:
+        """Plain marked deliveries that arrived together (none redelivered, no headers), from the inbound parser:
+        accounted in one pass (ConsumerTally.see_batch), then acked as _settle would, every `multi_ack`."""
+        channel = self.channel
+        if channel is None:
+            return
+        if not self._in_bulk():
+            for row in rows:
+                self._deliver(row[1], False, None, marks.PREFIX.pack(row[3], row[4], row[5], row[6], row[7]))
+            return
+        settled: list[tuple[Track | None, int]] | None = None if self.auto else []
+        self.tally.see_batch(rows, time.time_ns(), self.run_id, self.stream_caps, settled)
+        if settled is None:
+            return
+        if self.multi == 1:
+            for row, (track, seq) in zip(rows, settled, strict=True):
+                self._settle(channel, row[1], track, seq)
+            return
+        unacked, done = self.unacked, 0
+        while len(settled) - done >= self.multi - len(unacked):
+            upto = done + self.multi - len(unacked)
+            unacked.extend(settled[done:upto])
+            done = upto
+            self._ack_unacked(channel, rows[upto - 1][1])
+        if done < len(settled):
+            unacked.extend(settled[done:])
+            self.last_tag = rows[-1][1]
+            if not self.ack_timer_set:
+                self.ack_timer_set = True
+                self.later(ACK_IDLE, self._ack_idle)
+        self.pending = len(unacked)
+
+    def _in_bulk(self) -> bool:
+        """May deliveries be accounted in bulk? Not when any of them may need to be treated on its own."""
+        spec = self.spec
+        return (self.accepting and not self.slow and not self.fractions and not self.stream
+                and spec.crash_after is None and spec.messages is None)
 
     def _account(self, tally: ConsumerTally, headers: Any, body: bytes, now_ns: int, redelivered: bool,
                  dead: bool) -> int:
@@ -312,7 +351,7 @@ class Consumer(Client):
             return False   # closing with its connection: the broker requeues these, they come back
         connection, number = self.connection, channel.channel_number
         if self.raw_acks is channel and connection is not None:
-            connection._adapter_emit_data(frames.ack_frame(number, tag, multiple))
+            frames.emit(connection, frames.ack_frame(number, tag, multiple))
         else:
             channel.basic_ack(tag, multiple=multiple)
         return True

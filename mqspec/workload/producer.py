@@ -151,6 +151,8 @@ class Producer(Client):
 
     def _on_ready(self) -> None:
         self._build_templates()
+        if self.templates and self.window:
+            self.later(0, self._parse_confirms)   # once pika has returned from the frame that called us
         if not self.ready_once:
             self.became_ready()
             self.ctx.ready(self)
@@ -174,6 +176,14 @@ class Producer(Client):
         self.templates = [frames.PublishTemplate(channel.channel_number, self.exchange, key, self.properties,
                                                  self.spec.mandatory, body, connection._body_max_length)  # type: ignore[union-attr]
                           for key in self.keys]
+
+    def _parse_confirms(self) -> None:
+        """Confirms read straight from the socket's bytes, not through pika's frame objects and callbacks."""
+        channel, connection = self.channel, self.connection
+        if channel is None or connection is None or not channel.is_open or self.done:
+            return
+        frames.ConfirmParser(connection, channel.channel_number, self._confirm).install()
+        frames.read_once(connection, frames.CONFIRM_READ)
 
     def go(self, go_at: float) -> None:
         """Start publishing `start_after` seconds after the common start time (time.monotonic)."""
@@ -325,7 +335,7 @@ class Producer(Client):
                 parts.append(bytes(template.message))
             batch = bytearray(b"".join(parts))
         connection: Any = self.connection
-        connection._adapter_emit_data(batch)
+        frames.emit(connection, batch)
         connection.bytes_sent += len(batch)
         connection.frames_sent += 3 * count
 
@@ -387,16 +397,18 @@ class Producer(Client):
 
     def _on_confirm(self, frame: Method) -> None:
         method = frame.method
-        tag = method.delivery_tag
-        nack = isinstance(method, Basic.Nack)
+        self._confirm(method.delivery_tag, method.multiple, isinstance(method, Basic.Nack))
+
+    def _confirm(self, tag: int, multiple: bool, nack: bool) -> None:
+        """A basic.ack or basic.nack, from pika or from the confirm parser (frames.ConfirmParser)."""
         low = self.acked_upto
-        settled = self._settle_upto(tag, nack) if method.multiple else self._settle_one(tag, nack)
+        settled = self._settle_upto(tag, nack) if multiple else self._settle_one(tag, nack)
         if nack:
             self.tally.nacked += settled
         else:
             self.tally.confirmed += settled
             if settled:
-                self._time_confirms(low, tag, method.multiple, settled)
+                self._time_confirms(low, tag, multiple, settled)
         if self.finishing:
             # checked first: a window that filled before a reconnect must not send the last confirms to the pump,
             # which no longer publishes (and so would never finish the producer)
