@@ -17,7 +17,7 @@ from pika.adapters.select_connection import IOLoop
 
 from mqspec.core import marks, model
 from mqspec.errors import MqspecError
-from mqspec.workload import lifeline
+from mqspec.workload import lean_poll, lifeline
 from mqspec.workload.client import Client
 from mqspec.workload.consumer import Consumer
 from mqspec.workload.messages import (
@@ -83,6 +83,8 @@ class Worker:
         self.run_id = job.run_id
         self.started_ns = time.time_ns()
         self.fast = job.fast
+        if self.fast:
+            lean_poll.install(self.ioloop)
         work = job.workload
         self.stream_caps = stream_caps(work)
         self.producers: list[Producer | StreamProducer] = [
