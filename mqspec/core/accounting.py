@@ -246,7 +246,6 @@ class ConsumerTally:
         if self.received == count:
             self.first_ns = now_ns
         self.last_ns = now_ns
-        earliest, counts = self.earliest_ns, self.latency.counts
         sid_now, cap = -1, 0
         track = self.last_track or Track()
         first, again = track.first, track.again
@@ -276,10 +275,10 @@ class ConsumerTally:
                 same += 1
                 continue
             if same:
-                self._latency_of(last_ts, now_ns, same, earliest, counts)
+                self._latency_of(last_ts, now_ns, same)
             last_ts, same = ts, 1
         if same:
-            self._latency_of(last_ts, now_ns, same, earliest, counts)
+            self._latency_of(last_ts, now_ns, same)
 
     def _see_slowly(self, track: Track, seq: int) -> None:
         seen = track.see(seq, False, False)
@@ -288,18 +287,11 @@ class ConsumerTally:
         elif seen:
             self.out_of_order += 1
 
-    @staticmethod
-    def _latency_of(ts_ns: int, now_ns: int, count: int, earliest: int, counts: dict[int, int]) -> None:
-        """`count` deliveries published at `ts_ns`, received at `now_ns`: Latency.record's quantising, inline."""
+    def _latency_of(self, ts_ns: int, now_ns: int, count: int) -> None:
+        """`count` deliveries published at `ts_ns`, received at `now_ns` (the same test as see())."""
         us = (now_ns - ts_ns) // 1000
-        if us < -CLOCK_SLACK_US or ts_ns < earliest:
-            return
-        if us < 0:
-            us = 0
-        shift = us.bit_length() - 8
-        if shift > 0:
-            us = us >> shift << shift
-        counts[us] = counts.get(us, 0) + count
+        if us >= -CLOCK_SLACK_US and ts_ns >= self.earliest_ns:
+            self.latency.record(us, count)
 
 
 class ProducerTally:

@@ -141,15 +141,14 @@ def ack_frame(channel_number: int, delivery_tag: int, multiple: bool) -> bytes:
     return ACK.pack(1, channel_number, 13, 60, 80, delivery_tag, 1 if multiple else 0, FRAME_END)
 
 
-class ConfirmParser:
-    """Replaces `connection._on_data_available` for a publishing connection with confirms: basic.ack and basic.nack
-    of its channel go straight to `confirm(delivery tag, multiple, nack)`; every other frame goes, whole, to pika."""
+class Takeover:
+    """A connection's incoming bytes, taken over from pika: what pika had buffered is parsed first, and the
+    frames the subclass does not handle are handed, whole, to pika's own `_on_data_available`."""
 
-    def __init__(self, connection: Any, channel_number: int, confirm: Confirm) -> None:
+    def __init__(self, connection: Any, channel_number: int) -> None:
         self.connection = connection
         self.channel_number = channel_number
-        self.confirm = confirm
-        self.pika = connection._on_data_available
+        self.pika = connection._on_data_available      # bound method of the class: frames we do not handle
         self.buffer = bytearray(connection._frame_buffer)
         connection._frame_buffer = b""
 
@@ -159,10 +158,27 @@ class ConfirmParser:
             self(b"")
 
     def __call__(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _take(self, data: bytes) -> bytearray:
+        """The buffer with `data` appended, counted as received (pika's heartbeat checker reads the count)."""
         buffer = self.buffer
         if data:
             buffer += data
             self.connection.bytes_received += len(data)
+        return buffer
+
+
+class ConfirmParser(Takeover):
+    """Replaces `connection._on_data_available` for a publishing connection with confirms: basic.ack and basic.nack
+    of its channel go straight to `confirm(delivery tag, multiple, nack)`; every other frame goes, whole, to pika."""
+
+    def __init__(self, connection: Any, channel_number: int, confirm: Confirm) -> None:
+        super().__init__(connection, channel_number)
+        self.confirm = confirm
+
+    def __call__(self, data: bytes) -> None:
+        buffer = self._take(data)
         size, position, number = len(buffer), 0, self.channel_number
         unpack_frame, unpack_confirm = FRAME_HEADER.unpack_from, CONFIRM.unpack_from
         try:
@@ -213,20 +229,16 @@ def _layout(method: int, middle: int, rest: int) -> struct.Struct:
     return struct.Struct(f">{method}sQ{middle}s4sIIIQ{rest}xB")
 
 
-class InboundParser:
+class InboundParser(Takeover):
     """Replaces `connection._on_data_available` for a connection whose channel consumes."""
 
     def __init__(self, connection: Any, channel_number: int, deliver: Deliver, marked: Marked | None = None) -> None:
-        self.connection = connection
-        self.channel_number = channel_number
+        super().__init__(connection, channel_number)
         self.deliver = deliver
         self.marked = marked     # runs of plain marked deliveries, when the consumer takes them in bulk
         self.shape: Shape | None = None
         self.short_runs = 0      # runs of a single delivery in a row (see _learning)
         self.resting = 0
-        self.pika = connection._on_data_available      # bound method of the class: frames we do not handle
-        self.buffer = bytearray(connection._frame_buffer)
-        connection._frame_buffer = b""
         self.tag = 0
         self.redelivered = False
         self.headers: Any = None
@@ -234,16 +246,8 @@ class InboundParser:
         self.awaiting_header = False
         self.fragments: list[bytes] = []
 
-    def install(self) -> None:
-        self.connection._on_data_available = self
-        if self.buffer:
-            self(b"")
-
     def __call__(self, data: bytes) -> None:
-        buffer = self.buffer
-        if data:
-            buffer += data
-            self.connection.bytes_received += len(data)
+        buffer = self._take(data)
         size = len(buffer)
         position = 0
         unpack_frame = FRAME_HEADER.unpack_from
