@@ -24,7 +24,7 @@ from mqspec.core.result import LeftOver, Live, RunResult
 from mqspec.core.timeseries import Point
 from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, InvalidInput, MqspecError, Terminated, redact
 from mqspec.options import ApplyOptions
-from mqspec.report import html, junit, prometheus, run_json, run_text
+from mqspec.report import html, junit, run_json, run_text
 from mqspec.report.scrub import scrub_run
 from mqspec.workload import dask_engine, engine, probes
 
@@ -61,6 +61,8 @@ def run(scenario: model.Scenario, options: ApplyOptions, redactor: Redact = reda
     if options.output != "json" and out.is_terminal:
         observers.append(run_text.LiveProgress(out, scenario.name))
     if options.metrics:
+        from mqspec.report import prometheus  # prometheus_client only for --metrics: 20 ms of every run's imports
+
         observers.append(prometheus.MetricsServer(options.metrics))
     with _sigterm_ends_the_run():
         with contextlib.ExitStack() as stack:
@@ -132,6 +134,8 @@ def check_outputs(options: ApplyOptions) -> None:
         if problem:
             raise InvalidInput(f"cannot write {what} to {path}: {problem}")
     if options.metrics:
+        from mqspec.report import prometheus
+
         prometheus.parse_address(options.metrics)
 
 
