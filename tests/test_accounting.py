@@ -220,6 +220,19 @@ def test_latency_histograms_merge_after_pickling() -> None:
     assert abs(merged.p50 - 1.0) <= 0.01 and abs(merged.max - 500) <= 5  # within the histogram's 1% resolution
 
 
+@hypothesis.given(hypothesis.strategies.lists(hypothesis.strategies.lists(
+    hypothesis.strategies.integers(-10, 70_000_000), max_size=30), max_size=12))
+def test_latency_folded_at_every_tick_encodes_as_recorded_at_once(ticks: list[list[int]]) -> None:
+    ticked, once = accounting.Latency(), accounting.Latency()
+    for tick in ticks:
+        for us in tick:
+            ticked.record_us(us)
+            once.record_us(us)
+        ticked.fold()
+    assert pickle.loads(pickle.dumps(ticked)).encode() == once.encode()
+    assert ticked.histogram.get_total_count() == sum(map(len, ticks))
+
+
 def test_producer_results_sum_instances_and_rate_uses_the_publishing_window() -> None:
     workload = model.Workload(producers=(model.Producer("p", queue="q", messages=10, instances=2),))
     one, two = _producer(10, instance=0), _producer(10, instance=1)

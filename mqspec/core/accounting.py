@@ -65,13 +65,18 @@ def new_histogram() -> HdrHistogram:
 
 
 class Latency:
-    """Quantised counts on the hot path; an HdrHistogram for merging and percentiles."""
+    """Quantised counts on the hot path; an HdrHistogram, built when asked for, for merging and percentiles.
 
-    __slots__ = ("counts", "histogram")
+    `counts` holds what came since the last fold, `kept` everything folded before: a worker folds ten times a
+    second (the counts go to the parent as they are), and adding a few hundred keys to a dict costs a tenth
+    of recording them in the histogram, which happens once, when the histogram is read."""
+
+    __slots__ = ("_histogram", "counts", "kept")
 
     def __init__(self) -> None:
         self.counts: dict[int, int] = {}
-        self.histogram = new_histogram()
+        self.kept: dict[int, int] = {}
+        self._histogram = new_histogram()
 
     def record_us(self, us: int) -> None:
         if us < 0:
@@ -95,14 +100,26 @@ class Latency:
         counts[us] = counts.get(us, 0) + count
 
     def fold(self) -> None:
-        """Move the quantised counts into the histogram (cheap: few distinct keys)."""
-        record = self.histogram.record_value
-        for value, count in self.counts.items():
+        """Move the counts since the last fold into the kept ones (cheap: few distinct keys)."""
+        counts, kept = self.counts, self.kept
+        if not kept:
+            self.kept, self.counts = counts, kept
+            return
+        for value, count in counts.items():
+            kept[value] = kept.get(value, 0) + count
+        counts.clear()
+
+    @property
+    def histogram(self) -> HdrHistogram:
+        """Every count so far, recorded in the HdrHistogram."""
+        self.fold()
+        record = self._histogram.record_value
+        for value, count in self.kept.items():
             record(min(value, LATENCY_MAX_US), count)
-        self.counts.clear()
+        self.kept.clear()
+        return self._histogram
 
     def encode(self) -> str:
-        self.fold()
         encoded = self.histogram.encode()
         return encoded.decode("ascii") if isinstance(encoded, bytes) else str(encoded)
 
@@ -113,8 +130,7 @@ class Latency:
 
 def _latency_from(encoded: str) -> Latency:
     latency = Latency()
-    if latency.histogram.get_total_count() == 0:
-        latency.histogram = HdrHistogram.decode(encoded)
+    latency._histogram = HdrHistogram.decode(encoded)
     return latency
 
 
