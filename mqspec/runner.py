@@ -24,7 +24,7 @@ from mqspec.core.result import LeftOver, Live, RunResult
 from mqspec.core.timeseries import Point
 from mqspec.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, InvalidInput, MqspecError, Terminated, redact
 from mqspec.options import ApplyOptions
-from mqspec.report import html, junit, run_json, run_text
+from mqspec.report import run_json, run_text
 from mqspec.report.scrub import scrub_run
 from mqspec.workload import dask_engine, engine, probes
 
@@ -187,8 +187,12 @@ def _write_files(result: RunResult, results: list[expect.ExpectationResult], pas
     if options.report:
         run_json.write(options.report, result, results, passed)
     if options.junit:
+        from mqspec.report import junit  # xml.etree only for --junit
+
         junit.write(options.junit, result, results)
     if options.html:
+        from mqspec.report import html
+
         html.write(options.html, result, results, passed)
 
 
