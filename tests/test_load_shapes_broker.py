@@ -127,6 +127,26 @@ workload:
     assert queue_counts(url, "work") == (0, 0)
 
 
+def test_a_consumer_at_its_message_limit_acks_what_it_still_processes_before_the_run_ends(url: str,
+                                                                                          tmp_path: Path) -> None:
+    """The third delivery takes 600 ms to process, long after the consumer stopped taking more (messages: 3):
+    the run waits for it instead of ending and handing it back to the queue unacked."""
+    code, output, report = _apply(tmp_path, f"""\
+version: 1
+name: last-one
+broker: {{url: "{url}"}}
+topology:
+  queues: [{{name: work, durable: false}}]
+workload:
+  producers: [{{name: p, queue: work, messages: 3}}]
+  consumers: [{{name: c, queue: work, prefetch: 1, messages: 3, processing_time: 600ms}}]
+""")
+    assert code == 0, output
+    consumer = report["consumers"]["c"]
+    assert (consumer["received"], consumer["acked"]) == (3, 3), consumer
+    assert queue_counts(url, "work") == (0, 0)
+
+
 def test_confirm_latency_is_measured_per_confirmed_message_and_checked(url: str, tmp_path: Path) -> None:
     code, output, report = _apply(tmp_path, f"""\
 version: 1

@@ -9,7 +9,7 @@ The parent process coordinates and publishes nothing itself:
 3. it reads progress ten times a second, fires faults, and decides when the run ends:
    - producers and RPC clients done, and every consumed queue (and every queue that can still
      dead-letter into one) drained with nothing held by consumers and nothing arriving ("drained"),
-     or every consumer stopped on its own ("done");
+     or every consumer stopped on its own and finished what it held ("done");
    - consumer-only workloads end when the consumers stop on their own or at `duration`;
    - `drain_timeout` after the producers finished ("drain_timeout"), `timeout` ("timeout"), Ctrl-C
      ("interrupted"), SIGTERM ("terminated"), an error ("failed");
@@ -440,7 +440,9 @@ class Run:
         if self.fault_runner.busy:
             return None
         consumers = self._consumer_rows()
-        consumers_stopped = (all(row.stopped for row in consumers)
+        # stopped and holding nothing: a consumer that stopped taking deliveries (messages: N, idle) still
+        # processes and acks what it holds, and ending the run then would hand those back to the queue
+        consumers_stopped = (all(row.stopped and not row.held for row in consumers)
                              and len(consumers) == sum(c.instances for c in self.work.consumers))
         if not self._has_senders():
             if consumers_stopped and not self.work.rpc_servers and not self.faults.pending:
@@ -468,7 +470,7 @@ class Run:
         self.next_drain_check = now + DRAIN_CHECK_EVERY
         received = (sum(row.received for row in consumers)
                     + sum(row.handled for s in self.snapshots.values() for row in s.rpc_servers))
-        held = sum(row.held for row in consumers if not row.stopped)
+        held = sum(row.held for row in consumers)   # a stopped consumer may still be processing what it holds
         watched = self._drainable(consumers)
         depths = self.monitor.depths(watched) if watched else {}
         if depths is None or held or any(depths.values()) or received != self.last_received:
