@@ -3,7 +3,8 @@
 Each round runs every contender once on the same workload (dask_overhead.py's scenarios: a 100 B, no confirms,
 auto-ack; b confirms 100, prefetch 200, multi-ack 100; c 1 KiB persistent, 4 consumers; d 4 x 4 x 4 queues),
 rotating the order; client CPU is getrusage(RUSAGE_CHILDREN) around the mqspec process (it and its reaped
-workers, start-up included), divided by the messages published (each is consumed once).
+workers, start-up included), divided by the messages published (each is consumed once). The last table is
+the first contender's cost over each other's, paired within each round.
 
     .venv/bin/python benchmarks/cpu_per_message.py --workload a --rounds 4 \\
         new=.venv/bin/mqspec previous=/path/to/previous/checkout/.venv/bin/mqspec
@@ -74,6 +75,12 @@ def main() -> None:
         costs = [r["cpu_us"] for r in runs]
         print(f"| {name} | {statistics.median(costs):.2f} ({min(costs):.2f}–{max(costs):.2f}) | "
               f"{statistics.median(r['rate'] for r in runs):,.0f} |")
+    first, *others = found
+    if others:   # paired within each round, so a machine that drifts between rounds moves both sides
+        print(f"\n| {first} ÷ contender, CPU per message, per round | median (range) |\n|---|---:|")
+    for name in others:
+        ratios = [a["cpu_us"] / b["cpu_us"] for a, b in zip(found[first], found[name], strict=True)]
+        print(f"| {first} ÷ {name} | {statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}) |")
 
 
 if __name__ == "__main__":
