@@ -619,8 +619,7 @@ def latency(tallies: Iterable[Latency | str]) -> result.Latency | None:
     merged = new_histogram()
     for item in tallies:
         if isinstance(item, Latency):
-            item.fold()
-            merged.add(item.histogram)
+            merged.add(item.histogram)   # folds what it has not yet
         else:
             merged.add(HdrHistogram.decode(item))
     count = merged.get_total_count()
