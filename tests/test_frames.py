@@ -256,6 +256,20 @@ def test_the_confirm_parser_takes_acks_and_nacks_of_its_channel_and_hands_the_re
         assert connection.bytes_received == len(stream)
 
 
+def test_multiple_acks_that_arrive_together_are_one_confirm_of_the_last_tag_in_their_place() -> None:
+    def ack(tag: int, multiple: bool = True) -> bytes:
+        return frame.Method(CHANNEL, spec.Basic.Ack(delivery_tag=tag, multiple=multiple)).marshal()
+
+    nack = frame.Method(CHANNEL, spec.Basic.Nack(delivery_tag=12, multiple=False, requeue=True)).marshal()
+    stream = ack(3) + ack(7) + ack(8, multiple=False) + ack(10) + ack(11) + nack + ack(20) + ack(25)
+    connection = RecordingConnection()
+    confirms: list[tuple[int, bool, bool]] = []
+    frames.ConfirmParser(connection, CHANNEL, functools.partial(_append, confirms)).install()
+    connection._on_data_available(stream)  # type: ignore[operator]
+    assert confirms == [(7, True, False), (8, False, False), (11, True, False), (12, False, True), (25, True, False)]
+    assert connection.handed_to_pika == []
+
+
 # --- writes that go out at once ---------------------------------------------------------------------------
 
 class _AsyncPlaintextTransport:   # named as pika's plain TCP transport, which is all emit() writes through

@@ -205,8 +205,8 @@ class ConsumerTally:
     """Counters of one consumer instance (mutable, lives in a worker process)."""
 
     __slots__ = ("acked", "crashed", "dead_lettered", "duplicates", "earliest_ns", "first_ns", "foreign", "held", "instance",
-                 "last_ns", "last_sid", "last_track", "latency", "nacked", "name", "out_of_order", "queue", "received",
-                 "reconnects", "redelivered", "rejected", "stopped", "streams")
+                 "last_ns", "last_sid", "last_track", "latency", "nacked", "name", "out_of_order", "queue", "read_wait",
+                 "received", "reconnects", "redelivered", "rejected", "stopped", "streams")
 
     def __init__(self, name: str, queue: str, instance: int, earliest_ns: int = 0) -> None:
         self.name, self.queue, self.instance = name, queue, instance
@@ -221,6 +221,7 @@ class ConsumerTally:
         self.earliest_ns = earliest_ns   # publish times before this are not this run's: no latency from them
         self.last_sid = -1               # the stream of the previous delivery, and its Track (consecutive
         self.last_track: Track | None = None   # deliveries mostly come from one producer)
+        self.read_wait = 0.0             # the longest a byte was let wait in the socket (core/read_wait.py), seconds
 
     def track(self, sid: int) -> Track:
         found = self.streams.get(sid)

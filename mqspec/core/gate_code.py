@@ -518,6 +518,23 @@ def validate____defs_workload(data, custom_formats={}, name_prefix=None):
             if isinstance(data__engine, str):
                 if not REGEX_PATTERNS['^(local|dask://[^\\s/]+)/?$'].search(data__engine):
                     raise JsonSchemaValueException("" + (name_prefix or "data") + ".engine must match pattern ^(local|dask://[^\\s/]+)/?$")
+        if "read_wait" in data_keys:
+            data_keys.remove("read_wait")
+            data__readwait = data["read_wait"]
+            data__readwait_any_of_count5 = 0
+            if not data__readwait_any_of_count5:
+                try:
+                    if not (isinstance(data__readwait, str) and data__readwait == 'auto'):
+                        raise JsonSchemaValueException("" + (name_prefix or "data") + ".read_wait must be one of ['auto']")
+                    data__readwait_any_of_count5 += 1
+                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+            if not data__readwait_any_of_count5:
+                try:
+                    validate____defs_duration(data__readwait, custom_formats, None)
+                    data__readwait_any_of_count5 += 1
+                except (JsonSchemaValueException, JsonSchemaValuesException): pass
+            if not data__readwait_any_of_count5:
+                raise JsonSchemaValueException("" + (name_prefix or "data") + ".read_wait cannot be validated by any definition")
         if "producers" in data_keys:
             data_keys.remove("producers")
             data__producers = data["producers"]
@@ -772,13 +789,13 @@ def validate____defs_rpc_server(data, custom_formats={}, name_prefix=None):
     return data
 
 def validate____defs_processing_time(data, custom_formats={}, name_prefix=None):
-    data_any_of_count5 = 0
-    if not data_any_of_count5:
+    data_any_of_count6 = 0
+    if not data_any_of_count6:
         try:
             validate____defs_duration(data, custom_formats, None)
-            data_any_of_count5 += 1
+            data_any_of_count6 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count5:
+    if not data_any_of_count6:
         try:
             if not isinstance(data, (dict)):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be object")
@@ -803,9 +820,9 @@ def validate____defs_processing_time(data, custom_formats={}, name_prefix=None):
                     validate____defs_duration(data__stddev, custom_formats, None)
                 if data_keys:
                     raise JsonSchemaValueException("" + (name_prefix or "data") + " must not contain "+str(data_keys)+" properties")
-            data_any_of_count5 += 1
+            data_any_of_count6 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count5:
+    if not data_any_of_count6:
         try:
             if not isinstance(data, (dict)):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be object")
@@ -825,9 +842,9 @@ def validate____defs_processing_time(data, custom_formats={}, name_prefix=None):
                     validate____defs_duration(data__max, custom_formats, None)
                 if data_keys:
                     raise JsonSchemaValueException("" + (name_prefix or "data") + " must not contain "+str(data_keys)+" properties")
-            data_any_of_count5 += 1
+            data_any_of_count6 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count5:
+    if not data_any_of_count6:
         raise JsonSchemaValueException("" + (name_prefix or "data") + " cannot be validated by any definition")
     return data
 
@@ -851,19 +868,19 @@ def validate____defs_consumer(data, custom_formats={}, name_prefix=None):
         if "queue" in data_keys:
             data_keys.remove("queue")
             data__queue = data["queue"]
-            data__queue_one_of_count6 = 0
-            if data__queue_one_of_count6 < 2:
+            data__queue_one_of_count7 = 0
+            if data__queue_one_of_count7 < 2:
                 try:
                     if not isinstance(data__queue, (str)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".queue must be string")
-                    data__queue_one_of_count6 += 1
+                    data__queue_one_of_count7 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if data__queue_one_of_count6 < 2:
+            if data__queue_one_of_count7 < 2:
                 try:
                     validate____defs_private_queue(data__queue, custom_formats, None)
-                    data__queue_one_of_count6 += 1
+                    data__queue_one_of_count7 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if data__queue_one_of_count6 != 1:
+            if data__queue_one_of_count7 != 1:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".queue must be valid exactly by one definition")
         if "instances" in data_keys:
             data_keys.remove("instances")
@@ -970,41 +987,41 @@ def validate____defs_consumer(data, custom_formats={}, name_prefix=None):
     return data
 
 def validate____defs_stream_offset(data, custom_formats={}, name_prefix=None):
-    data_any_of_count7 = 0
-    if not data_any_of_count7:
+    data_any_of_count8 = 0
+    if not data_any_of_count8:
         try:
             if not (isinstance(data, str) and data == 'first' or isinstance(data, str) and data == 'last' or isinstance(data, str) and data == 'next'):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be one of ['first', 'last', 'next']")
-            data_any_of_count7 += 1
+            data_any_of_count8 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count7:
+    if not data_any_of_count8:
         try:
             if not isinstance(data, (int)) and not (isinstance(data, float) and data.is_integer()) or isinstance(data, bool):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be integer")
             if isinstance(data, (int, float, Decimal)) and not isinstance(data, bool):
                 if data < 0:
                     raise JsonSchemaValueException("" + (name_prefix or "data") + " must be bigger than or equal to 0")
-            data_any_of_count7 += 1
+            data_any_of_count8 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count7:
+    if not data_any_of_count8:
         try:
             if not isinstance(data, (str)):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be string")
             if isinstance(data, str):
                 if not REGEX_PATTERNS['^\\s*[0-9]+(\\.[0-9]+)?\\s*(ms|s|m|h)\\s*$'].search(data):
                     raise JsonSchemaValueException("" + (name_prefix or "data") + " must match pattern ^\\s*[0-9]+(\\.[0-9]+)?\\s*(ms|s|m|h)\\s*$")
-            data_any_of_count7 += 1
+            data_any_of_count8 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count7:
+    if not data_any_of_count8:
         try:
             if not isinstance(data, (str)):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be string")
             if isinstance(data, str):
                 if not REGEX_PATTERNS['^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$'].search(data):
                     raise JsonSchemaValueException("" + (name_prefix or "data") + " must match pattern ^[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]+)?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?$")
-            data_any_of_count7 += 1
+            data_any_of_count8 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count7:
+    if not data_any_of_count8:
         raise JsonSchemaValueException("" + (name_prefix or "data") + " cannot be validated by any definition")
     return data
 
@@ -1183,13 +1200,13 @@ def validate____defs_producer(data, custom_formats={}, name_prefix=None):
         if "rate" in data_keys:
             data_keys.remove("rate")
             data__rate = data["rate"]
-            data__rate_any_of_count8 = 0
-            if not data__rate_any_of_count8:
+            data__rate_any_of_count9 = 0
+            if not data__rate_any_of_count9:
                 try:
                     validate____defs_rate(data__rate, custom_formats, None)
-                    data__rate_any_of_count8 += 1
+                    data__rate_any_of_count9 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__rate_any_of_count8:
+            if not data__rate_any_of_count9:
                 try:
                     if not isinstance(data__rate, (list, tuple)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".rate must be array")
@@ -1200,9 +1217,9 @@ def validate____defs_producer(data, custom_formats={}, name_prefix=None):
                             raise JsonSchemaValueException("" + (name_prefix or "data") + ".rate must contain at least 1 items")
                         for data__rate_x, data__rate_item in enumerate(data__rate):
                             validate____defs_rate_step(data__rate_item, custom_formats, None)
-                    data__rate_any_of_count8 += 1
+                    data__rate_any_of_count9 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__rate_any_of_count8:
+            if not data__rate_any_of_count9:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".rate cannot be validated by any definition")
         if "size" in data_keys:
             data_keys.remove("size")
@@ -1301,13 +1318,13 @@ def validate____defs_producer(data, custom_formats={}, name_prefix=None):
     return data
 
 def validate____defs_size_distribution(data, custom_formats={}, name_prefix=None):
-    data_any_of_count9 = 0
-    if not data_any_of_count9:
+    data_any_of_count10 = 0
+    if not data_any_of_count10:
         try:
             validate____defs_size(data, custom_formats, None)
-            data_any_of_count9 += 1
+            data_any_of_count10 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count9:
+    if not data_any_of_count10:
         try:
             if not isinstance(data, (dict)):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be object")
@@ -1327,9 +1344,9 @@ def validate____defs_size_distribution(data, custom_formats={}, name_prefix=None
                     validate____defs_size(data__max, custom_formats, None)
                 if data_keys:
                     raise JsonSchemaValueException("" + (name_prefix or "data") + " must not contain "+str(data_keys)+" properties")
-            data_any_of_count9 += 1
+            data_any_of_count10 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count9:
+    if not data_any_of_count10:
         try:
             if not isinstance(data, (list, tuple)):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be array")
@@ -1361,9 +1378,9 @@ def validate____defs_size_distribution(data, custom_formats={}, name_prefix=None
                                     raise JsonSchemaValueException("" + (name_prefix or "data") + "[{data_x}].weight".format(**locals()) + " must be bigger than 0")
                         if data_item_keys:
                             raise JsonSchemaValueException("" + (name_prefix or "data") + "[{data_x}]".format(**locals()) + " must not contain "+str(data_item_keys)+" properties")
-            data_any_of_count9 += 1
+            data_any_of_count10 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count9:
+    if not data_any_of_count10:
         raise JsonSchemaValueException("" + (name_prefix or "data") + " cannot be validated by any definition")
     return data
 
@@ -1374,26 +1391,26 @@ def validate____defs_size(data, custom_formats={}, name_prefix=None):
     if isinstance(data, (int, float, Decimal)) and not isinstance(data, bool):
         if data > 9223372036854775807:
             raise JsonSchemaValueException("" + (name_prefix or "data") + " must be smaller than or equal to 9223372036854775807")
-    data_any_of_count10 = 0
-    if not data_any_of_count10:
+    data_any_of_count11 = 0
+    if not data_any_of_count11:
         try:
             if not isinstance(data, (int)) and not (isinstance(data, float) and data.is_integer()) or isinstance(data, bool):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be integer")
             if isinstance(data, (int, float, Decimal)) and not isinstance(data, bool):
                 if data < 0:
                     raise JsonSchemaValueException("" + (name_prefix or "data") + " must be bigger than or equal to 0")
-            data_any_of_count10 += 1
+            data_any_of_count11 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count10:
+    if not data_any_of_count11:
         try:
             if not isinstance(data, (str)):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be string")
             if isinstance(data, str):
                 if not REGEX_PATTERNS['^\\s*[0-9]+(\\.[0-9]+)?\\s*(B|kB|KB|KiB|MB|MiB|GB|GiB)?\\s*$'].search(data):
                     raise JsonSchemaValueException("" + (name_prefix or "data") + " must match pattern ^\\s*[0-9]+(\\.[0-9]+)?\\s*(B|kB|KB|KiB|MB|MiB|GB|GiB)?\\s*$")
-            data_any_of_count10 += 1
+            data_any_of_count11 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count10:
+    if not data_any_of_count11:
         raise JsonSchemaValueException("" + (name_prefix or "data") + " cannot be validated by any definition")
     return data
 
@@ -1433,26 +1450,26 @@ def validate____defs_rate(data, custom_formats={}, name_prefix=None):
     if isinstance(data, (int, float, Decimal)) and not isinstance(data, bool):
         if data > 1000000000:
             raise JsonSchemaValueException("" + (name_prefix or "data") + " must be smaller than or equal to 1000000000")
-    data_any_of_count11 = 0
-    if not data_any_of_count11:
+    data_any_of_count12 = 0
+    if not data_any_of_count12:
         try:
             if not isinstance(data, (int, float, Decimal)) or isinstance(data, bool):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be number")
             if isinstance(data, (int, float, Decimal)) and not isinstance(data, bool):
                 if data <= 0:
                     raise JsonSchemaValueException("" + (name_prefix or "data") + " must be bigger than 0")
-            data_any_of_count11 += 1
+            data_any_of_count12 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count11:
+    if not data_any_of_count12:
         try:
             if not isinstance(data, (str)):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + " must be string")
             if isinstance(data, str):
                 if not REGEX_PATTERNS['^\\s*[0-9]+(\\.[0-9]+)?\\s*(/s|/m|/h)?\\s*$'].search(data):
                     raise JsonSchemaValueException("" + (name_prefix or "data") + " must match pattern ^\\s*[0-9]+(\\.[0-9]+)?\\s*(/s|/m|/h)?\\s*$")
-            data_any_of_count11 += 1
+            data_any_of_count12 += 1
         except (JsonSchemaValueException, JsonSchemaValuesException): pass
-    if not data_any_of_count11:
+    if not data_any_of_count12:
         raise JsonSchemaValueException("" + (name_prefix or "data") + " cannot be validated by any definition")
     return data
 
@@ -1640,13 +1657,13 @@ def validate____defs_super_stream(data, custom_formats={}, name_prefix=None):
         if "partitions" in data_keys:
             data_keys.remove("partitions")
             data__partitions = data["partitions"]
-            data__partitions_one_of_count12 = 0
-            if data__partitions_one_of_count12 < 2:
+            data__partitions_one_of_count13 = 0
+            if data__partitions_one_of_count13 < 2:
                 try:
                     validate____defs_count(data__partitions, custom_formats, None)
-                    data__partitions_one_of_count12 += 1
+                    data__partitions_one_of_count13 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if data__partitions_one_of_count12 < 2:
+            if data__partitions_one_of_count13 < 2:
                 try:
                     if not isinstance(data__partitions, (list, tuple)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".partitions must be array")
@@ -1662,9 +1679,9 @@ def validate____defs_super_stream(data, custom_formats={}, name_prefix=None):
                                 data__partitions_item_len = len(data__partitions_item)
                                 if data__partitions_item_len < 1:
                                     raise JsonSchemaValueException("" + (name_prefix or "data") + ".partitions[{data__partitions_x}]".format(**locals()) + " must be longer than or equal to 1 characters")
-                    data__partitions_one_of_count12 += 1
+                    data__partitions_one_of_count13 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if data__partitions_one_of_count12 != 1:
+            if data__partitions_one_of_count13 != 1:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".partitions must be valid exactly by one definition")
         if "routing" in data_keys:
             data_keys.remove("routing")
@@ -1803,14 +1820,14 @@ def validate____defs_shovel(data, custom_formats={}, name_prefix=None):
         if "src_uri" in data_keys:
             data_keys.remove("src_uri")
             data__srcuri = data["src_uri"]
-            data__srcuri_one_of_count13 = 0
-            if data__srcuri_one_of_count13 < 2:
+            data__srcuri_one_of_count14 = 0
+            if data__srcuri_one_of_count14 < 2:
                 try:
                     if not isinstance(data__srcuri, (str)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".src_uri must be string")
-                    data__srcuri_one_of_count13 += 1
+                    data__srcuri_one_of_count14 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if data__srcuri_one_of_count13 < 2:
+            if data__srcuri_one_of_count14 < 2:
                 try:
                     if not isinstance(data__srcuri, (list, tuple)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".src_uri must be array")
@@ -1822,9 +1839,9 @@ def validate____defs_shovel(data, custom_formats={}, name_prefix=None):
                         for data__srcuri_x, data__srcuri_item in enumerate(data__srcuri):
                             if not isinstance(data__srcuri_item, (str)):
                                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".src_uri[{data__srcuri_x}]".format(**locals()) + " must be string")
-                    data__srcuri_one_of_count13 += 1
+                    data__srcuri_one_of_count14 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if data__srcuri_one_of_count13 != 1:
+            if data__srcuri_one_of_count14 != 1:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".src_uri must be valid exactly by one definition")
         if "src_queue" in data_keys:
             data_keys.remove("src_queue")
@@ -1854,14 +1871,14 @@ def validate____defs_shovel(data, custom_formats={}, name_prefix=None):
         if "dest_uri" in data_keys:
             data_keys.remove("dest_uri")
             data__desturi = data["dest_uri"]
-            data__desturi_one_of_count14 = 0
-            if data__desturi_one_of_count14 < 2:
+            data__desturi_one_of_count15 = 0
+            if data__desturi_one_of_count15 < 2:
                 try:
                     if not isinstance(data__desturi, (str)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".dest_uri must be string")
-                    data__desturi_one_of_count14 += 1
+                    data__desturi_one_of_count15 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if data__desturi_one_of_count14 < 2:
+            if data__desturi_one_of_count15 < 2:
                 try:
                     if not isinstance(data__desturi, (list, tuple)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".dest_uri must be array")
@@ -1873,9 +1890,9 @@ def validate____defs_shovel(data, custom_formats={}, name_prefix=None):
                         for data__desturi_x, data__desturi_item in enumerate(data__desturi):
                             if not isinstance(data__desturi_item, (str)):
                                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".dest_uri[{data__desturi_x}]".format(**locals()) + " must be string")
-                    data__desturi_one_of_count14 += 1
+                    data__desturi_one_of_count15 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if data__desturi_one_of_count14 != 1:
+            if data__desturi_one_of_count15 != 1:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".dest_uri must be valid exactly by one definition")
         if "dest_queue" in data_keys:
             data_keys.remove("dest_queue")
@@ -1984,14 +2001,14 @@ def validate____defs_federation_upstream_set(data, custom_formats={}, name_prefi
                         if "uri" in data__upstreams_item_keys:
                             data__upstreams_item_keys.remove("uri")
                             data__upstreams_item__uri = data__upstreams_item["uri"]
-                            data__upstreams_item__uri_one_of_count15 = 0
-                            if data__upstreams_item__uri_one_of_count15 < 2:
+                            data__upstreams_item__uri_one_of_count16 = 0
+                            if data__upstreams_item__uri_one_of_count16 < 2:
                                 try:
                                     if not isinstance(data__upstreams_item__uri, (str)):
                                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".upstreams[{data__upstreams_x}].uri".format(**locals()) + " must be string")
-                                    data__upstreams_item__uri_one_of_count15 += 1
+                                    data__upstreams_item__uri_one_of_count16 += 1
                                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                            if data__upstreams_item__uri_one_of_count15 < 2:
+                            if data__upstreams_item__uri_one_of_count16 < 2:
                                 try:
                                     if not isinstance(data__upstreams_item__uri, (list, tuple)):
                                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".upstreams[{data__upstreams_x}].uri".format(**locals()) + " must be array")
@@ -2003,9 +2020,9 @@ def validate____defs_federation_upstream_set(data, custom_formats={}, name_prefi
                                         for data__upstreams_item__uri_x, data__upstreams_item__uri_item in enumerate(data__upstreams_item__uri):
                                             if not isinstance(data__upstreams_item__uri_item, (str)):
                                                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".upstreams[{data__upstreams_x}].uri[{data__upstreams_item__uri_x}]".format(**locals()) + " must be string")
-                                    data__upstreams_item__uri_one_of_count15 += 1
+                                    data__upstreams_item__uri_one_of_count16 += 1
                                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-                            if data__upstreams_item__uri_one_of_count15 != 1:
+                            if data__upstreams_item__uri_one_of_count16 != 1:
                                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".upstreams[{data__upstreams_x}].uri".format(**locals()) + " must be valid exactly by one definition")
                         if "exchange" in data__upstreams_item_keys:
                             data__upstreams_item_keys.remove("exchange")
@@ -2114,14 +2131,14 @@ def validate____defs_federation_upstream(data, custom_formats={}, name_prefix=No
         if "uri" in data_keys:
             data_keys.remove("uri")
             data__uri = data["uri"]
-            data__uri_one_of_count16 = 0
-            if data__uri_one_of_count16 < 2:
+            data__uri_one_of_count17 = 0
+            if data__uri_one_of_count17 < 2:
                 try:
                     if not isinstance(data__uri, (str)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".uri must be string")
-                    data__uri_one_of_count16 += 1
+                    data__uri_one_of_count17 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if data__uri_one_of_count16 < 2:
+            if data__uri_one_of_count17 < 2:
                 try:
                     if not isinstance(data__uri, (list, tuple)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".uri must be array")
@@ -2133,9 +2150,9 @@ def validate____defs_federation_upstream(data, custom_formats={}, name_prefix=No
                         for data__uri_x, data__uri_item in enumerate(data__uri):
                             if not isinstance(data__uri_item, (str)):
                                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".uri[{data__uri_x}]".format(**locals()) + " must be string")
-                    data__uri_one_of_count16 += 1
+                    data__uri_one_of_count17 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if data__uri_one_of_count16 != 1:
+            if data__uri_one_of_count17 != 1:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".uri must be valid exactly by one definition")
         if "exchange" in data_keys:
             data_keys.remove("exchange")
@@ -2436,21 +2453,21 @@ def validate____defs_exchange(data, custom_formats={}, name_prefix=None):
             data__type = data["type"]
             if not isinstance(data__type, (str)):
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".type must be string")
-            data__type_any_of_count17 = 0
-            if not data__type_any_of_count17:
+            data__type_any_of_count18 = 0
+            if not data__type_any_of_count18:
                 try:
                     if not (isinstance(data__type, str) and data__type == 'direct' or isinstance(data__type, str) and data__type == 'fanout' or isinstance(data__type, str) and data__type == 'topic' or isinstance(data__type, str) and data__type == 'headers'):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".type must be one of ['direct', 'fanout', 'topic', 'headers']")
-                    data__type_any_of_count17 += 1
+                    data__type_any_of_count18 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__type_any_of_count17:
+            if not data__type_any_of_count18:
                 try:
                     if isinstance(data__type, str):
                         if not REGEX_PATTERNS['^x-'].search(data__type):
                             raise JsonSchemaValueException("" + (name_prefix or "data") + ".type must match pattern ^x-")
-                    data__type_any_of_count17 += 1
+                    data__type_any_of_count18 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__type_any_of_count17:
+            if not data__type_any_of_count18:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".type cannot be validated by any definition")
         if "durable" in data_keys:
             data_keys.remove("durable")
@@ -2746,8 +2763,8 @@ def validate____defs_broker(data, custom_formats={}, name_prefix=None):
         if "url" in data_keys:
             data_keys.remove("url")
             data__url = data["url"]
-            data__url_any_of_count18 = 0
-            if not data__url_any_of_count18:
+            data__url_any_of_count19 = 0
+            if not data__url_any_of_count19:
                 try:
                     if not isinstance(data__url, (str)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".url must be string")
@@ -2755,9 +2772,9 @@ def validate____defs_broker(data, custom_formats={}, name_prefix=None):
                         data__url_len = len(data__url)
                         if data__url_len < 1:
                             raise JsonSchemaValueException("" + (name_prefix or "data") + ".url must be longer than or equal to 1 characters")
-                    data__url_any_of_count18 += 1
+                    data__url_any_of_count19 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__url_any_of_count18:
+            if not data__url_any_of_count19:
                 try:
                     if not isinstance(data__url, (list, tuple)):
                         raise JsonSchemaValueException("" + (name_prefix or "data") + ".url must be array")
@@ -2773,9 +2790,9 @@ def validate____defs_broker(data, custom_formats={}, name_prefix=None):
                                 data__url_item_len = len(data__url_item)
                                 if data__url_item_len < 1:
                                     raise JsonSchemaValueException("" + (name_prefix or "data") + ".url[{data__url_x}]".format(**locals()) + " must be longer than or equal to 1 characters")
-                    data__url_any_of_count18 += 1
+                    data__url_any_of_count19 += 1
                 except (JsonSchemaValueException, JsonSchemaValuesException): pass
-            if not data__url_any_of_count18:
+            if not data__url_any_of_count19:
                 raise JsonSchemaValueException("" + (name_prefix or "data") + ".url cannot be validated by any definition")
         if "management_url" in data_keys:
             data_keys.remove("management_url")

@@ -160,6 +160,8 @@ class RunResult:
     ended: str = "done"
     elapsed: float = 0.0
     unthrottled: bool = False
+    # how long consumers let bytes wait in their sockets (core/read_wait.py), described; "" when they read at once
+    read_wait: str = ""
     workers: int = 1
     faults: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()

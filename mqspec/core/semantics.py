@@ -19,6 +19,7 @@ from mqspec.core.vocabulary import BUILTIN_EXCHANGES, DIRECT_REPLY_TO, RESERVED_
 
 MAX_NAME_BYTES = 255
 MAX_TIMER_MS = 4294967295  # 2^32 - 1: the largest TTL or expiry a 32-bit millisecond timer holds
+READ_WAIT_MOST = 0.1          # seconds: the longest workload.read_wait
 _LAST_SEGMENT = re.compile(r"(\.[^.\[]+|\[[^\]]*\])$")
 _QUOTED_KEY = re.compile(r"\['([^'\]]*)'\]")
 
@@ -332,6 +333,9 @@ def _workload(scenario: model.Scenario) -> Iterator[Problem]:
     work = scenario.workload
     for field_name in ("duration", "timeout", "drain_timeout"):
         yield from _positive(scenario, f"$.workload.{field_name}", getattr(work, field_name), "a duration such as 10s")
+    if work.read_wait is not None and work.read_wait > READ_WAIT_MOST:
+        yield problem(scenario, "$.workload.read_wait", f"read_wait of {work.read_wait:g}s would hold heartbeats, acks "
+                      f"and the end of the run that long", f"give at most {READ_WAIT_MOST * 1000:g}ms, or auto")
     for producer in work.producers:
         yield from _producer_rules(scenario, known, producer)
         yield from _stream_producer_rules(scenario, producer)

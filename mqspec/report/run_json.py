@@ -47,7 +47,8 @@ Every field emitted (NAME keys are producer, consumer, RPC client/server or queu
                             "rate": float}},             answered per second (see Rates)
      "rpc_servers": {NAME: {"instances": int, "handled": int}},
      "latency_samples": int,              messages behind latency_ms (0 when null)
-     "latency_note": str | null,          set when a producer ran unthrottled (latency is mostly queueing)
+     "latency_note": str | null,          set when a producer ran unthrottled (latency is mostly queueing), or
+                                          consumers let bytes wait in their sockets (workload.read_wait)
      "messages": {"expected": int, "lost": int, "duplicates": int},   run-wide accounting
      "queues": {NAME: {"exists": bool, "depth": int | null, "consumers": int | null}},
                                           queues observed after the run for `depth` expectations
@@ -119,7 +120,11 @@ UNTHROTTLED_NOTE = ("producers ran unthrottled, so these latencies are mostly ti
 
 
 def latency_note(run: RunResult) -> str | None:
-    return UNTHROTTLED_NOTE if run.unthrottled and run.latency is not None else None
+    """What the latencies measure: queueing when producers ran unthrottled, and any wait the consumers added."""
+    if run.latency is None:
+        return None
+    notes = [note for note in (UNTHROTTLED_NOTE if run.unthrottled else "", run.read_wait) if note]
+    return "; ".join(notes) or None
 
 
 def _latency_ms(latency: Latency | None) -> dict[str, float] | None:

@@ -20,8 +20,9 @@ from pika.adapters.select_connection import IOLoop
 from pika.channel import Channel
 
 from mqspec.broker import amqp
-from mqspec.core import model
+from mqspec.core import model, read_wait
 from mqspec.errors import MqspecError
+from mqspec.workload.socket_wait import Held
 
 logging.getLogger("pika").setLevel(logging.CRITICAL)
 
@@ -42,6 +43,8 @@ class Context(Protocol):
     stream_caps: dict[int, int]
     started_ns: int
     fast: bool              # prebuilt frames and the inbound parser (frames.py) instead of pika's own paths
+    read_rule: read_wait.Policy   # how long consumers' bytes may wait in their sockets (core/read_wait.py)
+    held: Held | None       # the sockets held at a low-water mark (socket_wait.py); None: reads never wait
 
     def fatal(self, error: MqspecError) -> None: ...
 

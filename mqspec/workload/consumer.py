@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -18,11 +19,12 @@ from typing import Any
 from pika.channel import Channel
 from pika.spec import Basic, BasicProperties
 
-from mqspec.core import marks, model
+from mqspec.core import marks, model, read_wait
 from mqspec.core.accounting import ConsumerTally, Row, Track
 from mqspec.workload import frames, private_queue
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
+from mqspec.workload.socket_wait import SocketWait
 
 IDLE_CHECK_MAX = 0.25
 ACK_IDLE = 0.2                     # pending multi_ack acks are flushed at the latest after this long
@@ -65,6 +67,7 @@ class Consumer(Client):
         self.multi = max(1, min(spec.multi_ack, spec.prefetch) if spec.prefetch else spec.multi_ack)
         self.ack_timer_set = False
         self.slow = spec.processing_time.busy
+        self.room = read_wait.room(spec)
         self.fractions = spec.reject > 0 or spec.nack > 0
         self.random = random.Random(f"{spec.name}#{instance}")
         self.pending = 0            # settled locally, not yet acked (multi_ack)
@@ -89,6 +92,12 @@ class Consumer(Client):
         self.private = declared if declared is not None and declared.owner == spec.name else None
         self.queue_name = spec.queue
         self.next_offset: int | None = None   # stream queues: the offset after the last delivery
+        # bytes may wait in the socket to be read in larger batches (core/read_wait.py, socket_wait.py)
+        self.read_rule = ctx.read_rule
+        self.socket_wait: SocketWait | None = None
+        self.youngest_ns: int | None = None   # the age of the newest message seen since the last retune
+        self.tuned_at = time.monotonic()
+        self.tuned_received = 0
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -155,7 +164,37 @@ class Consumer(Client):
         transport = getattr(connection, "_transport", None)
         if transport is not None and hasattr(transport, "_MAX_RECV_BYTES"):
             transport._MAX_RECV_BYTES = RECV_BYTES
-        frames.read_once(connection, RECV_BYTES)
+        frames.read_once(connection, RECV_BYTES, self._socket_wait(transport))
+
+    def _socket_wait(self, transport: Any) -> Any:
+        """The hold on this connection's socket, told of every read; None when its reads never wait."""
+        held, sock = self.ctx.held, getattr(transport, "_sock", None)
+        if held is None or self.slow or self.read_rule.cap <= 0 or not isinstance(sock, socket.socket) \
+                or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        self._release_socket()
+        self.socket_wait = SocketWait(sock, held)
+        self.tuned_at, self.tuned_received = time.monotonic(), self.tally.received
+        return self.socket_wait.read
+
+    def tune_reads(self) -> None:
+        """Ten times a second: the low-water mark and wait for the next tenth, from the last one's traffic."""
+        hold = self.socket_wait
+        if hold is None:
+            return
+        now, received, youngest = time.monotonic(), self.tally.received, self.youngest_ns
+        mark, wait = read_wait.low_water(self.read_rule, now - self.tuned_at, hold.take_bytes(),
+                                         received - self.tuned_received,
+                                         None if youngest is None else youngest / 1e9, self.room)
+        hold.tune(mark, wait)
+        if wait > self.tally.read_wait:
+            self.tally.read_wait = wait
+        self.tuned_at, self.tuned_received, self.youngest_ns = now, received, None
+
+    def _release_socket(self) -> None:
+        if self.socket_wait is not None:
+            self.socket_wait.close()
+            self.socket_wait = None
 
     def go(self, go_at: float) -> None:
         self.started = True
@@ -231,7 +270,12 @@ class Consumer(Client):
                 self._deliver(row[1], False, None, marks.PREFIX.pack(row[3], row[4], row[5], row[6], row[7]))
             return
         settled: list[tuple[Track | None, int]] | None = None if self.auto else []
-        self.tally.see_batch(rows, time.time_ns(), self.run_id, self.stream_caps, settled)
+        now_ns = time.time_ns()
+        if self.read_rule.by_age:
+            age = now_ns - rows[-1][7]
+            if self.youngest_ns is None or age < self.youngest_ns:
+                self.youngest_ns = age
+        self.tally.see_batch(rows, now_ns, self.run_id, self.stream_caps, settled)
         if settled is None:
             return
         if self.multi == 1:
@@ -449,6 +493,7 @@ class Consumer(Client):
 
     def lost(self) -> None:
         """Unacked deliveries went back to the queue with the connection; they will be redelivered."""
+        self._release_socket()
         self.pending = 0
         self.unacked.clear()
         self.queue.clear()
@@ -457,6 +502,7 @@ class Consumer(Client):
         self.tally.reconnects = self.reconnects
 
     def closed(self) -> None:
+        self._release_socket()
         self.tally.reconnects = self.reconnects
         if self.auto:
             self.tally.acked = self.tally.received

@@ -37,7 +37,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple, Protocol
 
 from mqspec.broker import amqp
-from mqspec.core import accounting, discards, marks, model, outcomes, result, timeseries
+from mqspec.core import accounting, discards, marks, model, outcomes, read_wait, result, timeseries
 from mqspec.core.result import Live, MissingCounts
 from mqspec.core.vocabulary import DIRECT_REPLY_TO
 from mqspec.errors import EXIT_BROKER, BrokerUnavailable, MqspecError, OperationFailed, Terminated
@@ -689,6 +689,7 @@ class Run:
             ended=ended,
             elapsed=round(elapsed, 3),
             unthrottled=_unthrottled_consumed(self.work, producers, consumers),
+            read_wait=read_wait.describe(max((t.read_wait for t in consumers), default=0.0)),
             workers=len(self.jobs),
             faults=tuple(self.fault_runner.log),
             unfired_faults=tuple(describe(f) for f in self.faults.unreached()),

@@ -114,27 +114,34 @@ def emit(connection: Any, data: bytes | bytearray) -> None:
         connection._adapter_emit_data(bytes(data[sent:]))
 
 
-def read_once(connection: Any, size: int) -> bool:
+def read_once(connection: Any, size: int, on_read: Callable[[int], None] | None = None) -> bool:
     """Read the socket once per readable event, not until it would block: pika's transport reads again after
     every read, and the second read of nearly every wakeup fails with EAGAIN, an exception caught two calls up.
     A read that fills `size` is followed by another, as pika's is. Errors and end of file reach pika's own
-    handling unchanged (its `_on_socket_readable` calls this). Plain TCP only; False if the transport is not."""
+    handling unchanged (its `_on_socket_readable` calls this). Plain TCP only; False if the transport is not.
+    `on_read` is told the size of every read, before its bytes are handled."""
     transport: Any = getattr(connection, "_transport", None)
     if type(transport).__name__ != "_AsyncPlaintextTransport" or not hasattr(transport, "_consume"):
         return False
     recv, deliver, active = transport._sock.recv, connection._on_data_available, transport._STATE_ACTIVE
+    told = on_read or _ignore
 
     def consume() -> None:
         for _ in range(READS_PER_EVENT):
             data = recv(size)
             if not data:
                 raise transport.RxEndOfFile()
+            told(len(data))
             deliver(data)
             if len(data) < size or transport._state != active:
                 return
 
     transport._consume = consume
     return True
+
+
+def _ignore(_size: int) -> None:
+    pass
 
 
 def ack_frame(channel_number: int, delivery_tag: int, multiple: bool) -> bytes:
@@ -178,9 +185,13 @@ class ConfirmParser(Takeover):
         self.confirm = confirm
 
     def __call__(self, data: bytes) -> None:
+        """A run of basic.ack frames with `multiple` set, in one read, is one confirm: the last one's tag covers
+        the earlier ones' (they arrived together, so their timing is the same). Anything else between them
+        (a nack, a single ack, another frame) is handled in its place, after the run before it."""
         buffer = self._take(data)
         size, position, number = len(buffer), 0, self.channel_number
-        unpack_frame, unpack_confirm = FRAME_HEADER.unpack_from, CONFIRM.unpack_from
+        unpack_frame, unpack_confirm, confirm = FRAME_HEADER.unpack_from, CONFIRM.unpack_from, self.confirm
+        upto = 0   # the tag of the run of multiple acks not yet passed on
         try:
             while size - position >= 8:
                 frame_type, channel, length = unpack_frame(buffer, position)
@@ -189,17 +200,27 @@ class ConfirmParser(Takeover):
                     break
                 if buffer[end] != FRAME_END:
                     raise ValueError("invalid frame end")
-                if frame_type == 1 and channel == number and length == CONFIRM.size:
-                    method, tag, bits = unpack_confirm(buffer, position + 7)
-                    if method in (ACK_ID, NACK_ID):
-                        self.confirm(tag, bool(bits & 1), method == NACK_ID)
-                        position = end + 1
-                        continue
-                self.pika(bytes(buffer[position:end + 1]))
                 position = end + 1
+                if frame_type == 1 and channel == number and length == CONFIRM.size:
+                    method, tag, bits = unpack_confirm(buffer, end - length)
+                    if method == ACK_ID and bits & 1:
+                        upto = tag
+                        continue
+                    if method in (ACK_ID, NACK_ID):
+                        if upto:
+                            confirm(upto, True, False)
+                            upto = 0
+                        confirm(tag, bool(bits & 1), method == NACK_ID)
+                        continue
+                if upto:
+                    confirm(upto, True, False)
+                    upto = 0
+                self.pika(bytes(buffer[end - length - 7:position]))
         finally:
             if position:
                 del buffer[:position]
+            if upto:
+                confirm(upto, True, False)
 
 
 class Shape(NamedTuple):

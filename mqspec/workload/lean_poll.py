@@ -8,33 +8,60 @@ maximum), the same masking by what each descriptor is registered for, the same h
 same skipping of a descriptor whose handler an earlier one removed (pika's `_processing_fd_event_map`).
 
 It reaches into the poller's private attributes, so, like frames.py, it runs only on the pika release
-frames.WRITTEN_FOR names (the worker asks frames.fast_path) and only on pika's epoll poller.
+frames.WRITTEN_FOR names (the worker asks frames.fast_path) and only on pika's epoll poller. It also keeps the
+deadlines of sockets held at a low-water mark (socket_wait.py).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pika.adapters.select_connection import PollEvents
+
+from mqspec.workload.socket_wait import Held
 
 READ, WRITE, ERROR = PollEvents.READ, PollEvents.WRITE, PollEvents.ERROR
 NEEDS = ("_fd_handlers", "_fd_events", "_get_wait_seconds", "_MAX_POLL_TIMEOUT", "_processing_fd_event_map")
 
 
-def install(ioloop: Any) -> bool:
-    """Replace the poll step of `ioloop`'s poller; False (and nothing changed) if it is not pika's epoll poller."""
+def install(ioloop: Any, held: Held | None = None) -> bool:
+    """Replace the poll step of `ioloop`'s poller; False (and nothing changed) if it is not pika's epoll poller.
+
+    `held`: sockets held at a low-water mark (socket_wait.py); the poll sleeps no longer than their soonest
+    deadline, and those whose deadline has passed are read after the round's handlers have run."""
     poller: Any = getattr(ioloop, "_poller", None)
     if type(poller).__name__ != "EPollPoller" or not all(hasattr(poller, name) for name in NEEDS):
         return False
     handlers: dict[int, Any] = poller._fd_handlers
     reads, writes, errors = (poller._fd_events[kind] for kind in (READ, WRITE, ERROR))
     wait, longest = poller._get_wait_seconds, poller._MAX_POLL_TIMEOUT
+    waits: Held = set() if held is None else held
 
     def poll() -> None:
         delay = wait()
-        found = poller._poll.poll(longest if delay is None else min(delay, longest))
-        if not found:
+        timeout = longest if delay is None else min(delay, longest)
+        if waits:
+            timeout = max(0.0, min(timeout, min(s.deadline for s in waits) - time.monotonic()))
+        found = poller._poll.poll(timeout)
+        if found:
+            dispatch(found)
+        if waits:
+            read_late(time.monotonic())
+
+    def read_late(now: float) -> None:
+        """Read the held sockets whose deadline has passed, and those due within half their wait, as if readable."""
+        if min(s.deadline for s in waits) > now:
             return
+        for due in [s for s in waits if s.deadline - s.wait / 2 <= now]:
+            due.last = now
+            handler = handlers.get(due.fileno)
+            if handler is None or due.fileno not in reads:
+                due.close()   # its connection has gone from the ioloop
+            else:
+                handler(due.fileno, READ)
+
+    def dispatch(found: list[tuple[int, int]]) -> None:
         pending = poller._processing_fd_event_map = dict(found)
         for fileno, events in found:
             if fileno not in pending:

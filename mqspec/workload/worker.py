@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 
 from pika.adapters.select_connection import IOLoop
 
-from mqspec.core import marks, model
+from mqspec.core import marks, model, read_wait
 from mqspec.errors import MqspecError
 from mqspec.workload import lean_poll, lifeline
 from mqspec.workload.client import Client
@@ -41,6 +41,7 @@ from mqspec.workload.messages import (
 )
 from mqspec.workload.producer import Producer
 from mqspec.workload.rpc import RpcClient, RpcServer
+from mqspec.workload.socket_wait import Held
 from mqspec.workload.stream_protocol import StreamClient, StreamConsumer, StreamProducer
 
 PROGRESS_EVERY = 0.1
@@ -83,9 +84,11 @@ class Worker:
         self.run_id = job.run_id
         self.started_ns = time.time_ns()
         self.fast = job.fast
-        if self.fast:
-            lean_poll.install(self.ioloop)
         work = job.workload
+        self.read_rule = read_wait.policy(work)
+        self.held: Held | None = set()   # consumer sockets held at a low-water mark; None: reads never wait
+        if not (self.fast and lean_poll.install(self.ioloop, self.held)):
+            self.held = None
         self.stream_caps = stream_caps(work)
         self.producers: list[Producer | StreamProducer] = [
             (StreamProducer if work.producers[i].protocol == "stream" else Producer)(self, work.producers[i], i, n, work.duration)
@@ -96,6 +99,7 @@ class Worker:
         self.servers = [RpcServer(self, work.rpc_servers[i], n) for i, n in job.rpc_servers]
         self.rpc_clients = [RpcClient(self, work.rpc_clients[i]) for i in job.rpc_clients]
         self.clients: list[Client | StreamClient] = [*self.consumers, *self.servers, *self.rpc_clients, *self.producers]
+        self.waiting_readers = [c for c in self.consumers if isinstance(c, Consumer)]
         self.ready_count = 0
         self.finished_count = 0
         self.failed = False
@@ -145,6 +149,8 @@ class Worker:
         if not lifeline.parent_alive(self.parent_pid):
             self._orphaned()
         self._progress_now()
+        for consumer in self.waiting_readers:
+            consumer.tune_reads()
         self.ioloop.call_later(PROGRESS_EVERY, self._tick)
 
     def _progress_now(self) -> None:
