@@ -218,3 +218,15 @@ def test_a_bug_while_checking_one_file_is_reported_for_it_and_the_others_still_g
     assert result.stderr == (f"{broken}:1:1: $: mqspec failed while checking this file (TypeError: boom) "
                              "(hint: this is a bug in mqspec; please report it with the file)\n")
     assert result.stdout == f"{fine}: valid\n"
+
+
+def test_read_wait_reads_as_auto_a_duration_or_0_and_a_long_one_is_refused(tmp_path: Path) -> None:
+    base = "version: 1\nname: waits\ntopology:\n  queues: [{name: q}]\nworkload:\n  read_wait: %s\n  consumers: [{name: c, queue: q}]\n"
+    for text, expected in (("auto", None), ("5ms", 0.005), ("0", 0.0)):
+        loaded = load(str(_write(tmp_path, base % text)))
+        assert loaded.scenario is not None and loaded.scenario.workload.read_wait == expected, loaded.problems
+    path = _write(tmp_path, base % "1s")
+    result = mqspec("validate", str(path))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"{path}:6:3: $.workload.read_wait: read_wait of 1s would hold heartbeats, acks and "
+                                     "the end of the run that long (hint: give at most 100ms, or auto)")

@@ -22,7 +22,7 @@ from mqspec.core import model
 from mqspec.errors import BrokerUnavailable, MqspecError, OperationFailed
 from mqspec.report import run_json
 from mqspec.workload import frames
-from tests.conftest import AMQP_ROOT, ROOT, Result, mqspec, queue_counts, until, vhost_url
+from tests.conftest import AMQP_ROOT, ROOT, Result, mqspec, queue_counts, settled_queue_stats, until, vhost_url
 
 
 def apply(tmp_path: Path, url: str, text: str, *extra: str) -> tuple[Result, dict[str, Any]]:
@@ -295,6 +295,40 @@ workload:
     assert result.exit_code == 0, result.output
     assert "mostly time spent waiting in the queue" in report["latency_note"]
     assert "mostly time spent waiting in the queue" in result.stdout
+
+
+def test_consumers_under_load_let_bytes_wait_and_still_count_exactly_what_the_broker_delivered(
+        tmp_path: Path, url: str, vhost: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: held-reads
+topology:
+  queues: [{name: q, durable: false}]
+workload:
+  producers: [{name: p, queue: q, duration: 3s, confirm: 200}]
+  consumers: [{name: c, queue: q, prefetch: 500, multi_ack: 50}]
+""")
+    assert result.exit_code == 0, result.output
+    assert "consumers let bytes wait in their sockets up to 2 ms" in report["latency_note"]
+    received = report["consumers"]["c"]["received"]
+    assert received == report["consumers"]["c"]["acked"] == report["producers"]["p"]["confirmed"] > 10_000
+    stats = settled_queue_stats(vhost, "q", acks=received)
+    assert (stats["deliver_get"], stats["ack"], stats["redeliver"]) == (received, received, 0)
+    assert queue_counts(url, "q") == (0, 0)
+
+
+def test_a_read_wait_of_0_reads_at_once_and_the_report_says_nothing_of_waiting(tmp_path: Path, url: str) -> None:
+    result, report = apply(tmp_path, url, """
+name: reads-at-once
+topology:
+  queues: [{name: q, durable: false}]
+workload:
+  read_wait: 0
+  producers: [{name: p, queue: q, duration: 1s}]
+  consumers: [{name: c, queue: q, ack: auto}]
+""")
+    assert result.exit_code == 0, result.output
+    assert "wait in their sockets" not in report["latency_note"]
+    assert report["consumers"]["c"]["received"] == report["producers"]["p"]["published"]
 
 
 def test_requeued_nacks_come_back_as_redeliveries_not_duplicates(tmp_path: Path, url: str) -> None:
