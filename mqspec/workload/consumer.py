@@ -164,18 +164,20 @@ class Consumer(Client):
         transport = getattr(connection, "_transport", None)
         if transport is not None and hasattr(transport, "_MAX_RECV_BYTES"):
             transport._MAX_RECV_BYTES = RECV_BYTES
-        frames.read_once(connection, RECV_BYTES, self._socket_wait(transport))
+        hold = self._socket_wait(transport)
+        if not frames.read_once(connection, RECV_BYTES, None if hold is None else hold.read):
+            self._release_socket()   # not plain TCP (TLS): its reads never wait
 
-    def _socket_wait(self, transport: Any) -> Any:
-        """The hold on this connection's socket, told of every read; None when its reads never wait."""
+    def _socket_wait(self, transport: Any) -> SocketWait | None:
+        """The hold on this connection's socket, to be told of every read; None when its reads never wait."""
+        self._release_socket()
         held, sock = self.ctx.held, getattr(transport, "_sock", None)
         if held is None or self.slow or self.read_rule.cap <= 0 or not isinstance(sock, socket.socket) \
                 or sock.family not in (socket.AF_INET, socket.AF_INET6):
             return None
-        self._release_socket()
         self.socket_wait = SocketWait(sock, held)
         self.tuned_at, self.tuned_received = time.monotonic(), self.tally.received
-        return self.socket_wait.read
+        return self.socket_wait
 
     def tune_reads(self) -> None:
         """Ten times a second: the low-water mark and wait for the next tenth, from the last one's traffic."""
