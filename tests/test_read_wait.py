@@ -60,9 +60,22 @@ def test_the_mark_needs_at_most_half_the_messages_the_prefetch_leaves_beyond_the
     assert read_wait.room(model.Consumer("c", "q")) is None   # no prefetch: the broker sends without limit
 
 
+def test_a_producer_holds_its_confirms_for_a_quarter_of_its_window_and_half_a_millisecond_at_most() -> None:
+    # the last tenth: 21-byte acks, each confirming 5 messages -> 4.2 bytes a message; a quarter of 200 is 50
+    assert read_wait.confirm_water(Policy(0.002), 21 * 2000, 10_000, 200) == (210, 0.0005)
+    assert read_wait.confirm_water(Policy(0.0002), 21 * 2000, 10_000, 200) == (210, 0.0002)
+    assert read_wait.confirm_water(Policy(0.002), 21 * 100, 10_000, 200) == OFF   # one ack a window: read at once
+    assert read_wait.confirm_water(Policy(0.002, by_age=True), 21 * 2000, 10_000, 200) == OFF   # fixed rates
+    assert read_wait.confirm_water(Policy(0.002), 0, 0, 200) == OFF
+
+
 def test_the_report_names_the_longest_wait_used_and_nothing_when_reads_never_waited() -> None:
-    assert read_wait.describe(0.002) == ("consumers let bytes wait in their sockets up to 2 ms to read more "
-                                         "messages per wakeup (workload.read_wait: 0 reads at once)")
+    assert read_wait.describe(0.002) == ("consumers let bytes wait in their sockets up to 2 ms to read more per "
+                                         "wakeup (workload.read_wait: 0 reads at once)")
+    assert read_wait.describe(0.002, 0.0005).startswith("consumers and producers reading confirms let bytes wait in "
+                                                        "their sockets up to 2 ms")
+    assert read_wait.describe(0.0, 0.0005).startswith("producers reading confirms let bytes wait in their sockets "
+                                                      "up to 0.5 ms")
     assert read_wait.describe(0.0) == ""
 
 

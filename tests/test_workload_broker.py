@@ -308,7 +308,7 @@ workload:
   consumers: [{name: c, queue: q, prefetch: 500, multi_ack: 50}]
 """)
     assert result.exit_code == 0, result.output
-    assert "consumers let bytes wait in their sockets up to 2 ms" in report["latency_note"]
+    assert "consumers and producers reading confirms let bytes wait in their sockets up to 2 ms" in report["latency_note"]
     received = report["consumers"]["c"]["received"]
     assert received == report["consumers"]["c"]["acked"] == report["producers"]["p"]["confirmed"] > 10_000
     stats = settled_queue_stats(vhost, "q", acks=received)

@@ -315,8 +315,8 @@ class ProducerTally:
     """Counters of one producer instance (mutable, lives in a worker process)."""
 
     __slots__ = ("blocked", "blocked_ns", "confirm", "confirm_latency", "confirmed", "done", "failed", "first_ns", "index",
-                 "instance", "keys", "last_ns", "nacked", "name", "order", "published", "reconnects", "republished", "returned",
-                 "unconfirmed")
+                 "instance", "keys", "last_ns", "nacked", "name", "order", "published", "read_wait", "reconnects", "republished",
+                 "returned", "unconfirmed")
 
     def __init__(self, name: str, index: int, instance: int, keys: int, order: str, confirm: bool) -> None:
         self.name, self.index, self.instance = name, index, instance
@@ -328,6 +328,7 @@ class ProducerTally:
         self.done = False
         self.failed = bytearray()
         self.confirm_latency = Latency()   # publish -> basic.ack, per confirmed message
+        self.read_wait = 0.0               # the longest confirms were let wait in the socket (core/read_wait.py), seconds
 
     @property
     def sid(self) -> int:

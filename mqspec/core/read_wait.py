@@ -9,7 +9,8 @@ trade with fetch.min.bytes and fetch.max.wait.ms.
 The trade is taken only where latency does not measure the path: `auto` waits when no producer of the run
 has a fixed rate (its latency is then time in the queue, as the report's note says), and, with fixed rates,
 only for messages that have already waited a hundred times as long (queued behind a backlog). A number is
-the wait a user chose; 0 reads at once.
+the wait a user chose; 0 reads at once. Unthrottled producers that wait for publisher confirms make the
+trade too, with a shorter wait (confirm_water).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ AGE_SHARE = 0.01      # `auto` with fixed rates: the wait is at most this share 
 LEAST = 512           # bytes: a mark below this saves too few wakeups to hold bytes for (a trickle reads at once)
 MOST = 32 * 1024      # bytes: the kernel may clamp the receive window to a larger mark (tcp_set_rcvlowat)
 OFF = (1, 0.0)        # the mark and wait of a socket read at once
+CONFIRM_FRAME = 21    # bytes of one basic.ack frame
+CONFIRM_WAIT = 0.0005  # seconds: the longest a producer lets its confirms wait
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,28 @@ def low_water(rule: Policy, seconds: float, nbytes: int, messages: int, youngest
     return int(mark), wait
 
 
-def describe(longest: float) -> str:
-    """The report's words for the longest wait the consumers allowed (seconds); "" when they read at once."""
+def confirm_water(rule: Policy, nbytes: int, confirmed: int, window: int) -> tuple[int, float]:
+    """(SO_RCVLOWAT, wait) for a producer reading its publisher confirms; OFF when it should read at once
+    (with fixed rates, whose confirm latency is the measure).
+
+    A producer's rate is its confirm window over the confirms' round trip, so every wait lengthens the trip
+    and may cost throughput: the mark is the bytes that, at the last interval's bytes per confirmed message,
+    confirm a quarter of the window, and the wait at most CONFIRM_WAIT, so that confirms coarser than the
+    last interval's (fewer frames for as many messages) hold the pump only briefly."""
+    if rule.by_age or rule.cap <= 0 or window < 4 or confirmed <= 0 or nbytes <= 0:
+        return OFF
+    mark = nbytes / confirmed * window / 4
+    if mark < 2 * CONFIRM_FRAME:
+        return OFF
+    return int(min(mark, MOST)), min(rule.cap, CONFIRM_WAIT)
+
+
+def describe(consumers: float, producers: float = 0.0) -> str:
+    """The report's words for the longest wait consumers and producers allowed (seconds); "" when none waited."""
+    longest = max(consumers, producers)
     if longest <= 0:
         return ""
-    return (f"consumers let bytes wait in their sockets up to {longest * 1000:.2g} ms to read more messages per "
-            "wakeup (workload.read_wait: 0 reads at once)")
+    who = {(True, False): "consumers", (False, True): "producers reading confirms",
+           (True, True): "consumers and producers reading confirms"}[(consumers > 0, producers > 0)]
+    return (f"{who} let bytes wait in their sockets up to {longest * 1000:.2g} ms to read more per wakeup "
+            "(workload.read_wait: 0 reads at once)")

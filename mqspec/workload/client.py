@@ -10,6 +10,7 @@ exponential backoff, trying the next node URL each time (cluster failover), unti
 from __future__ import annotations
 
 import logging
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -22,7 +23,8 @@ from pika.channel import Channel
 from mqspec.broker import amqp
 from mqspec.core import model, read_wait
 from mqspec.errors import MqspecError
-from mqspec.workload.socket_wait import Held
+from mqspec.workload import frames
+from mqspec.workload.socket_wait import Held, SocketWait
 
 logging.getLogger("pika").setLevel(logging.CRITICAL)
 
@@ -74,6 +76,7 @@ class Client(ABC):
         self.operation = "open a connection"
         self._finished = False
         self.endpoint_name = ""   # "client-ip:port -> server-ip:port", the broker's name for the connection
+        self.socket_wait: SocketWait | None = None   # the hold on this connection's socket (socket_wait.py)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -150,6 +153,7 @@ class Client(ABC):
     def _on_closed(self, _connection: Any, reason: BaseException) -> None:
         self.channel = None
         self.connection = None
+        self.release_socket()
         if self.stopping or self.done or isinstance(reason, pe.ConnectionClosedByClient):
             self._finish()
             return
@@ -219,6 +223,29 @@ class Client(ABC):
         self._finished = True
         self.closed()
         self.ctx.finished(self)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def read_once(self, size: int, may_wait: bool) -> None:
+        """Read the connection once per readable event (frames.read_once), holding its socket at a low-water
+        mark when `may_wait` and it is plain TCP on a worker whose poll step keeps deadlines."""
+        hold = self._hold_socket() if may_wait else None
+        if not frames.read_once(self.connection, size, None if hold is None else hold.read):
+            self.release_socket()   # not plain TCP (TLS): its reads never wait
+
+    def _hold_socket(self) -> SocketWait | None:
+        self.release_socket()
+        held = self.ctx.held
+        sock = getattr(getattr(self.connection, "_transport", None), "_sock", None)
+        if held is None or not isinstance(sock, socket.socket) or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        self.socket_wait = SocketWait(sock, held)
+        return self.socket_wait
+
+    def release_socket(self) -> None:
+        if self.socket_wait is not None:
+            self.socket_wait.close()
+            self.socket_wait = None
 
     def later(self, delay: float, callback: Callable[[], None]) -> object:
         return self.ctx.ioloop.call_later(delay, callback)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import time
 from collections import deque
 from datetime import UTC, datetime
@@ -24,7 +23,6 @@ from mqspec.core.accounting import ConsumerTally, Row, Track
 from mqspec.workload import frames, private_queue
 from mqspec.workload.client import Client, Context
 from mqspec.workload.redeclare import declare_for_consumer
-from mqspec.workload.socket_wait import SocketWait
 
 IDLE_CHECK_MAX = 0.25
 ACK_IDLE = 0.2                     # pending multi_ack acks are flushed at the latest after this long
@@ -94,7 +92,6 @@ class Consumer(Client):
         self.next_offset: int | None = None   # stream queues: the offset after the last delivery
         # bytes may wait in the socket to be read in larger batches (core/read_wait.py, socket_wait.py)
         self.read_rule = ctx.read_rule
-        self.socket_wait: SocketWait | None = None
         self.youngest_ns: int | None = None   # the age of the newest message seen since the last retune
         self.tuned_at = time.monotonic()
         self.tuned_received = 0
@@ -164,20 +161,8 @@ class Consumer(Client):
         transport = getattr(connection, "_transport", None)
         if transport is not None and hasattr(transport, "_MAX_RECV_BYTES"):
             transport._MAX_RECV_BYTES = RECV_BYTES
-        hold = self._socket_wait(transport)
-        if not frames.read_once(connection, RECV_BYTES, None if hold is None else hold.read):
-            self._release_socket()   # not plain TCP (TLS): its reads never wait
-
-    def _socket_wait(self, transport: Any) -> SocketWait | None:
-        """The hold on this connection's socket, to be told of every read; None when its reads never wait."""
-        self._release_socket()
-        held, sock = self.ctx.held, getattr(transport, "_sock", None)
-        if held is None or self.slow or self.read_rule.cap <= 0 or not isinstance(sock, socket.socket) \
-                or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            return None
-        self.socket_wait = SocketWait(sock, held)
+        self.read_once(RECV_BYTES, not self.slow and self.read_rule.cap > 0)
         self.tuned_at, self.tuned_received = time.monotonic(), self.tally.received
-        return self.socket_wait
 
     def tune_reads(self) -> None:
         """Ten times a second: the low-water mark and wait for the next tenth, from the last one's traffic."""
@@ -192,11 +177,6 @@ class Consumer(Client):
         if wait > self.tally.read_wait:
             self.tally.read_wait = wait
         self.tuned_at, self.tuned_received, self.youngest_ns = now, received, None
-
-    def _release_socket(self) -> None:
-        if self.socket_wait is not None:
-            self.socket_wait.close()
-            self.socket_wait = None
 
     def go(self, go_at: float) -> None:
         self.started = True
@@ -495,7 +475,6 @@ class Consumer(Client):
 
     def lost(self) -> None:
         """Unacked deliveries went back to the queue with the connection; they will be redelivered."""
-        self._release_socket()
         self.pending = 0
         self.unacked.clear()
         self.queue.clear()
@@ -504,7 +483,6 @@ class Consumer(Client):
         self.tally.reconnects = self.reconnects
 
     def closed(self) -> None:
-        self._release_socket()
         self.tally.reconnects = self.reconnects
         if self.auto:
             self.tally.acked = self.tally.received

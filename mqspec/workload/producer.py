@@ -28,7 +28,7 @@ from pika.channel import Channel
 from pika.frame import Method
 from pika.spec import Basic, BasicProperties
 
-from mqspec.core import marks, model
+from mqspec.core import marks, model, read_wait
 from mqspec.core.accounting import ProducerTally, slot_of
 from mqspec.core.shapes import RateProfile
 from mqspec.workload import frames
@@ -107,6 +107,7 @@ class Producer(Client):
         self.synced = False
         self.templates: list[frames.PublishTemplate] = []
         self.blocked_since = 0   # time.monotonic_ns() of the connection.blocked in force, else 0
+        self.tuned_confirmed = 0   # tally.confirmed when the confirms' low-water mark was last tuned
 
     # --- setup ------------------------------------------------------------------------------
 
@@ -183,7 +184,22 @@ class Producer(Client):
         if channel is None or connection is None or not channel.is_open or self.done:
             return
         frames.ConfirmParser(connection, channel.channel_number, self._confirm).install()
-        frames.read_once(connection, frames.CONFIRM_READ)
+        rule = self.ctx.read_rule
+        self.read_once(frames.CONFIRM_READ, rule.cap > 0 and not rule.by_age and not self.spec.throttled
+                       and not self.spec.mandatory)
+        self.tuned_confirmed = self.tally.confirmed
+
+    def tune_reads(self) -> None:
+        """Ten times a second: the low-water mark for the confirms of the next tenth, from the last one's."""
+        hold = self.socket_wait
+        if hold is None:
+            return
+        confirmed = self.tally.confirmed
+        mark, wait = read_wait.confirm_water(self.ctx.read_rule, hold.take_bytes(), confirmed - self.tuned_confirmed,
+                                             self.window)
+        hold.tune(mark, wait)
+        self.tally.read_wait = max(self.tally.read_wait, wait)
+        self.tuned_confirmed = confirmed
 
     def go(self, go_at: float) -> None:
         """Start publishing `start_after` seconds after the common start time (time.monotonic)."""

@@ -99,7 +99,7 @@ class Worker:
         self.servers = [RpcServer(self, work.rpc_servers[i], n) for i, n in job.rpc_servers]
         self.rpc_clients = [RpcClient(self, work.rpc_clients[i]) for i in job.rpc_clients]
         self.clients: list[Client | StreamClient] = [*self.consumers, *self.servers, *self.rpc_clients, *self.producers]
-        self.waiting_readers = [c for c in self.consumers if isinstance(c, Consumer)]
+        self.waiting_readers = [c for c in (*self.consumers, *self.producers) if isinstance(c, (Consumer, Producer))]
         self.ready_count = 0
         self.finished_count = 0
         self.failed = False
