@@ -45,7 +45,7 @@ class Context(Protocol):
     stream_caps: dict[int, int]
     started_ns: int
     fast: bool              # prebuilt frames and the inbound parser (frames.py) instead of pika's own paths
-    read_rule: read_wait.Policy   # how long consumers' bytes may wait in their sockets (core/read_wait.py)
+    read_rule: read_wait.Policy   # how long clients' bytes may wait in their sockets (core/read_wait.py)
     held: Held | None       # the sockets held at a low-water mark (socket_wait.py); None: reads never wait
 
     def fatal(self, error: MqspecError) -> None: ...

@@ -1,4 +1,4 @@
-"""A consumer socket held at a low-water mark (SO_RCVLOWAT), and the deadline that bounds the wait.
+"""A client's socket held at a low-water mark (SO_RCVLOWAT), and the deadline that bounds the wait.
 
 The kernel does not wake a poller for a TCP socket until `mark` bytes have arrived (or the peer closed).
 A held socket also has a deadline, `wait` seconds after its last read: the worker's poll step

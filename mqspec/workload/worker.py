@@ -86,7 +86,7 @@ class Worker:
         self.fast = job.fast
         work = job.workload
         self.read_rule = read_wait.policy(work)
-        self.held: Held | None = set()   # consumer sockets held at a low-water mark; None: reads never wait
+        self.held: Held | None = set()   # client sockets held at a low-water mark; None: reads never wait
         if not (self.fast and lean_poll.install(self.ioloop, self.held)):
             self.held = None
         self.stream_caps = stream_caps(work)
@@ -149,8 +149,8 @@ class Worker:
         if not lifeline.parent_alive(self.parent_pid):
             self._orphaned()
         self._progress_now()
-        for consumer in self.waiting_readers:
-            consumer.tune_reads()
+        for client in self.waiting_readers:
+            client.tune_reads()
         self.ioloop.call_later(PROGRESS_EVERY, self._tick)
 
     def _progress_now(self) -> None:
