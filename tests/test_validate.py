@@ -222,7 +222,7 @@ def test_a_bug_while_checking_one_file_is_reported_for_it_and_the_others_still_g
 
 def test_read_wait_reads_as_auto_a_duration_or_0_and_a_long_one_is_refused(tmp_path: Path) -> None:
     base = "version: 1\nname: waits\ntopology:\n  queues: [{name: q}]\nworkload:\n  read_wait: %s\n  consumers: [{name: c, queue: q}]\n"
-    for text, expected in (("auto", None), ("5ms", 0.005), ("0", 0.0)):
+    for text, expected in (("auto", "auto"), ("5ms", 0.005), ("0", 0.0)):
         loaded = load(str(_write(tmp_path, base % text)))
         assert loaded.scenario is not None and loaded.scenario.workload.read_wait == expected, loaded.problems
     path = _write(tmp_path, base % "1s")

@@ -440,7 +440,7 @@ def _workload(data: dict[str, Any], scenario_path: str, inputs: InputFiles) -> m
         workers=data.get("workers"),
         timeout_ok=data.get("timeout_ok", False),
         engine=data.get("engine", "local"),
-        read_wait=None if data.get("read_wait", "auto") == "auto" else units.seconds(data["read_wait"]),
+        read_wait="auto" if data.get("read_wait", "auto") == "auto" else units.seconds(data["read_wait"]),
     )
 
 

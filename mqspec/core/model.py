@@ -433,7 +433,7 @@ class Workload:
     workers: int | None = None  # None: one process per instance, up to the CPU count
     timeout_ok: bool = False    # reaching `timeout` with unfinished producers does not fail the run
     engine: str = "local"       # local processes, or "dask://HOST:PORT": tasks on a Dask cluster
-    read_wait: float | None = None  # seconds a consumer's bytes may wait in its socket; None: auto (core/read_wait.py)
+    read_wait: float | Literal["auto"] = "auto"  # seconds a client's bytes may wait in its socket (core/read_wait.py)
 
     @property
     def empty(self) -> bool:

@@ -36,7 +36,7 @@ class Policy:
 
 def policy(work: model.Workload) -> Policy:
     """The run's read wait: the file's `read_wait`, or what `auto` makes of its producers."""
-    if work.read_wait is not None:
+    if work.read_wait != "auto":
         return Policy(work.read_wait)
     return Policy(AUTO_WAIT, by_age=any(p.throttled for p in work.producers))
 

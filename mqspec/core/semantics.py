@@ -333,7 +333,7 @@ def _workload(scenario: model.Scenario) -> Iterator[Problem]:
     work = scenario.workload
     for field_name in ("duration", "timeout", "drain_timeout"):
         yield from _positive(scenario, f"$.workload.{field_name}", getattr(work, field_name), "a duration such as 10s")
-    if work.read_wait is not None and work.read_wait > READ_WAIT_MOST:
+    if work.read_wait != "auto" and work.read_wait > READ_WAIT_MOST:
         yield problem(scenario, "$.workload.read_wait", f"read_wait of {work.read_wait:g}s would hold heartbeats, acks "
                       f"and the end of the run that long", f"give at most {READ_WAIT_MOST * 1000:g}ms, or auto")
     for producer in work.producers:
