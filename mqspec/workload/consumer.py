@@ -174,8 +174,7 @@ class Consumer(Client):
                                          received - self.tuned_received,
                                          None if youngest is None else youngest / 1e9, self.room)
         hold.tune(mark, wait)
-        if wait > self.tally.read_wait:
-            self.tally.read_wait = wait
+        self.tally.read_wait = max(self.tally.read_wait, wait)
         self.tuned_at, self.tuned_received, self.youngest_ns = now, received, None
 
     def go(self, go_at: float) -> None:

@@ -41,18 +41,19 @@ def install(ioloop: Any, held: Held | None = None) -> bool:
     def poll() -> None:
         delay = wait()
         timeout = longest if delay is None else min(delay, longest)
-        if waits:
-            timeout = max(0.0, min(timeout, min(s.deadline for s in waits) - time.monotonic()))
+        soonest = min(s.deadline for s in waits) if waits else None
+        if soonest is not None:
+            timeout = max(0.0, min(timeout, soonest - time.monotonic()))
         found = poller._poll.poll(timeout)
         if found:
             dispatch(found)
-        if waits:
-            read_late(time.monotonic())
+        if soonest is not None:   # reads during dispatch only move deadlines later: none is late before `soonest`
+            now = time.monotonic()
+            if now >= soonest and waits and min(s.deadline for s in waits) <= now:
+                read_late(now)
 
     def read_late(now: float) -> None:
         """Read the held sockets whose deadline has passed, and those due within half their wait, as if readable."""
-        if min(s.deadline for s in waits) > now:
-            return
         for due in [s for s in waits if s.deadline - s.wait / 2 <= now]:
             due.last = now
             handler = handlers.get(due.fileno)
