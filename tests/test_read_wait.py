@@ -70,12 +70,12 @@ def test_a_producer_holds_its_confirms_for_a_quarter_of_its_window_and_half_a_mi
 
 
 def test_the_report_names_the_longest_wait_used_and_nothing_when_reads_never_waited() -> None:
-    assert read_wait.describe(0.002) == ("consumers let bytes wait in their sockets up to 2 ms to read more per "
+    assert read_wait.describe(0.002) == ("consumers let bytes wait in their sockets up to 2 ms, to read more per "
                                          "wakeup (workload.read_wait: 0 reads at once)")
-    assert read_wait.describe(0.002, 0.0005).startswith("consumers and producers reading confirms let bytes wait in "
-                                                        "their sockets up to 2 ms")
-    assert read_wait.describe(0.0, 0.0005).startswith("producers reading confirms let bytes wait in their sockets "
-                                                      "up to 0.5 ms")
+    assert read_wait.describe(0.005, 0.0005) == ("consumers let bytes wait in their sockets up to 5 ms, producers let "
+                                                 "confirms wait up to 0.5 ms, to read more per wakeup "
+                                                 "(workload.read_wait: 0 reads at once)")
+    assert read_wait.describe(0.0, 0.0005).startswith("producers let confirms wait up to 0.5 ms, to read more")
     assert read_wait.describe(0.0) == ""
 
 

@@ -308,7 +308,7 @@ workload:
   consumers: [{name: c, queue: q, prefetch: 500, multi_ack: 50}]
 """)
     assert result.exit_code == 0, result.output
-    held = "consumers and producers reading confirms let bytes wait in their sockets up to 2 ms"
+    held = "consumers let bytes wait in their sockets up to 2 ms, producers let confirms wait up to 0.5 ms"
     # pika's own path (MQSPEC_PLAIN_PIKA=1) never holds a socket, and says nothing of waiting
     assert (held in report["latency_note"]) is frames.fast_path().enabled
     received = report["consumers"]["c"]["received"]

@@ -90,10 +90,9 @@ def confirm_water(rule: Policy, nbytes: int, confirmed: int, window: int) -> tup
 
 def describe(consumers: float, producers: float = 0.0) -> str:
     """The report's words for the longest wait consumers and producers allowed (seconds); "" when none waited."""
-    longest = max(consumers, producers)
-    if longest <= 0:
+    parts = [f"{who} up to {longest * 1000:.2g} ms" for who, longest in
+             (("consumers let bytes wait in their sockets", consumers), ("producers let confirms wait", producers))
+             if longest > 0]
+    if not parts:
         return ""
-    who = {(True, False): "consumers", (False, True): "producers reading confirms",
-           (True, True): "consumers and producers reading confirms"}[(consumers > 0, producers > 0)]
-    return (f"{who} let bytes wait in their sockets up to {longest * 1000:.2g} ms to read more per wakeup "
-            "(workload.read_wait: 0 reads at once)")
+    return f"{', '.join(parts)}, to read more per wakeup (workload.read_wait: 0 reads at once)"
